@@ -1,0 +1,38 @@
+# The two commands of the README:
+#   make demo   install what the main job needs, then train -> export -> serve on generated data
+#   make test   install what the tests need, then run the test suite
+# Both work on a fresh machine with nothing but Python 3.11 (pip reads torch==2.13.0 CPU from
+# the machine's wheel cache / PyPI; never let it resolve a loose torch pin, that pulls CUDA).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Re-install only when the project metadata changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/uservec demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs bundles .pytest_cache .ruff_cache .mypy_cache

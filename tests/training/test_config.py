@@ -1,0 +1,61 @@
+import pytest
+
+from training.config import ConfigError, ExperimentConfig, apply_overrides, load_config
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_toml_and_yaml_give_the_same_config(tmp_path):
+    toml = write(tmp_path, "a.toml", 'name = "x"\n[model]\ndim = 32\ndilations = [1, 2]\n')
+    yaml = write(tmp_path, "a.yaml", "name: x\nmodel:\n  dim: 32\n  dilations: [1, 2]\n")
+    assert load_config(toml) == load_config(yaml)
+    assert load_config(toml).model.dilations == (1, 2)
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    assert load_config(write(tmp_path, "ml.toml", "")).name == "ml"
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    path = write(tmp_path, "a.toml", "[pretrain]\nepochs = 9\n")
+    cfg = load_config(path, ["pretrain.epochs=2", "pretrain.lr=0.01", "data.format=generic"])
+    assert cfg.pretrain.epochs == 2 and cfg.pretrain.lr == 0.01 and cfg.data.format == "generic"
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write(tmp_path, "a.toml", "[model]\ndimm = 3\n")
+    with pytest.raises(ConfigError, match=r"config\.model: unknown key\(s\) \['dimm'\]"):
+        load_config(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = write(tmp_path, "a.toml", '[pretrain]\nepochs = "many"\n')
+    with pytest.raises(ConfigError, match="config.pretrain.epochs"):
+        load_config(path)
+
+
+def test_tasks_are_parsed(tmp_path):
+    text = '[[tasks]]\nname = "age"\nkind = "profile"\nattribute = "age"\nbuckets = [18, 25]\n'
+    cfg = load_config(write(tmp_path, "a.toml", text))
+    assert cfg.tasks[0].buckets == (18.0, 25.0)
+
+
+def test_bad_override_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides({}, ["nonsense"])
+
+
+def test_missing_file_and_bad_extension(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="unsupported"):
+        load_config(write(tmp_path, "a.json", "{}"))
+
+
+def test_defaults_are_complete():
+    cfg = ExperimentConfig(name="x")
+    assert cfg.seed == 0 and cfg.model.kernel_size == 3

@@ -1,0 +1,1 @@
+"""Offline half of uservec (PyTorch): data preparation, pretraining, task adapters, evaluation."""

@@ -1,0 +1,204 @@
+"""Experiment configuration: frozen dataclasses loaded from a TOML/YAML file plus CLI overrides.
+
+One file describes a whole experiment (data, model, pretraining, tasks, export), so a run is
+reproducible from its config alone; the resolved config is written into every checkpoint and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The experiment config is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the behaviour data comes from and how it is prepared."""
+
+    #: movielens | generic | peterrec | amazon-cdrib | synthetic
+    format: str = "movielens"
+    #: folder (movielens, peterrec, amazon-cdrib) or interactions file (generic)
+    path: str | None = None
+    #: generic: optional users file ``user_id,<attribute columns>``
+    users_path: str | None = None
+    #: generic: column names in the interactions file
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    timestamp_col: str = "timestamp"
+    domain_col: str | None = None
+    rating_col: str | None = None
+    #: items seen fewer times map to the unknown id
+    min_count: int = 1
+    #: synthetic: size of the generated dataset
+    synthetic_users: int = 600
+    synthetic_items: int = 300
+    synthetic_domains: int = 2
+    #: where prepared arrays are cached (default: OUT/prepared)
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """NextItNet encoder sizes."""
+
+    dim: int = 64
+    #: one residual block (two dilated causal convolutions) per entry
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
+    kernel_size: int = 3
+    max_len: int = 100
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised next-item pretraining."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    #: full | sampled softmax
+    loss: Literal["full", "sampled"] = "full"
+    num_negatives: int = 256
+    #: epochs without validation improvement before stopping
+    patience: int = 3
+    #: stop early when the wall clock passes this many seconds (0 = no limit)
+    max_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    k: int = 10
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A downstream task (issue 3): a profile attribute or a cross-domain target."""
+
+    name: str
+    #: profile | cross_domain
+    kind: str
+    #: profile: users-file column; optional numeric bucket edges (numpy.digitize)
+    attribute: str | None = None
+    buckets: tuple[float, ...] | None = None
+    #: cross_domain: target domain
+    target_domain: str | None = None
+    #: profile: also run the 10%-labels variant
+    low_label: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tasks: tuple[TaskConfig, ...] = ()
+    #: free-form sections later stages read (adapt, export, serve)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a parsed TOML/YAML value to the annotated type (tuples, nested dataclasses)."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return build_dataclass(tp, value, where)
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+    if origin is not None and type(None) in get_args(tp):  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _coerce(inner[0], value, where) if len(inner) == 1 else value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
+    """Build a frozen dataclass from a dict, rejecting unknown keys with their full path."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``pretrain.epochs=3`` -> (["pretrain", "epochs"], 3); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of the raw config dict with dotted ``key=value`` overrides applied."""
+    result: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[path[-1]] = value
+    return result
+
+
+def read_raw_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: top level must be a mapping")
+            return data
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    raise ConfigError(f"{path}: unsupported config extension {path.suffix!r} (use .toml or .yaml)")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment config file and apply CLI overrides."""
+    raw = apply_overrides(read_raw_config(path), overrides or [])
+    raw.setdefault("name", Path(path).stem)
+    return build_dataclass(ExperimentConfig, raw)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-JSON view of a config (for checkpoints, reports and manifests)."""
+    return dataclasses.asdict(config)

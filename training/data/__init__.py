@@ -1,0 +1,1 @@
+"""Data layer: real formats -> one prepared on-disk representation (see ``dataset.py``)."""

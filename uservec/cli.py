@@ -1,0 +1,145 @@
+"""The ``uservec`` command line.
+
+    uservec run configs/movielens-100k.toml          # train + evaluate one experiment
+    uservec --help                                   # every command, each with --help
+
+Commands import their heavy dependencies (torch, onnxruntime, FAISS) lazily so that ``--help`` is
+instant and the serving install (no torch) can run ``serve`` and ``bundle`` commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+import uservec
+
+log = logging.getLogger("uservec")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # Training and export report progress through INFO logs; keep them visible by default.
+    for name in ("uservec", "training", "export", "service"):
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
+
+
+class _UserError(click.ClickException):
+    """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
+
+
+def _friendly(func):  # type: ignore[no-untyped-def]
+    """Turn the project's own error types into one-line CLI errors with exit code 1."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from uservec.manifest import BundleError
+
+        user_errors: tuple[type[Exception], ...] = (BundleError, FileNotFoundError)
+        try:
+            from training.config import ConfigError
+            from training.data.prepare import DataError
+
+            user_errors += (ConfigError, DataError)
+        except ImportError:  # serving-only install: no training package deps
+            pass
+        try:
+            return func(*args, **kwargs)
+        except user_errors as exc:
+            raise _UserError(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(uservec.__version__, prog_name="uservec")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """uservec: one universal user vector from a behaviour sequence.
+
+    Pretrain a NextItNet encoder on behaviour sequences, add per-task adapters and heads, export
+    everything to one ONNX + FAISS bundle and serve it over REST.
+    """
+    _setup_logging(verbose + 1)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: runs/<config name>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set pretrain.epochs=3 (repeatable).")
+@click.option("--fresh", is_flag=True, help="Ignore checkpoints in OUT and start over.")
+@_friendly
+def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: bool) -> None:
+    """Run a whole experiment described by CONFIG (TOML or YAML).
+
+    Prepares the data, pretrains the encoder (resuming from OUT's checkpoint if present),
+    evaluates it, and writes OUT/report.json and OUT/report.md.
+
+    Example: uservec run configs/movielens-100k.toml --set pretrain.epochs=5
+    """
+    from training.config import load_config
+    from training.runner import run_experiment
+
+    cfg = load_config(config, list(overrides))
+    out = out_dir or Path("runs") / cfg.name
+    report = run_experiment(cfg, out, resume=not fresh)
+    click.echo(f"report: {out / 'report.md'}")
+    click.echo(json.dumps(report.get("headline", {}), indent=2))
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Cache folder for prepared arrays (default: runs/<config name>/prepared).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (repeatable).")
+@_friendly
+def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
+    """Load and prepare CONFIG's dataset only, and print its statistics.
+
+    Example: uservec prepare configs/ciao.toml
+    """
+    from training.config import load_config
+    from training.data.prepare import load_dataset
+    from training.runner import dataset_stats
+
+    cfg = load_config(config, list(overrides))
+    cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
+    dataset = load_dataset(cfg.data, cache)
+    click.echo(json.dumps(dataset_stats(dataset), indent=2))
+
+
+@main.command()
+@click.argument("dataset", type=click.Choice(["movielens-100k"]))
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("data/ml-100k"), show_default=True,
+              help="Folder to download into.")
+@click.option("--path", "local", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Use a local copy instead of downloading (checked, not copied).")
+@_friendly
+def download(dataset: str, dest: Path, local: Path | None) -> None:
+    """Fetch DATASET from its official site (or check a local copy with --path).
+
+    MovieLens may not be redistributed, so uservec never ships it: download it yourself
+    (GroupLens terms apply) and point a config's data.path at the folder.
+
+    Example: uservec download movielens-100k --dest ~/data/ml-100k
+    """
+    from training.data.download import check_movielens, download_movielens
+
+    folder = check_movielens(local) if local is not None else download_movielens(dest)
+    click.echo(f"MovieLens-100K ready at {folder}; use data.path = \"{folder}\" in your config")
+
+
+if __name__ == "__main__":
+    main()

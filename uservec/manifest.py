@@ -1,0 +1,127 @@
+"""Bundle manifest: the schema every bundle reader checks before trusting a bundle.
+
+A bundle is one directory written by ``export/`` and read by ``service/`` (and by
+``uservec bundle verify``)::
+
+    BUNDLE/
+      manifest.json           this schema
+      model.onnx              fused multi-task graph: input ``items`` (B, L) int64 ->
+                              ``user_vector`` (B, D) and one output per task head
+      model.int8.onnx         optional int8 twin of model.onnx
+      vocab.json              :class:`uservec.vocab.Vocabulary`
+      items/<task>.npy        recommendation head: target item vectors (N, D') float32
+      items/<task>.json       recommendation head: the N item keys in row order
+      index/<task>.faiss      recommendation head: FAISS index over items/<task>.npy
+      popularity/<task>.json  recommendation head: item keys, most popular first (cold start)
+
+Readers refuse a bundle whose ``schema_version`` is not in ``SUPPORTED_SCHEMA_VERSIONS`` and one whose
+files do not match the recorded sha256 (see :func:`verify_files`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from uservec.fingerprint import sha256_file
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
+MANIFEST_NAME = "manifest.json"
+
+
+class BundleError(Exception):
+    """A bundle is missing, incompatible, or does not match its manifest."""
+
+
+class TensorSpec(BaseModel):
+    """Name, element type and shape (``None`` = dynamic axis) of a graph input or output."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    dtype: str
+    shape: list[int | str | None]
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    file: str
+    int8_file: str | None = None
+    opset: int
+    max_len: int
+    dim: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class TaskSpec(BaseModel):
+    """One head of the fused graph."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    kind: Literal["profile", "recommend"]
+    output: str = Field(description="graph output holding this head's logits or query vectors")
+    labels: list[str] | None = Field(None, description="profile: class labels in logit order")
+    domain: str | None = Field(None, description="recommend: the target domain")
+    source_domains: list[str] | None = Field(None, description="domains the head reads")
+    items_file: str | None = None
+    item_keys_file: str | None = None
+    index_file: str | None = None
+    index_kind: str | None = None
+    index_recall_at_10: float | None = None
+    popularity_file: str | None = None
+
+
+class BundleManifest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    schema_version: int
+    bundle_version: str
+    created_at: str
+    code_version: str
+    data_fingerprint: str
+    seed: int
+    config: dict[str, Any]
+    model: ModelSpec
+    tasks: list[TaskSpec]
+    vocab_file: str = "vocab.json"
+    parity: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, str] = Field(description="relative path -> sha256 of every other file")
+
+
+def read_manifest(bundle_dir: str | Path) -> BundleManifest:
+    """Parse and version-check ``manifest.json``; raises :class:`BundleError` with the reason."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{path}: manifest not found (is {bundle_dir} a uservec bundle?)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise BundleError(
+            f"{path}: bundle schema version {version!r} is not supported; this uservec reads "
+            f"versions {sorted(SUPPORTED_SCHEMA_VERSIONS)}. Re-export the bundle with this version."
+        )
+    try:
+        return BundleManifest.model_validate(raw)
+    except ValueError as exc:
+        raise BundleError(f"{path}: manifest does not match the schema: {exc}") from exc
+
+
+def verify_files(bundle_dir: str | Path, manifest: BundleManifest) -> None:
+    """Check that every file the manifest lists exists and has its recorded sha256."""
+    root = Path(bundle_dir)
+    for rel, expected in sorted(manifest.files.items()):
+        path = root / rel
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"{path}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…): "
+                "the file is truncated, corrupt or was modified after export"
+            )

@@ -119,7 +119,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return build_dataclass(tp, value, where)
+        return build_dataclass(tp, value, where)  # type: ignore[arg-type]
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, list | tuple):

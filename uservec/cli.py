@@ -9,10 +9,13 @@ instant and the serving install (no torch) can run ``serve`` and ``bundle`` comm
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -35,12 +38,11 @@ class _UserError(click.ClickException):
     """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
 
 
-def _friendly(func):  # type: ignore[no-untyped-def]
+def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the project's own error types into one-line CLI errors with exit code 1."""
-    import functools
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         from uservec.manifest import BundleError
 
         user_errors: tuple[type[Exception], ...] = (BundleError, FileNotFoundError)

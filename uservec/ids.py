@@ -14,7 +14,7 @@ NUM_RESERVED: Final[int] = len(RESERVED_IDS)
 
 #: Domain used when the data has no domain column (a single-domain dataset).
 DEFAULT_DOMAIN: Final[str] = "default"
-#: Separator between domain and raw item id in an item key. Raw ids may contain ':'; domains may not.
+#: Separates domain and raw item id in an item key. Raw ids may contain ':'; domains may not.
 DOMAIN_SEPARATOR: Final[str] = "::"
 
 
@@ -22,7 +22,7 @@ def item_key(item_id: str, domain: str | None = None) -> str:
     """Namespace a raw item id by its domain: ids are only unique within one domain."""
     domain = DEFAULT_DOMAIN if domain is None or domain == "" else domain
     if ":" in domain:
-        raise ValueError(f"domain {domain!r} must not contain ':' (it separates domain and item id)")
+        raise ValueError(f"domain {domain!r} must not contain ':' (it separates domain and id)")
     return f"{domain}{DOMAIN_SEPARATOR}{item_id}"
 
 

@@ -34,7 +34,7 @@ def test_unknown_key_is_named(tmp_path):
 
 def test_wrong_type_is_named(tmp_path):
     path = write(tmp_path, "a.toml", '[pretrain]\nepochs = "many"\n')
-    with pytest.raises(ConfigError, match="config.pretrain.epochs"):
+    with pytest.raises(ConfigError, match=r"config\.pretrain\.epochs"):
         load_config(path)
 
 
@@ -45,7 +45,7 @@ def test_tasks_are_parsed(tmp_path):
 
 
 def test_bad_override_syntax(tmp_path):
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides({}, ["nonsense"])
 
 

@@ -1,0 +1,201 @@
+"""``uservec run``: one experiment from one config file, written to one output folder.
+
+Data's path reads top to bottom: prepare the dataset -> pretrain the encoder (P1 view) ->
+evaluate next-item prediction beside the popularity baseline -> write ``report.json`` and
+``report.md``. Later stages (task adapters, export) extend the same report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import uservec
+from training.config import ExperimentConfig, config_to_dict
+from training.data.dataset import PreparedDataset
+from uservec.fingerprint import code_version
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = 1
+
+
+def dataset_stats(dataset: PreparedDataset) -> dict[str, Any]:
+    """Sizes that a reader needs to judge every metric of the report."""
+    lengths = dataset.lengths()
+    per_domain = np.bincount(dataset.event_domain, minlength=len(dataset.domains))
+    stats: dict[str, Any] = {
+        "name": dataset.name,
+        "fingerprint": dataset.fingerprint,
+        "users": int(dataset.num_users),
+        "items": len(dataset.catalog),
+        "vocabulary": int(dataset.vocab.size),
+        "events": int(dataset.num_events),
+        "events_per_user": {
+            "mean": round(float(lengths.mean()), 2) if len(lengths) else 0.0,
+            "median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "max": int(lengths.max()) if len(lengths) else 0,
+        },
+        "domains": {name: int(n) for name, n in zip(dataset.domains, per_domain, strict=True)},
+    }
+    if dataset.users is not None:
+        stats["user_attributes"] = [str(c) for c in dataset.users.columns]
+    return stats
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> dict[str, Any]:
+    """Run every stage the config declares and write the report; returns the report dict."""
+    from training.data.prepare import load_dataset
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out_dir / "prepared"
+    dataset = load_dataset(cfg.data, cache)
+    timings["prepare_s"] = time.perf_counter() - t0
+    log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
+
+    report: dict[str, Any] = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "uservec_version": uservec.__version__,
+        "code_version": code_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config_to_dict(cfg),
+        "dataset": dataset_stats(dataset),
+    }
+
+    t0 = time.perf_counter()
+    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, dataset, out_dir, resume)
+    timings["pretrain_s"] = time.perf_counter() - t0
+
+    timings["total_s"] = time.perf_counter() - started
+    report["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    report["headline"] = _headline(report)
+    write_report(report, out_dir)
+    return report
+
+
+def _pretrain_and_evaluate(
+    cfg: ExperimentConfig, dataset: PreparedDataset, out_dir: Path, resume: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pretrain on the P1 view and report P1 test metrics beside popularity."""
+    from training.evaluate import evaluate_next_item, popularity_next_item
+    from training.pretrain import load_encoder, pretrain
+
+    result = pretrain(
+        dataset, cfg.model, cfg.pretrain, cfg.eval, out_dir / "pretrain", seed=cfg.seed,
+        resume=resume,
+    )
+    encoder, _ = load_encoder(result.checkpoint)
+    k = cfg.eval.k
+    model_metrics = evaluate_next_item(
+        encoder, dataset, "test", k=k, batch_size=cfg.eval.batch_size
+    )
+    pop_metrics = popularity_next_item(dataset, "test", k=k)
+    ndcg_key = f"ndcg@{k}"
+    ratio = model_metrics[ndcg_key] / pop_metrics[ndcg_key] if pop_metrics[ndcg_key] else None
+    pretrain_section = {
+        "checkpoint": str(result.checkpoint),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "seconds": round(result.seconds, 1),
+        "parameters": result.parameters,
+        "validation": result.val_metrics,
+        "history": result.history,
+    }
+    next_item = {
+        "protocol": "P1 leave-last-out, full ranking over all items",
+        "k": k,
+        "methods": {"nextitnet": model_metrics, "popularity": pop_metrics},
+        "ndcg_ratio_vs_popularity": None if ratio is None else round(ratio, 3),
+    }
+    return pretrain_section, next_item
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    nxt = report["next_item"]
+    k = nxt["k"]
+    return {
+        "dataset": report["dataset"]["name"],
+        f"nextitnet_ndcg@{k}": round(nxt["methods"]["nextitnet"][f"ndcg@{k}"], 4),
+        f"popularity_ndcg@{k}": round(nxt["methods"]["popularity"][f"ndcg@{k}"], 4),
+        "ndcg_ratio": nxt["ndcg_ratio_vs_popularity"],
+        "total_seconds": report["timings"]["total_s"],
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    """Write ``report.json`` (machine-readable) and ``report.md`` (for people)."""
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out_dir / "report.md").write_text(render_markdown(report))
+    log.info("wrote %s and %s", out_dir / "report.json", out_dir / "report.md")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report: dataset, pretraining and next-item tables."""
+    ds = report["dataset"]
+    lines = [
+        f"# uservec report: {report['config']['name']}",
+        "",
+        f"Created {report['created_at']} with uservec {report['code_version']}; "
+        f"seed {report['config']['seed']}; data fingerprint `{ds['fingerprint'][:16]}`.",
+        "",
+        "## Dataset",
+        "",
+        "| users | items | vocabulary | events | events/user (mean / median / max) |",
+        "|---|---|---|---|---|",
+        f"| {ds['users']} | {ds['items']} | {ds['vocabulary']} | {ds['events']} | "
+        f"{ds['events_per_user']['mean']} / {ds['events_per_user']['median']} / "
+        f"{ds['events_per_user']['max']} |",
+        "",
+        "Events per domain: " + ", ".join(f"{k} {v}" for k, v in ds["domains"].items()),
+        "",
+    ]
+    pre = report.get("pretrain")
+    if pre:
+        lines += [
+            "## Pretraining (NextItNet, next-item at every position)",
+            "",
+            f"{pre['parameters']} parameters; {pre['epochs_run']} epochs "
+            f"(best {pre['best_epoch']}) in {pre['seconds']} s.",
+            "",
+        ]
+    nxt = report.get("next_item")
+    if nxt:
+        k = nxt["k"]
+        lines += [
+            f"## Next-item prediction ({nxt['protocol']})",
+            "",
+            f"| method | HR@{k} | NDCG@{k} |",
+            "|---|---|---|",
+        ]
+        for name, metrics in nxt["methods"].items():
+            lines.append(f"| {name} | {_fmt(metrics[f'hr@{k}'])} | {_fmt(metrics[f'ndcg@{k}'])} |")
+        lines += ["", f"NDCG@{k} ratio vs popularity: {nxt['ndcg_ratio_vs_popularity']}", ""]
+    lines += [
+        "## Timings (seconds)",
+        "",
+        ", ".join(f"{k} {v}" for k, v in report.get("timings", {}).items()),
+        "",
+    ]
+    return "\n".join(lines)

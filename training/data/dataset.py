@@ -1,14 +1,16 @@
 """The prepared dataset: the one in-memory/on-disk representation every loader produces.
 
 Loaders (``loaders.py``) turn MovieLens, generic CSV/Parquet, PeterRec and CDRIB files into a
-:class:`PreparedDataset`; everything downstream (pretraining, protocols, baselines, export) reads only
-this. Events are stored CSR-style: user ``u``'s events, oldest first, are rows
+:class:`PreparedDataset`; everything downstream (pretraining, protocols, baselines, export) reads
+only this. Events are stored CSR-style: user ``u``'s events, oldest first, are rows
 ``offsets[u]:offsets[u + 1]`` of the per-event arrays.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,20 @@ from uservec.vocab import Vocabulary
 
 #: ``event_split`` codes for datasets that ship their own split (CDRIB); -1 = no published split.
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2
+
+#: On-disk layout version of :meth:`PreparedDataset.save` (numpy ``.npy`` + Parquet + JSON).
+DATASET_FORMAT_VERSION = 1
+#: Array fields saved as ``<name>.npy`` (strings as fixed-width unicode, never pickled objects).
+_ARRAY_FIELDS = (
+    "user_ids", "offsets", "items", "item_index", "catalog", "catalog_domain", "timestamps",
+    "event_domain",
+)
+
+
+def _plain_array(values: np.ndarray) -> np.ndarray:
+    """Object arrays of str become fixed-width unicode so ``np.save`` needs no pickle."""
+    values = np.asarray(values)
+    return values.astype(str) if values.dtype == object else values
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,3 +85,71 @@ class PreparedDataset:
     def lengths(self) -> np.ndarray:
         """(U,) number of events per user."""
         return np.diff(self.offsets)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for logs and reports: users, items, vocabulary, events, events per domain."""
+        per_domain = np.bincount(self.event_domain, minlength=len(self.domains))
+        return {
+            "name": self.name,
+            "users": self.num_users,
+            "items": len(self.catalog),
+            "vocab_size": self.vocab.size,
+            "events": self.num_events,
+            "domains": {d: int(n) for d, n in zip(self.domains, per_domain, strict=True)},
+            "fingerprint": self.fingerprint,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write arrays (``.npy``), users (Parquet), vocabulary and metadata (JSON); no pickle.
+
+        ``meta.json`` is written last, so its presence marks a complete save.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAY_FIELDS:
+            array = _plain_array(getattr(self, name))
+            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+        if self.event_split is not None:
+            np.save(directory / "event_split.npy", self.event_split, allow_pickle=False)
+        if self.users is not None:
+            self.users.to_parquet(directory / "users.parquet")
+        self.vocab.save(directory / "vocab.json")
+        meta = {
+            "format_version": DATASET_FORMAT_VERSION,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "domains": list(self.domains),
+            "settings": self.settings,
+            "has_users": self.users is not None,
+            "has_event_split": self.event_split is not None,
+        }
+        (directory / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PreparedDataset:
+        """Read a dataset written by :meth:`save`."""
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format_version") != DATASET_FORMAT_VERSION:
+            raise ValueError(
+                f"{directory}: prepared-data format {meta.get('format_version')!r} is not "
+                f"supported (this code reads {DATASET_FORMAT_VERSION}); prepare the data again"
+            )
+        arrays = {
+            name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in _ARRAY_FIELDS
+        }
+        split = None
+        if meta["has_event_split"]:
+            split = np.load(directory / "event_split.npy", allow_pickle=False)
+        users = pd.read_parquet(directory / "users.parquet") if meta["has_users"] else None
+        return cls(
+            name=meta["name"],
+            vocab=Vocabulary.load(directory / "vocab.json"),
+            domains=tuple(meta["domains"]),
+            users=users,
+            event_split=split,
+            fingerprint=meta["fingerprint"],
+            settings=meta["settings"],
+            **arrays,
+        )

@@ -1,0 +1,340 @@
+"""Raw events -> :class:`PreparedDataset`: the "Common" rules of PROTOCOLS.md, applied once.
+
+Every format's loader yields the same event table (``loaders.RawData``); this module turns it into
+the prepared arrays the same way for all of them:
+
+- one event per source row (repeated user-item events stay);
+- users sorted by id, a user's events by (timestamp, item id), stable; ids compare numerically when
+  every id is an integer, else as strings;
+- an item listed under several domains belongs to its most frequent one (ties: alphabetically
+  first); item keys are ``domain::raw_id``;
+- the vocabulary keeps items seen at least ``min_count`` times; ``catalog`` keeps every item.
+
+``load_dataset`` caches the result on disk under a fingerprint of the input files and settings.
+
+Usage::
+
+    from training.config import DataConfig
+    from training.data.prepare import load_dataset
+    data = load_dataset(DataConfig(format="movielens", path="/work/shared/data/movielens-100k"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.config import DataConfig
+from training.data.dataset import PreparedDataset
+from training.data.loaders import (
+    SYNTHETIC_SEED,
+    DataError,
+    RawData,
+    describe_source,
+    load_amazon_cdrib,
+    load_generic,
+    load_movielens,
+    load_peterrec,
+)
+from training.data.synthetic import generate_synthetic
+from uservec.fingerprint import sha256_file, sha256_json
+from uservec.ids import DOMAIN_SEPARATOR
+from uservec.vocab import Vocabulary
+
+__all__ = [
+    "DataError",
+    "RawData",
+    "compute_fingerprint",
+    "dataset_name",
+    "load_dataset",
+    "load_raw",
+    "prepare",
+    "sort_ids",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bump when ``prepare`` output for the same raw events changes (invalidates cached preparations).
+PREPARE_VERSION = 1
+_INTEGER_PATTERN = r"[+-]?\d+"
+_GENERIC_STEMS = {"interactions", "events", "ratings", "data", "train"}
+
+
+def load_raw(config: DataConfig) -> RawData:
+    """Parse the configured source into raw events (no ordering or vocabulary yet)."""
+    started = time.perf_counter()
+    if config.format == "synthetic":
+        raw = generate_synthetic(
+            config.synthetic_users, config.synthetic_items, config.synthetic_domains,
+            seed=SYNTHETIC_SEED,
+        )
+    else:
+        describe_source(config)  # validates the format and the path first
+        path = Path(config.path or "").expanduser()
+        if config.format == "movielens":
+            raw = load_movielens(path)
+        elif config.format == "generic":
+            raw = load_generic(config)
+        elif config.format == "peterrec":
+            raw = load_peterrec(path)
+        else:
+            raw = load_amazon_cdrib(path)
+    logger.info(
+        "loaded %s data: %d events in %.2fs",
+        config.format, len(raw.interactions), time.perf_counter() - started,
+    )
+    return raw
+
+
+def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-value int64 code, distinct values as str) in order of first appearance."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=str), sort=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=str)
+
+
+def _id_order(distinct: np.ndarray) -> np.ndarray:
+    """Permutation sorting distinct ids: numerically when all are integers, else as strings."""
+    if len(distinct) and pd.Series(distinct, dtype=str).str.fullmatch(_INTEGER_PATTERN).all():
+        # Equal values spelled differently ("7", "07") tie-break as text.
+        try:
+            return np.lexsort((distinct, distinct.astype(np.int64)))
+        except OverflowError:  # beyond int64: Python ints
+            return np.asarray(
+                sorted(range(len(distinct)), key=lambda i: (int(distinct[i]), distinct[i])),
+                dtype=np.int64,
+            )
+    return np.argsort(distinct, kind="stable")
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def sort_ids(values: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids in id order, per-value rank in that order); see :func:`_id_order`."""
+    codes, distinct = _factorize(values)
+    order = _id_order(distinct)
+    return distinct[order], _ranks(order)[codes]
+
+
+def _owning_domains(item_code: np.ndarray, domain_code: np.ndarray, n_domains: int) -> np.ndarray:
+    """Per distinct item, the code of its most frequent domain (ties: smallest code).
+
+    Domain codes must be in alphabetical order so that "smallest code" means "alphabetically first".
+    """
+    pairs, counts = np.unique(item_code * n_domains + domain_code, return_counts=True)
+    items, domains = pairs // n_domains, pairs % n_domains
+    order = np.lexsort((domains, -counts, items))
+    first = order[np.concatenate([[True], items[order][1:] != items[order][:-1]])]
+    owner = np.empty(int(item_code.max()) + 1, dtype=np.int64)
+    owner[items[first]] = domains[first]
+    listed_twice = len(pairs) - len(first)
+    if listed_twice:
+        logger.info(
+            "%d items are listed under several domains; each keeps its most frequent",
+            len(np.unique(items[np.concatenate([[False], items[1:] == items[:-1]])])),
+        )
+    return owner
+
+
+def assign_item_domains(item_ids: pd.Series, domains: pd.Series) -> np.ndarray:
+    """(E,) the owning domain of each event's item: its most frequent domain, ties alphabetical."""
+    item_code, _ = _factorize(item_ids)
+    domain_code, domain_names = _factorize(domains)
+    alphabetical = np.argsort(domain_names, kind="stable")
+    rank = _ranks(alphabetical)
+    owner = _owning_domains(item_code, rank[domain_code], len(domain_names))
+    return domain_names[alphabetical][owner[item_code]]
+
+
+def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
+    """[[parent/name, sha256], ...]: names, not absolute paths, so a moved copy keeps its hash."""
+    return [[f"{Path(f).parent.name}/{Path(f).name}", sha256_file(f)] for f in files]
+
+
+def compute_fingerprint(
+    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int
+) -> str:
+    """sha256 of the input files' contents, the loader settings and the preparation settings."""
+    return _fingerprint(_file_hashes(files), settings, min_count)
+
+
+def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int) -> str:
+    return sha256_json({
+        "files": hashes,
+        "settings": settings,
+        "min_count": min_count,
+        "prepare_version": PREPARE_VERSION,
+    })
+
+
+def _check_interactions(raw: RawData) -> pd.DataFrame:
+    frame = raw.interactions
+    missing = [c for c in ("user_id", "item_id", "timestamp", "domain") if c not in frame.columns]
+    if missing:
+        raise DataError(f"raw interactions lack column(s) {missing}")
+    if frame.empty:
+        raise DataError(f"no events in {[str(f) for f in raw.files] or 'the raw data'}")
+    domains = pd.Series(frame["domain"].unique(), dtype=str)
+    bad = domains[(domains == "") | domains.str.contains(DOMAIN_SEPARATOR, regex=False)]
+    if len(bad):
+        raise DataError(f"invalid domain name(s) {bad.tolist()} (empty or containing '::')")
+    return frame
+
+
+def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
+    """Row u = user ``user_ids[u]``; users-file users without events are dropped with a warning."""
+    index = pd.Index(users.index.astype(str))
+    if index.has_duplicates:
+        twice = index[index.duplicated()][:5].tolist()
+        raise DataError(f"users table lists user(s) twice: {twice}")
+    without_events = index[~index.isin(user_ids)]
+    if len(without_events):
+        logger.warning(
+            "%d users in the users file have no events and are dropped (e.g. %s)",
+            len(without_events), without_events[:5].tolist(),
+        )
+    without_attributes = int((~pd.Index(user_ids).isin(index)).sum())
+    if without_attributes:
+        logger.warning("%d users with events are not in the users file (attributes missing)",
+                       without_attributes)
+    aligned = users.set_axis(index).reindex(pd.Index(user_ids))
+    return aligned.reset_index(drop=True)
+
+
+def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> PreparedDataset:
+    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs)."""
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    started = time.perf_counter()
+    frame = _check_interactions(raw)
+    user_ids, user_rank = sort_ids(frame["user_id"])
+    item_code, item_distinct = _factorize(frame["item_id"])
+    item_rank = _ranks(_id_order(item_distinct))[item_code]
+    timestamps = frame["timestamp"].to_numpy(dtype=np.int64)
+    order = np.lexsort((item_rank, timestamps, user_rank))  # stable: file order breaks full ties
+
+    # Domains as codes in alphabetical order; an item is (raw id, owning domain).
+    domain_code, domain_distinct = _factorize(frame["domain"])
+    alphabetical = np.argsort(domain_distinct, kind="stable")
+    domain_code = _ranks(alphabetical)[domain_code]
+    domain_names = domain_distinct[alphabetical]
+    if not raw.item_ids_per_domain:
+        domain_code = _owning_domains(item_code, domain_code, len(domain_names))[item_code]
+    identity_code, identities = pd.factorize(item_code * len(domain_names) + domain_code)
+    identity_item, identity_domain = np.divmod(np.asarray(identities), len(domain_names))
+    keys = np.asarray([
+        f"{domain_names[d]}{DOMAIN_SEPARATOR}{item_distinct[i]}"
+        for i, d in zip(identity_item.tolist(), identity_domain.tolist(), strict=True)
+    ], dtype=str)
+    key_order = np.argsort(keys, kind="stable")
+    catalog = keys[key_order]
+    item_index = _ranks(key_order)[identity_code]
+
+    # Only domains that own an item remain (an item's listings elsewhere moved to its owner).
+    used = np.unique(identity_domain)
+    domains = tuple(domain_names[used].tolist())
+    catalog_domain = np.searchsorted(used, identity_domain[key_order]).astype(np.int64)
+    counts = np.bincount(item_index, minlength=len(catalog))
+    vocab = Vocabulary.from_counts(
+        dict(zip(catalog.tolist(), counts.tolist(), strict=True)), min_count
+    )
+    item_index = item_index[order]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(user_rank, minlength=len(user_ids)))])
+    split = None
+    if "split" in frame.columns:
+        split = frame["split"].to_numpy(dtype=np.int8)[order]
+    hashes = _file_hashes(raw.files)
+    dataset = PreparedDataset(
+        name=name,
+        vocab=vocab,
+        user_ids=user_ids,
+        offsets=offsets.astype(np.int64),
+        items=vocab.encode(catalog.tolist())[item_index],
+        item_index=item_index,
+        catalog=catalog,
+        catalog_domain=catalog_domain,
+        timestamps=timestamps[order],
+        domains=domains,
+        event_domain=catalog_domain[item_index],
+        users=None if raw.users is None else _align_users(raw.users, user_ids),
+        event_split=split,
+        fingerprint=_fingerprint(hashes, raw.settings, min_count),
+        settings={
+            "source": dict(raw.settings),
+            "info": dict(raw.info),
+            "files": hashes,
+            "min_count": min_count,
+            "prepare_version": PREPARE_VERSION,
+        },
+    )
+    logger.info(
+        "prepared %s: %d users, %d items (%d in vocabulary), %d events, %d domains in %.2fs",
+        name, dataset.num_users, len(catalog), vocab.size, dataset.num_events, len(domains),
+        time.perf_counter() - started,
+    )
+    return dataset
+
+
+def dataset_name(config: DataConfig) -> str:
+    """A readable dataset name: the folder or file name (its folder for generic file names)."""
+    if config.format == "synthetic":
+        return (
+            f"synthetic-{config.synthetic_users}u-{config.synthetic_items}i-"
+            f"{config.synthetic_domains}d"
+        )
+    path = Path(config.path or "data").expanduser()
+    stem = path.name.split(".", 1)[0] if path.is_file() else path.name
+    if stem.lower() in _GENERIC_STEMS:
+        stem = path.resolve().parent.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "data"
+
+
+def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> PreparedDataset:
+    """Load and prepare ``config``'s data, reusing ``cache_dir/<name>-<fingerprint>`` when present.
+
+    ``cache_dir`` defaults to ``config.cache_dir``; with neither, nothing is cached.
+    """
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count)
+    name = dataset_name(config)
+    cache_root = cache_dir if cache_dir is not None else config.cache_dir
+    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
+    if target is not None and (target / "meta.json").is_file():
+        try:
+            cached = PreparedDataset.load(target)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("ignoring unreadable cached data %s: %s", target, exc)
+        else:
+            if cached.fingerprint == fingerprint:
+                logger.info("using cached prepared data %s", target)
+                return cached
+    dataset = prepare(load_raw(config), config.min_count, name)
+    if dataset.fingerprint != fingerprint:
+        raise DataError(f"{name}: input files changed while loading; run again")
+    if target is not None:
+        _save_atomically(dataset, target)
+    return dataset
+
+
+def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
+    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save."""
+    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    dataset.save(temporary)
+    try:
+        temporary.rename(target)
+    except OSError:  # another process saved the same fingerprint first
+        shutil.rmtree(temporary, ignore_errors=True)
+    else:
+        logger.info("cached prepared data in %s", target)

@@ -5,17 +5,25 @@ A bundle is one directory written by ``export/`` and read by ``service/`` (and b
 
     BUNDLE/
       manifest.json           this schema
-      model.onnx              fused multi-task graph: input ``items`` (B, L) int64 ->
-                              ``user_vector`` (B, D) and one output per task head
-      model.int8.onnx         optional int8 twin of model.onnx
+      model.onnx              fused multi-task graph: input ``items`` (B, L) int64, left-padded,
+                              both axes dynamic -> ``user_vector`` (B, D), then per profile task
+                              ``profile.<task>`` logits (B, C), then per recommendation task
+                              ``query.<task>`` (B, D'); one run serves every head
+      model.int8.onnx         optional int8 twin of model.onnx (same signature, ``int8_method``)
       vocab.json              :class:`uservec.vocab.Vocabulary`
       items/<task>.npy        recommendation head: target item vectors (N, D') float32
       items/<task>.json       recommendation head: the N item keys in row order
       index/<task>.faiss      recommendation head: FAISS index over items/<task>.npy
       popularity/<task>.json  recommendation head: item keys, most popular first (cold start)
 
-Readers refuse a bundle whose ``schema_version`` is not in ``SUPPORTED_SCHEMA_VERSIONS`` and one whose
-files do not match the recorded sha256 (see :func:`verify_files`).
+Scores of a recommendation head are ``query @ item_vectors.T`` (inner product: what the index
+searches). ``parity`` holds the export-time checks: ``fp32`` (onnxruntime vs torch: per-output max
+abs diff, top-k / argmax mismatches) and, with int8, ``int8`` (vs fp32: max diffs, top-10 overlap,
+argmax agreement, measured speed-up, ``accepted``).
+
+Readers refuse a bundle whose ``schema_version`` is not in ``SUPPORTED_SCHEMA_VERSIONS`` and one
+whose files do not match the recorded sha256 (see :func:`verify_files`);
+``export.verify.load_and_verify`` adds consistency and smoke-inference checks on top.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     file: str
     int8_file: str | None = None
+    int8_method: str | None = Field(None, description="static | dynamic (int8_file's quantization)")
     opset: int
     max_len: int
     dim: int
@@ -71,7 +80,8 @@ class TaskSpec(BaseModel):
     item_keys_file: str | None = None
     index_file: str | None = None
     index_kind: str | None = None
-    index_recall_at_10: float | None = None
+    index_params: dict[str, Any] | None = Field(None, description="e.g. IVF nlist, nprobe")
+    index_recall_at_10: float | None = Field(None, description="vs exact search, at build time")
     popularity_file: str | None = None
 
 

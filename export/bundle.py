@@ -1,0 +1,402 @@
+"""Write one versioned, checksummed bundle (layout: :mod:`uservec.manifest`) from a fused model.
+
+Order of work: export ONNX -> parity vs torch (raises) -> item vectors, FAISS indexes, popularity ->
+optional int8 twin with its report -> vocabulary -> checksums + manifest -> verify the result ->
+publish. Everything is written into a temporary sibling directory that is renamed into place only
+after it verifies, so a crash or a failed check never leaves a half-written bundle at ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from export import ExportError
+from export.indexes import IndexKind, build_index, write_index
+from export.onnx_export import OPSET, export_onnx
+from export.parity import check_parity, open_session, session_outputs
+from export.quantize import Method, int8_report
+from export.quantize import quantize as quantize_graph
+from export.verify import load_and_verify
+from training.fused import FusedUserModel, ProfileTask, RecommendTask, profile_output, query_output
+from uservec.fingerprint import code_version, sha256_file, sha256_json
+from uservec.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    BundleManifest,
+    ModelSpec,
+    TaskSpec,
+)
+from uservec.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE, INT8_FILE, VOCAB_FILE = "model.onnx", "model.int8.onnx", "vocab.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: share of the calibration sequences held out for the parity checks when none are given
+HELD_OUT_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class TaskExport:
+    """What the bundle records about one head of the fused model (the head itself is in the model).
+
+    Profile: ``labels`` in logit order. Recommend: target ``domain``, the ``source_domains`` its
+    input keeps, ``item_keys`` in the head's item-vector row order, and ``popularity`` (item keys,
+    most popular first) for users with no usable history.
+    """
+
+    name: str
+    kind: Literal["profile", "recommend"]
+    labels: tuple[str, ...] | None = None
+    domain: str | None = None
+    source_domains: tuple[str, ...] | None = None
+    item_keys: tuple[str, ...] | None = None
+    popularity: tuple[str, ...] | None = None
+
+
+def _check_tasks(fused: FusedUserModel, tasks: Sequence[TaskExport]) -> None:
+    """Every head has exactly one task description, with metadata that fits it."""
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ExportError(f"task names must be unique, got {names}")
+    for task in tasks:
+        if not _SAFE_NAME.match(task.name):
+            raise ExportError(
+                f"task name {task.name!r} must match {_SAFE_NAME.pattern} (file names)"
+            )
+    expected = {("profile", n) for n in fused.profile_heads} | {
+        ("recommend", n) for n in fused.recommend_heads
+    }
+    given = {(t.kind, t.name) for t in tasks}
+    if given != expected:
+        raise ExportError(
+            f"tasks {sorted(given)} do not match the model's heads {sorted(expected)}"
+        )
+    for task in tasks:
+        if task.kind == "profile" and not task.labels:
+            raise ExportError(f"profile task {task.name!r} needs its class labels")
+        if task.kind == "recommend":
+            if not task.item_keys or not task.domain:
+                raise ExportError(f"recommend task {task.name!r} needs item_keys and a domain")
+            unknown = set(task.popularity or ()) - set(task.item_keys)
+            if unknown:
+                raise ExportError(
+                    f"recommend task {task.name!r}: {len(unknown)} popularity key(s) are not "
+                    f"among its items, e.g. {sorted(unknown)[:3]}"
+                )
+
+
+def _check_shapes(
+    tasks: Sequence[TaskExport],
+    outputs: Mapping[str, np.ndarray],
+    vectors: Mapping[str, np.ndarray],
+) -> None:
+    """Label counts match logit widths; item keys match item-vector rows and query widths."""
+    for task in tasks:
+        if task.kind == "profile":
+            width = outputs[profile_output(task.name)].shape[1]
+            if width != len(task.labels or ()):
+                raise ExportError(
+                    f"profile task {task.name!r}: {len(task.labels or ())} labels, head has {width}"
+                )
+        else:
+            rows, width = vectors[task.name].shape
+            query_width = outputs[query_output(task.name)].shape[1]
+            if rows != len(task.item_keys or ()) or width != query_width:
+                raise ExportError(
+                    f"recommend task {task.name!r}: {len(task.item_keys or ())} item keys and "
+                    f"query width {query_width}, item vectors have shape {(rows, width)}"
+                )
+
+
+def _split_held_out(items: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calibration rows and held-out parity rows (disjoint when there are at least two rows)."""
+    if items.shape[0] < 2:
+        return items, items
+    order = np.random.default_rng(seed).permutation(items.shape[0])
+    n_held = max(1, round(items.shape[0] * HELD_OUT_SHARE))
+    return items[order[n_held:]], items[order[:n_held]]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+
+
+def _plain_json(obj: Any) -> Any:
+    """JSON-safe copy (tuples -> lists, other objects -> str): the manifest must serialise."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory so the rename publishes data that is on disk."""
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename the finished bundle into place; an old bundle is moved aside first, then deleted."""
+    if out_dir.exists():
+        if not overwrite:
+            raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out_dir)
+
+
+def bundle_version(name: str, created: datetime, files: Mapping[str, str]) -> str:
+    """``<name>-<UTC timestamp>-<content hash>``: sortable by time, distinct by content."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "uservec"
+    return f"{safe}-{created:%Y%m%dT%H%M%SZ}-{sha256_json(dict(files))[:8]}"
+
+
+def write_bundle(
+    out_dir: str | Path,
+    fused_model: FusedUserModel,
+    vocab: Vocabulary,
+    tasks: Sequence[TaskExport],
+    config: Mapping[str, Any],
+    data_fingerprint: str,
+    seed: int,
+    max_len: int,
+    calibration_items: np.ndarray,
+    quantize: bool = False,
+    *,
+    parity_items: np.ndarray | None = None,
+    quantize_method: Method = "static",
+    index_kind: IndexKind = "auto",
+    name: str | None = None,
+    overwrite: bool = False,
+) -> BundleManifest:
+    """Export, check and write a bundle to ``out_dir`` atomically; return its manifest.
+
+    ``calibration_items`` (N, max_len) are real encoded sequences: they calibrate int8, serve as
+    sample queries for approximate indexes and, unless ``parity_items`` is given, a held-out quarter
+    of them is the parity batch. Raises :class:`export.ExportError` (or its ``ParityError``) when a
+    check fails; nothing is written to ``out_dir`` then.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    fused_model = fused_model.eval()
+    _check_tasks(fused_model, tasks)
+    items = np.asarray(calibration_items, dtype=np.int64)
+    if items.ndim != 2 or items.shape[0] == 0 or items.shape[1] != max_len:
+        raise ExportError(f"calibration_items must be (N > 0, {max_len}), got {items.shape}")
+    if items.min() < 0 or items.max() >= vocab.size:
+        raise ExportError(f"calibration_items hold ids outside [0, {vocab.size})")
+    if parity_items is None:
+        calibration, held_out = _split_held_out(items, seed)
+    else:
+        calibration, held_out = items, np.asarray(parity_items, dtype=np.int64)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        manifest = _write_contents(
+            tmp,
+            fused_model,
+            vocab,
+            tasks,
+            dict(config),
+            data_fingerprint,
+            seed,
+            max_len,
+            calibration,
+            held_out,
+            quantize,
+            quantize_method,
+            index_kind,
+            name or str(config.get("name") or "uservec"),
+        )
+        load_and_verify(tmp, smoke=True)
+        _fsync_tree(tmp)
+        _publish(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote bundle %s to %s", manifest.bundle_version, out_dir)
+    return manifest
+
+
+def _write_contents(
+    root: Path,
+    fused: FusedUserModel,
+    vocab: Vocabulary,
+    tasks: Sequence[TaskExport],
+    config: dict[str, Any],
+    data_fingerprint: str,
+    seed: int,
+    max_len: int,
+    calibration: np.ndarray,
+    held_out: np.ndarray,
+    quantize: bool,
+    quantize_method: Method,
+    index_kind: IndexKind,
+    name: str,
+) -> BundleManifest:
+    model_path = root / MODEL_FILE
+    inputs, outputs = export_onnx(fused, model_path, vocab.size, max_len)
+    with torch.no_grad():
+        vectors = {
+            n: fused.item_vectors(n).detach().float().numpy().astype(np.float32)
+            for n in fused.recommend_heads
+        }
+    session = open_session(model_path)
+    sample = session_outputs(session, calibration)
+    _check_shapes(tasks, sample, vectors)
+    parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, held_out, vectors)}
+
+    specs: list[TaskSpec] = []
+    for task in tasks:
+        if task.kind == "profile":
+            specs.append(
+                TaskSpec(
+                    name=task.name,
+                    kind="profile",
+                    output=profile_output(task.name),
+                    labels=list(task.labels or ()),
+                )
+            )
+            continue
+        specs.append(
+            _write_recommend_files(root, task, vectors[task.name], sample, index_kind, seed)
+        )
+
+    int8_file = int8_method = None
+    if quantize:
+        int8_path = quantize_graph(model_path, root / INT8_FILE, quantize_method, calibration)
+        report = int8_report(model_path, int8_path, quantize_method, held_out, vectors)
+        parity["int8"] = report
+        if report["accepted"]:
+            int8_file, int8_method = INT8_FILE, quantize_method
+        else:
+            log.warning("int8 model fails the accuracy thresholds (%s); not shipped", report)
+            int8_path.unlink()
+
+    vocab.save(root / VOCAB_FILE)
+    files = {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+    created = datetime.now(UTC).replace(microsecond=0)
+    manifest = BundleManifest(
+        schema_version=SCHEMA_VERSION,
+        bundle_version=bundle_version(name, created, files),
+        created_at=created.isoformat(),
+        code_version=code_version(),
+        data_fingerprint=data_fingerprint,
+        seed=seed,
+        config=_plain_json(config),
+        model=ModelSpec(
+            file=MODEL_FILE,
+            int8_file=int8_file,
+            int8_method=int8_method,
+            opset=OPSET,
+            max_len=max_len,
+            dim=int(sample[fused.output_names[0]].shape[1]),
+            inputs=inputs,
+            outputs=outputs,
+        ),
+        tasks=specs,
+        vocab_file=VOCAB_FILE,
+        parity=_plain_json(parity),
+        files=files,
+    )
+    (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return manifest
+
+
+def _write_recommend_files(
+    root: Path,
+    task: TaskExport,
+    vectors: np.ndarray,
+    sample: Mapping[str, np.ndarray],
+    index_kind: IndexKind,
+    seed: int,
+) -> TaskSpec:
+    """items/<task>.npy + .json, index/<task>.faiss and popularity/<task>.json for one head."""
+    for folder in ("items", "index", "popularity"):
+        (root / folder).mkdir(exist_ok=True)
+    items_file, keys_file = f"items/{task.name}.npy", f"items/{task.name}.json"
+    index_file, popularity_file = f"index/{task.name}.faiss", f"popularity/{task.name}.json"
+    np.save(root / items_file, vectors)
+    _write_json(root / keys_file, list(task.item_keys or ()))
+    index, info = build_index(
+        vectors, kind=index_kind, queries=sample[query_output(task.name)], seed=seed
+    )
+    write_index(index, root / index_file)
+    _write_json(root / popularity_file, list(task.popularity or ()))
+    return TaskSpec(
+        name=task.name,
+        kind="recommend",
+        output=query_output(task.name),
+        domain=task.domain,
+        source_domains=list(task.source_domains) if task.source_domains is not None else None,
+        items_file=items_file,
+        item_keys_file=keys_file,
+        index_file=index_file,
+        index_kind=info["kind"],
+        index_params=info["params"],
+        index_recall_at_10=info["recall_at_10"],
+        popularity_file=popularity_file,
+    )
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    encoder: nn.Module,
+    profile_heads: Mapping[str, ProfileTask],
+    recommend_heads: Mapping[str, RecommendTask],
+    vocab: Vocabulary,
+    tasks: Sequence[TaskExport],
+    config: Mapping[str, Any],
+    data_fingerprint: str,
+    seed: int,
+    max_len: int,
+    calibration_items: np.ndarray,
+    quantize: bool = False,
+    **options: Any,
+) -> BundleManifest:
+    """Glue from a training run's already-loaded parts to a bundle; records the run directory."""
+    fused = FusedUserModel(encoder, profile_heads, recommend_heads)
+    return write_bundle(
+        out_dir,
+        fused,
+        vocab,
+        tasks,
+        {**config, "source_run": str(run_dir)},
+        data_fingerprint,
+        seed,
+        max_len,
+        calibration_items,
+        quantize,
+        **options,
+    )

@@ -1,0 +1,78 @@
+"""Fused torch model -> ONNX graph with dynamic batch and sequence axes, checked by onnx.checker.
+
+Uses the TorchScript-based exporter (``dynamo=False``): for a conv encoder it gives a compact graph
+and its ``dynamic_axes`` make both the batch and the sequence axis free with no shape guards.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from export import ExportError
+from training.fused import FusedUserModel
+from uservec.ids import NUM_RESERVED, PAD_ID
+from uservec.manifest import TensorSpec
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_NAME = "items"
+BATCH_AXIS, SEQ_AXIS = "batch", "seq"
+
+
+def trace_items(vocab_size: int, max_len: int, batch: int = 3, seed: int = 0) -> torch.Tensor:
+    """A (B, L) example input with padding, a full row and a one-event row, for tracing."""
+    rng = np.random.default_rng(seed)
+    items = rng.integers(NUM_RESERVED, max(vocab_size, NUM_RESERVED + 1), size=(batch, max_len))
+    items[0, : max_len // 2] = PAD_ID
+    items[-1, :-1] = PAD_ID
+    return torch.from_numpy(items.astype(np.int64))
+
+
+def export_onnx(
+    model: FusedUserModel, path: str | Path, vocab_size: int, max_len: int, opset: int = OPSET
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Write ``model`` as ONNX to ``path``; return the graph's input and output specs."""
+    path = Path(path)
+    model = model.eval()
+    example = trace_items(vocab_size, max_len)
+    names = model.output_names
+    with torch.no_grad():
+        sample = model(example)
+    dynamic_axes = {INPUT_NAME: {0: BATCH_AXIS, 1: SEQ_AXIS}}
+    dynamic_axes.update({name: {0: BATCH_AXIS} for name in names})
+    with warnings.catch_warnings():
+        # The legacy exporter warns about its own deprecation and constant-folding limits.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph, full_check=True)
+    inputs = [i.name for i in graph.graph.input]
+    if inputs != [INPUT_NAME]:
+        raise ExportError(f"{path}: expected the single input {INPUT_NAME!r}, graph has {inputs}")
+    outputs = [o.name for o in graph.graph.output]
+    if outputs != names:
+        raise ExportError(f"{path}: graph outputs {outputs} differ from the model's {names}")
+    log.info("exported %s (opset %d, %d outputs)", path, opset, len(names))
+    input_spec = TensorSpec(name=INPUT_NAME, dtype="int64", shape=[BATCH_AXIS, SEQ_AXIS])
+    output_specs = [
+        TensorSpec(name=name, dtype="float32", shape=[BATCH_AXIS, int(value.shape[1])])
+        for name, value in zip(names, sample, strict=True)
+    ]
+    return [input_spec], output_specs

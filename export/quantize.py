@@ -1,0 +1,191 @@
+"""Optional int8 twin of the fp32 graph, with an accuracy and speed report measured side by side.
+
+Static QDQ quantization calibrates activation ranges on real encoded sequences (a
+``CalibrationDataReader`` over them); dynamic quantization computes activation ranges per call.
+Which is faster depends on the CPU (int8 dot-product instructions, AVX-512 VNNI, make static int8
+pay off; without them int8 convolutions may be slower than fp32), so :func:`compare_methods`
+measures both against fp32 in one run and the report records what the build machine saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from export import ExportError
+from export.onnx_export import INPUT_NAME
+from export.parity import compare_outputs, open_session, session_outputs
+
+log = logging.getLogger(__name__)
+
+Method = Literal["static", "dynamic"]
+#: the int8 twin ships only if every recommendation head keeps this much of the fp32 top-10 ...
+MIN_TOP10_OVERLAP = 0.8
+#: ... and every profile head agrees with the fp32 argmax this often
+MIN_ARGMAX_AGREEMENT = 0.9
+#: operators whose weights are quantized (gathers, norms and element-wise ops stay fp32)
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+class SequenceCalibrationReader(CalibrationDataReader):
+    """Feeds encoded ``(N, L)`` sequences to the static quantizer in batches."""
+
+    def __init__(self, items: np.ndarray, batch_size: int = 64) -> None:
+        self._items = np.ascontiguousarray(items, dtype=np.int64)
+        self._batch_size = batch_size
+        self._batches: Iterator[np.ndarray] = self._iterate()
+
+    def _iterate(self) -> Iterator[np.ndarray]:
+        for start in range(0, self._items.shape[0], self._batch_size):
+            yield self._items[start : start + self._batch_size]
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:
+        self._batches = self._iterate()
+
+
+def _preprocess(fp32_path: Path, out_path: Path) -> Path:
+    """Shape inference + graph optimisation the quantizer expects; falls back to the raw graph."""
+    try:
+        quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+    except (
+        Exception
+    ) as exc:  # the pre-pass is an optimisation; quantizing the raw graph still works
+        log.warning("quantization pre-processing failed (%s); quantizing the raw graph", exc)
+        return fp32_path
+    return out_path
+
+
+def quantize(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    method: Method = "static",
+    calibration_items: np.ndarray | None = None,
+) -> Path:
+    """Write an int8 version of ``fp32_path``; static needs ``calibration_items`` (N, L)."""
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _preprocess(fp32_path, Path(tmp) / "pre.onnx")
+        if method == "static":
+            if calibration_items is None or len(calibration_items) == 0:
+                raise ExportError("static int8 quantization needs calibration sequences")
+            quantize_static(
+                str(source),
+                str(int8_path),
+                SequenceCalibrationReader(calibration_items),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        elif method == "dynamic":
+            quantize_dynamic(
+                str(source),
+                str(int8_path),
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+        else:
+            raise ValueError(f"unknown quantization method {method!r}; use static or dynamic")
+    return int8_path
+
+
+def time_models(
+    paths: Mapping[str, str | Path], items: np.ndarray, repeats: int = 20, threads: int = 1
+) -> dict[str, float]:
+    """Median seconds per batch of each model, runs interleaved so machine load hits all alike."""
+    sessions = {name: open_session(path, threads) for name, path in paths.items()}
+    feed = {INPUT_NAME: np.ascontiguousarray(items, dtype=np.int64)}
+    for session in sessions.values():
+        session.run(None, feed)  # warm-up: allocations, kernel selection
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feed)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def accuracy_report(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    items: np.ndarray,
+    item_vectors: Mapping[str, np.ndarray],
+) -> dict[str, Any]:
+    """Per-output max diff, top-10 overlap and argmax agreement of int8 vs fp32 on ``items``."""
+    reference = session_outputs(open_session(fp32_path), items)
+    candidate = session_outputs(open_session(int8_path), items)
+    report = compare_outputs(reference, candidate, item_vectors)
+    return {key: report[key] for key in ("max_abs_diff", "top_k_overlap", "argmax_agreement")}
+
+
+def acceptable(report: Mapping[str, Any]) -> bool:
+    """Whether an int8 accuracy report clears the shipping thresholds."""
+    return all(v >= MIN_TOP10_OVERLAP for v in report["top_k_overlap"].values()) and all(
+        v >= MIN_ARGMAX_AGREEMENT for v in report["argmax_agreement"].values()
+    )
+
+
+def int8_report(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    method: Method,
+    items: np.ndarray,
+    item_vectors: Mapping[str, np.ndarray],
+    repeats: int = 20,
+) -> dict[str, Any]:
+    """Accuracy vs fp32 plus the fp32/int8 speed ratio (> 1 = int8 faster), measured together."""
+    report = accuracy_report(fp32_path, int8_path, items, item_vectors)
+    seconds = time_models({"fp32": fp32_path, "int8": int8_path}, items, repeats)
+    report.update(
+        method=method,
+        n_sequences=int(items.shape[0]),
+        seconds_per_batch=seconds,
+        speedup_vs_fp32=seconds["fp32"] / seconds["int8"],
+        accepted=acceptable(report),
+    )
+    return report
+
+
+def compare_methods(
+    fp32_path: str | Path,
+    calibration_items: np.ndarray,
+    held_out_items: np.ndarray,
+    item_vectors: Mapping[str, np.ndarray],
+    repeats: int = 20,
+) -> dict[str, Any]:
+    """Quantize both ways and time fp32, static and dynamic side by side on ``held_out_items``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths: dict[str, str | Path] = {"fp32": fp32_path}
+        result: dict[str, Any] = {}
+        for method in ("static", "dynamic"):
+            path = quantize(fp32_path, Path(tmp) / f"{method}.onnx", method, calibration_items)
+            paths[method] = path
+            result[method] = accuracy_report(fp32_path, path, held_out_items, item_vectors)
+        seconds = time_models(paths, held_out_items, repeats)
+    for method in ("static", "dynamic"):
+        result[method]["speedup_vs_fp32"] = seconds["fp32"] / seconds[method]
+    result["seconds_per_batch"] = seconds
+    return result

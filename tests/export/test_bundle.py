@@ -1,0 +1,165 @@
+import json
+import re
+from dataclasses import replace
+
+import faiss
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from tiny_export import MAX_LEN, make_items
+
+from export import ExportError, bundle
+from export.bundle import export_run, write_bundle
+from export.parity import ParityError
+from training.fused import ProfileTask, RecommendTask
+from uservec.fingerprint import sha256_file
+from uservec.manifest import SCHEMA_VERSION, read_manifest
+from uservec.vocab import Vocabulary
+
+
+def test_bundle_has_the_documented_layout(bundle_dir):
+    files = sorted(
+        p.relative_to(bundle_dir).as_posix() for p in bundle_dir.rglob("*") if p.is_file()
+    )
+    assert files == [
+        "index/games.faiss",
+        "items/games.json",
+        "items/games.npy",
+        "manifest.json",
+        "model.int8.onnx",
+        "model.onnx",
+        "popularity/games.json",
+        "vocab.json",
+    ]
+    assert not list(bundle_dir.parent.glob(".tiny.tmp-*"))  # the temp dir was renamed, not left
+
+
+def test_manifest_records_provenance_checksums_and_parity(bundle_dir):
+    manifest = read_manifest(bundle_dir)
+    assert manifest.schema_version == SCHEMA_VERSION
+    assert re.fullmatch(r"tiny-\d{8}T\d{6}Z-[0-9a-f]{8}", manifest.bundle_version)
+    assert manifest.data_fingerprint == "data-fp" and manifest.seed == 0
+    assert manifest.config["model"] == {"dim": 16} and manifest.code_version
+    assert (
+        manifest.files == {rel: sha256_file(bundle_dir / rel) for rel in manifest.files}
+        and "manifest.json" not in manifest.files
+    )
+    assert max(manifest.parity["fp32"]["max_abs_diff"].values()) <= 1e-4
+    assert manifest.parity["int8"]["method"] == "static" and manifest.parity["int8"]["accepted"]
+    assert manifest.model.int8_file == "model.int8.onnx" and manifest.model.int8_method == "static"
+    assert [t.name for t in manifest.model.outputs] == [
+        "user_vector",
+        "profile.gender",
+        "profile.age",
+        "query.games",
+    ]
+
+
+def test_item_files_line_up_with_the_head(bundle_dir, fused, vocab):
+    manifest = read_manifest(bundle_dir)
+    games = next(t for t in manifest.tasks if t.name == "games")
+    keys = json.loads((bundle_dir / games.item_keys_file).read_text())
+    vectors = np.load(bundle_dir / games.items_file)
+    assert keys == [k for k in vocab.keys if k.startswith("games::")]
+    np.testing.assert_array_equal(vectors, fused.item_vectors("games").detach().numpy())
+    assert faiss.read_index(str(bundle_dir / games.index_file)).ntotal == len(keys)
+    assert json.loads((bundle_dir / games.popularity_file).read_text()) == keys[::-1]
+    assert Vocabulary.load(bundle_dir / "vocab.json").keys == vocab.keys
+    assert games.source_domains == ["books"] and games.index_kind == "flat"
+
+
+def test_one_session_run_serves_every_head(bundle_dir, fused):
+    """The service's one-call rule: a single run of the single-input graph gives every head."""
+    session = ort.InferenceSession(
+        str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == ["items"]
+    items = make_items(5, seed=9)
+    outputs = dict(zip(fused.output_names, session.run(None, {"items": items}), strict=True))
+    with torch.no_grad():
+        separate = fused.recommend_heads["games"].query(
+            fused.encoder.user_vector(torch.from_numpy(items), "games")
+        )
+    # the recommendation query really reads only source-domain events: it differs from running the
+    # same patch set on the full history
+    assert not np.allclose(outputs["query.games"], separate.numpy(), atol=1e-3)
+
+
+def test_an_existing_bundle_is_not_overwritten_by_default(bundle_dir, fused, vocab, tasks):
+    before = sha256_file(bundle_dir / "manifest.json")
+    with pytest.raises(ExportError, match="already exists"):
+        write_bundle(bundle_dir, fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8))
+    assert sha256_file(bundle_dir / "manifest.json") == before
+
+
+def test_a_failed_check_leaves_no_bundle_and_no_temp_dir(
+    tmp_path, fused, vocab, tasks, monkeypatch
+):
+    def failing(*args, **kwargs):
+        raise ParityError("simulated parity failure")
+
+    monkeypatch.setattr(bundle, "check_parity", failing)
+    out = tmp_path / "b"
+    with pytest.raises(ParityError):
+        write_bundle(out, fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_task_metadata_must_match_the_heads(tmp_path, fused, vocab, tasks):
+    wrong_labels = [replace(tasks[0], labels=("only-one",)), *tasks[1:]]
+    with pytest.raises(ExportError, match=r"gender.*1 labels, head has 2"):
+        write_bundle(
+            tmp_path / "b", fused, vocab, wrong_labels, {}, "fp", 0, MAX_LEN, make_items(8)
+        )
+    with pytest.raises(ExportError, match="do not match the model's heads"):
+        write_bundle(tmp_path / "b", fused, vocab, tasks[:2], {}, "fp", 0, MAX_LEN, make_items(8))
+    bad_popularity = [*tasks[:2], replace(tasks[2], popularity=("books::1",))]
+    with pytest.raises(ExportError, match="popularity"):
+        write_bundle(
+            tmp_path / "b", fused, vocab, bad_popularity, {}, "fp", 0, MAX_LEN, make_items(8)
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_sequences_must_fit_the_window_and_vocabulary(tmp_path, fused, vocab, tasks):
+    with pytest.raises(ExportError, match="calibration_items"):
+        write_bundle(
+            tmp_path / "b",
+            fused,
+            vocab,
+            tasks,
+            {},
+            "fp",
+            0,
+            MAX_LEN,
+            make_items(8, max_len=MAX_LEN - 1),
+        )
+    with pytest.raises(ExportError, match="outside"):
+        write_bundle(
+            tmp_path / "b", fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8) + vocab.size
+        )
+
+
+def test_export_run_builds_the_fused_model_and_records_the_run(tmp_path, fused, vocab, tasks):
+    manifest = export_run(
+        tmp_path / "run",
+        tmp_path / "b",
+        encoder=fused.encoder,
+        profile_heads={
+            "gender": ProfileTask(fused.profile_heads["gender"], "gender"),
+            "age": ProfileTask(fused.profile_heads["age"]),
+        },
+        recommend_heads={
+            "games": RecommendTask(fused.recommend_heads["games"], "games", fused.keep_0)
+        },
+        vocab=vocab,
+        tasks=tasks,
+        config={"name": "run"},
+        data_fingerprint="fp",
+        seed=0,
+        max_len=MAX_LEN,
+        calibration_items=make_items(16),
+    )
+    assert manifest.config["source_run"] == str(tmp_path / "run")
+    assert manifest.bundle_version.startswith("run-") and (tmp_path / "b/model.onnx").is_file()

@@ -1,0 +1,60 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from tiny_export import make_items
+
+from export import ExportError
+from export.onnx_export import INPUT_NAME
+from export.quantize import SequenceCalibrationReader, compare_methods, int8_report, quantize
+
+
+@pytest.fixture(scope="module")
+def fp32_path(onnx_path):
+    return onnx_path
+
+
+@pytest.fixture(scope="module")
+def vectors(fused):
+    with torch.no_grad():
+        return {n: fused.item_vectors(n).numpy() for n in fused.recommend_heads}
+
+
+def test_calibration_reader_yields_every_row_once_per_pass():
+    items = make_items(10)
+    reader = SequenceCalibrationReader(items, batch_size=4)
+    for _ in range(2):
+        batches = list(iter(reader.get_next, None))
+        assert [b[INPUT_NAME].shape[0] for b in batches] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate([b[INPUT_NAME] for b in batches]), items)
+        reader.rewind()
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_int8_model_loads_keeps_the_signature_and_stays_close(fp32_path, vectors, method, tmp_path):
+    int8_path = quantize(fp32_path, tmp_path / f"{method}.onnx", method, make_items(96))
+    ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    expected_op = "DequantizeLinear" if method == "static" else "DynamicQuantizeLinear"
+    assert expected_op in ops
+    session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
+
+    report = int8_report(fp32_path, int8_path, method, make_items(64, seed=5), vectors, repeats=3)
+    assert report["top_k_overlap"]["query.games"] >= 0.8
+    assert min(report["argmax_agreement"].values()) >= 0.9
+    assert max(report["max_abs_diff"].values()) < 2.0
+    assert report["accepted"] and report["speedup_vs_fp32"] > 0
+
+
+def test_methods_are_compared_side_by_side_against_fp32(fp32_path, vectors):
+    result = compare_methods(fp32_path, make_items(64), make_items(32, seed=3), vectors, repeats=2)
+    assert set(result["seconds_per_batch"]) == {"fp32", "static", "dynamic"}
+    for method in ("static", "dynamic"):
+        assert result[method]["speedup_vs_fp32"] > 0
+        assert result[method]["top_k_overlap"]["query.games"] >= 0.8
+
+
+def test_static_quantization_needs_calibration_data(fp32_path, tmp_path):
+    with pytest.raises(ExportError, match="calibration"):
+        quantize(fp32_path, tmp_path / "int8.onnx", "static", None)

@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from export.verify import bundle_info, load_and_verify
+from uservec.manifest import BundleError
+
+
+def test_a_fresh_bundle_verifies_with_smoke_inference(bundle_dir):
+    manifest = load_and_verify(bundle_dir, smoke=True)
+    assert manifest.model.file == "model.onnx"
+
+
+@pytest.mark.parametrize(
+    "rel", ["model.onnx", "model.int8.onnx", "vocab.json", "items/games.npy", "index/games.faiss"]
+)
+def test_a_truncated_file_is_refused_by_name(bundle_copy, rel):
+    path = bundle_copy / rel
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(BundleError, match=rf"{rel}: sha256 mismatch"):
+        load_and_verify(bundle_copy)
+
+
+def test_a_tampered_file_is_refused_by_name(bundle_copy):
+    path = bundle_copy / "items/games.json"
+    keys = json.loads(path.read_text())
+    path.write_text(json.dumps(keys[::-1]))  # same size, same keys, different order
+    with pytest.raises(BundleError, match=r"items/games.json: sha256 mismatch"):
+        load_and_verify(bundle_copy, smoke=False)
+
+
+def test_a_missing_file_is_refused_by_name(bundle_copy):
+    (bundle_copy / "popularity/games.json").unlink()
+    with pytest.raises(
+        BundleError, match=r"popularity/games.json: listed in the manifest but missing"
+    ):
+        load_and_verify(bundle_copy, smoke=False)
+
+
+def _edit_manifest(bundle, edit):
+    path = bundle / "manifest.json"
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+
+
+def test_an_unsupported_schema_version_is_refused_listing_the_supported_ones(bundle_copy):
+    _edit_manifest(bundle_copy, lambda raw: raw.update(schema_version=99))
+    with pytest.raises(BundleError, match=r"version 99 is not supported.*versions \[1\]"):
+        load_and_verify(bundle_copy)
+
+
+def test_a_file_used_but_not_checksummed_is_refused(bundle_copy):
+    _edit_manifest(bundle_copy, lambda raw: raw["files"].pop("index/games.faiss"))
+    with pytest.raises(BundleError, match=r"index/games.faiss: used by the manifest but has no"):
+        load_and_verify(bundle_copy, smoke=False)
+
+
+def test_a_graph_that_disagrees_with_the_manifest_fails_the_smoke_test(bundle_copy):
+    def rename_output(raw):
+        raw["model"]["outputs"][1]["name"] = raw["tasks"][0]["output"] = "profile.x"
+
+    _edit_manifest(bundle_copy, rename_output)
+    with pytest.raises(BundleError, match="graph signature"):
+        load_and_verify(bundle_copy, smoke=True)
+
+
+def test_bundle_info_summarises_without_loading_the_graph(bundle_dir):
+    info = bundle_info(bundle_dir)
+    assert info["bundle_version"].startswith("tiny-")
+    assert [t["name"] for t in info["tasks"]] == ["gender", "age", "games"]
+    assert info["tasks"][2]["index_kind"] == "flat" and info["model"]["int8_method"] == "static"
+    assert info["total_bytes"] == sum(info["file_bytes"].values()) > 0
+    assert bundle_info(bundle_dir, verify=True)["verified"] is True
+
+
+def test_the_loading_side_never_imports_torch(bundle_dir):
+    code = (
+        "import sys; from export.verify import load_and_verify, bundle_info; "
+        f"load_and_verify({str(bundle_dir)!r}); bundle_info({str(bundle_dir)!r}); "
+        "import export.indexes; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

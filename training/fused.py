@@ -1,0 +1,153 @@
+"""The fused multi-task model: one forward over ``items`` serves the user vector and every head.
+
+This is the module that gets exported to ONNX (``export/onnx_export.py``). The service calls the
+graph once per request batch and reads every head from that one call, so the graph must hold every
+head, and work that several heads need is done once:
+
+* one backbone pass (``task=None``) gives ``user_vector`` and feeds every head-only task;
+* one pass per distinct (input, patch set) pair feeds the adapter tasks (a patch set changes the
+  weights inside the residual blocks, so it needs its own pass);
+* one ``keep_domains`` compaction per distinct source-domain table feeds the cross-domain tasks.
+
+Outputs, in this fixed order (also :attr:`FusedUserModel.output_names`)::
+
+    user_vector          (B, D)       backbone user vector
+    profile.<name>       (B, C)       per profile task, in ``profile_heads`` order: class logits
+    query.<name>         (B, D')      per recommendation task, in ``recommend_heads`` order:
+                                      query vector; scores = query @ item_vectors.T
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+USER_VECTOR = "user_vector"
+PROFILE_PREFIX = "profile."
+QUERY_PREFIX = "query."
+
+#: ``(input, patch set)``: input -1 is the raw sequence, i >= 0 the i-th keep table's compaction.
+_PassKey = tuple[int, str | None]
+_RAW = -1
+
+
+@dataclass(frozen=True, eq=False)
+class ProfileTask:
+    """A profile head and the encoder patch set it reads (None = head-only on the backbone)."""
+
+    head: nn.Module
+    patches: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class RecommendTask:
+    """A recommendation head, its patch set, and which item ids its input keeps.
+
+    ``source_keep`` is a ``(V,)`` bool table (True = the event is kept): a cross-domain head reads
+    only its source-domain events. None keeps every event.
+    """
+
+    head: nn.Module
+    patches: str | None = None
+    source_keep: torch.Tensor | None = None
+
+
+def profile_output(name: str) -> str:
+    """Graph output name of a profile task's logits."""
+    return f"{PROFILE_PREFIX}{name}"
+
+
+def query_output(name: str) -> str:
+    """Graph output name of a recommendation task's query vector."""
+    return f"{QUERY_PREFIX}{name}"
+
+
+def _default_keep_domains() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    from training.model import keep_domains  # the encoder's own compaction, exported with it
+
+    return keep_domains
+
+
+class FusedUserModel(nn.Module):
+    """Encoder + every task head behind a single ``forward(items)`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        profile_heads: Mapping[str, ProfileTask],
+        recommend_heads: Mapping[str, RecommendTask],
+        keep_domains: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        overlap = set(profile_heads) & set(recommend_heads)
+        if overlap:
+            raise ValueError(f"task names used by both a profile and a recommend head: {overlap}")
+        self.encoder = encoder
+        self.profile_heads = nn.ModuleDict({n: t.head for n, t in profile_heads.items()})
+        self.recommend_heads = nn.ModuleDict({n: t.head for n, t in recommend_heads.items()})
+        self._keep_domains = keep_domains
+        self._num_keep = 0
+        keep_index: dict[str, int] = {}
+        for name, task in recommend_heads.items():
+            keep_index[name] = self._register_keep(task.source_keep)
+        self._profile_pass: dict[str, _PassKey] = {
+            n: (_RAW, t.patches) for n, t in profile_heads.items()
+        }
+        self._recommend_pass: dict[str, _PassKey] = {
+            n: (keep_index[n], t.patches) for n, t in recommend_heads.items()
+        }
+        passes: list[_PassKey] = [(_RAW, None)]
+        for key in [*self._profile_pass.values(), *self._recommend_pass.values()]:
+            if key not in passes:
+                passes.append(key)
+        self._passes = passes
+        if self._num_keep and self._keep_domains is None:
+            self._keep_domains = _default_keep_domains()
+
+    def _register_keep(self, table: torch.Tensor | None) -> int:
+        """Index of ``table`` among the registered keep tables (equal tables share one buffer)."""
+        if table is None:
+            return _RAW
+        table = torch.as_tensor(table, dtype=torch.bool).reshape(-1)
+        for index in range(self._num_keep):
+            if torch.equal(getattr(self, f"keep_{index}"), table):
+                return index
+        self.register_buffer(f"keep_{self._num_keep}", table.clone())
+        self._num_keep += 1
+        return self._num_keep - 1
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of :meth:`forward`'s outputs, in order."""
+        return [
+            USER_VECTOR,
+            *(profile_output(n) for n in self.profile_heads),
+            *(query_output(n) for n in self.recommend_heads),
+        ]
+
+    @property
+    def num_encoder_passes(self) -> int:
+        """Encoder passes one forward makes: one per distinct (input, patch set) pair."""
+        return len(self._passes)
+
+    def item_vectors(self, name: str) -> torch.Tensor:
+        """``(N, D')`` item vectors of a recommendation head, row i = the head's item i."""
+        return self.recommend_heads[name].item_vectors()
+
+    def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
+        vectors: dict[_PassKey, torch.Tensor] = {}
+        for source, patches in self._passes:
+            if source not in inputs:
+                keep = getattr(self, f"keep_{source}")
+                inputs[source] = self._keep_domains(items, keep)
+            vectors[(source, patches)] = self.encoder.user_vector(inputs[source], task=patches)
+        outputs = [vectors[(_RAW, None)]]  # (B, D)
+        for name, head in self.profile_heads.items():
+            outputs.append(head(vectors[self._profile_pass[name]]))  # (B, C)
+        for name, head in self.recommend_heads.items():
+            outputs.append(head.query(vectors[self._recommend_pass[name]]))  # (B, D')
+        return tuple(outputs)

@@ -1,0 +1,35 @@
+"""``Annotated`` dependency aliases shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.metrics import Timings
+from service.runtime import Runtime
+from service.settings import Settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_timings(request: Request) -> Timings:
+    """The request's stage timer, created by the request middleware (a fresh one otherwise)."""
+    timings = getattr(request.state, "timings", None)
+    if timings is None:
+        timings = Timings()
+        request.state.timings = timings
+    return timings
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+TimingsDep = Annotated[Timings, Depends(get_timings)]

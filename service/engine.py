@@ -1,0 +1,263 @@
+"""The loaded bundle: manifest, vocabulary, onnxruntime session and recommendation catalogues.
+
+:func:`load_bundle` reads a bundle directory, checks it end to end (schema version, sha256 of every
+file, graph inputs/outputs against the manifest, a smoke run whose output shapes must match the
+heads and catalogues) and returns an immutable :class:`Bundle`. A request holds on to the bundle it
+started with, so a hot reload never changes the model under a running request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from export.verify import load_and_verify
+from service.errors import InvalidRequest
+from service.retrieval import Catalogue, load_catalogue
+from service.schemas import Event
+from uservec.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
+from uservec.manifest import BundleError, BundleManifest, TaskSpec, read_manifest
+from uservec.sequences import batch_length, encode_batch
+from uservec.vocab import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+USER_VECTOR = "user_vector"
+
+#: all graph outputs of one user, each 1-D
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ProfileHead:
+    name: str
+    output: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class RecommendHead:
+    name: str
+    output: str
+    domain: str
+    #: per vocabulary id: does this head read it (its source domains, real items only)
+    reads: np.ndarray
+    catalogue: Catalogue
+
+
+@dataclass(frozen=True)
+class PreparedUser:
+    """A user's request events mapped to model ids: what the model reads and what they had."""
+
+    ids: np.ndarray  # (n,) int64, the latest n <= max_len events, oldest first
+    unknown_items: tuple[str, ...]  # raw ids among those events that map to UNK, first seen first
+    seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
+
+    @property
+    def events_used(self) -> int:
+        return int(self.ids.size)
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    path: Path
+    manifest: BundleManifest
+    vocab: Vocabulary
+    session: ort.InferenceSession
+    model_file: str
+    input_name: str
+    output_names: tuple[str, ...]
+    #: the graph's sequence length when it is not dynamic
+    fixed_length: int | None
+    default_domain: str
+    profile_heads: dict[str, ProfileHead]
+    recommend_heads: dict[str, RecommendHead]
+    loaded_at: datetime
+    #: bundle version + model checksum: cache keys of different bundles never collide
+    cache_namespace: str
+
+    @property
+    def version(self) -> str:
+        return self.manifest.bundle_version
+
+    @property
+    def max_len(self) -> int:
+        return self.manifest.model.max_len
+
+    def prepare(self, events: Sequence[Event]) -> PreparedUser:
+        """Order events, keep the latest ``max_len``, map them to ids (unknown ids are no error)."""
+        ordered = list(events)
+        if ordered and all(event.timestamp is not None for event in ordered):
+            ordered.sort(key=lambda event: (event.timestamp, event.item_id))
+        try:
+            keys = [item_key(e.item_id, e.domain or self.default_domain) for e in ordered]
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), code="validation_error") from exc
+        window = keys[-self.max_len :] if self.max_len else []
+        ids = self.vocab.encode(window)
+        used = ordered[len(ordered) - len(window) :]
+        unknown = dict.fromkeys(e.item_id for e, i in zip(used, ids.tolist(), strict=True)
+                                if i == UNK_ID)
+        return PreparedUser(ids=ids, unknown_items=tuple(unknown), seen_keys=frozenset(keys))
+
+    def run(self, sequences: Sequence[np.ndarray]) -> list[Outputs]:
+        """One onnxruntime pass over many id sequences (blocking; call it off the event loop)."""
+        length = self.fixed_length or batch_length(sequences, self.max_len)
+        items = encode_batch(sequences, length)  # (B, L), left-padded
+        arrays = self.session.run(list(self.output_names), {self.input_name: items})
+        return [
+            {name: np.array(array[row]) for name, array in zip(self.output_names, arrays,
+                                                                strict=True)}
+            for row in range(len(sequences))
+        ]
+
+
+def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    try:
+        return ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors on a bad model
+        raise BundleError(f"{model_path}: onnxruntime cannot load the model ({exc})") from exc
+
+
+def _fixed_length(shape: Sequence[object]) -> int | None:
+    return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+
+
+def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
+    """The graph must take one (B, L) int64 input and produce every output the manifest names."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
+        found = [(i.name, i.type, i.shape) for i in inputs]
+        raise BundleError(f"{model}: expected one (B, L) int64 input, found {found}")
+    declared = [spec.name for spec in manifest.model.inputs]
+    if declared and declared[0] != inputs[0].name:
+        raise BundleError(f"{model}: input is {inputs[0].name!r}, manifest says {declared[0]!r}")
+    produced = {o.name for o in session.get_outputs()}
+    wanted = {USER_VECTOR} | {spec.name for spec in manifest.model.outputs}
+    wanted |= {task.output for task in manifest.tasks}
+    missing = sorted(wanted - produced)
+    if missing:
+        raise BundleError(f"{model}: graph lacks outputs {missing} (has {sorted(produced)})")
+    return str(inputs[0].name)
+
+
+def _source_mask(vocab: Vocabulary, source_domains: Sequence[str] | None) -> np.ndarray:
+    reads = np.zeros(vocab.size, dtype=bool)
+    reads[NUM_RESERVED:] = True
+    if source_domains is not None:
+        names = vocab.domains()
+        wanted = [names.index(d) for d in source_domains if d in names]
+        reads &= np.isin(vocab.domain_ids(), wanted)
+    return reads
+
+
+def _heads(
+    root: Path, vocab: Vocabulary, tasks: Sequence[TaskSpec]
+) -> tuple[dict[str, ProfileHead], dict[str, RecommendHead]]:
+    profile: dict[str, ProfileHead] = {}
+    recommend: dict[str, RecommendHead] = {}
+    for task in tasks:
+        if task.name in profile or task.name in recommend:
+            raise BundleError(f"task name {task.name!r} appears twice in the manifest")
+        if task.kind == "profile":
+            if not task.labels:
+                raise BundleError(f"profile task {task.name!r} has no labels")
+            profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels))
+            continue
+        if not (task.domain and task.item_keys_file and task.index_file):
+            raise BundleError(
+                f"recommend task {task.name!r} needs domain, item_keys_file and index_file"
+            )
+        catalogue = load_catalogue(
+            root, task.domain, task.item_keys_file, task.index_file, task.popularity_file
+        )
+        reads = _source_mask(vocab, task.source_domains)
+        recommend[task.name] = RecommendHead(
+            task.name, task.output, task.domain, reads, catalogue
+        )
+    return profile, recommend
+
+
+def _smoke_run(bundle: Bundle) -> None:
+    """Run the graph once and check every output's width against the manifest and catalogues."""
+    probe = [np.array([bundle.vocab.size - 1], dtype=np.int64),
+             np.full(bundle.max_len, UNK_ID, dtype=np.int64),
+             np.array([PAD_ID], dtype=np.int64)]
+    try:
+        outputs = bundle.run(probe)
+    except Exception as exc:  # any onnxruntime failure means the bundle cannot serve
+        raise BundleError(f"{bundle.path}: the model fails on a probe batch ({exc})") from exc
+    widths = {USER_VECTOR: bundle.manifest.model.dim}
+    widths |= {head.output: len(head.labels) for head in bundle.profile_heads.values()}
+    widths |= {head.output: head.catalogue.dim for head in bundle.recommend_heads.values()}
+    for name, width in widths.items():
+        shape = outputs[0][name].shape
+        if shape != (width,):
+            raise BundleError(f"{bundle.path}: output {name!r} has per-user shape {shape}, "
+                              f"expected ({width},)")
+        if not all(np.isfinite(row[name]).all() for row in outputs):
+            raise BundleError(f"{bundle.path}: output {name!r} is not finite on the probe batch")
+
+
+def _default_domain(vocab: Vocabulary) -> str:
+    """Events without a domain belong to the vocabulary's only domain when it has one."""
+    domains = vocab.domains()
+    return domains[0] if len(domains) == 1 else DEFAULT_DOMAIN
+
+
+def load_bundle(
+    path: str | Path, *, verify_checksums: bool = True, use_int8: bool = False,
+    intra_op_threads: int = 0,
+) -> Bundle:
+    """Load and check a bundle directory; raises :class:`BundleError` saying what is wrong."""
+    root = Path(path)
+    # the same file-level checks as `uservec bundle verify`; the graph is checked below on the
+    # session that will serve, so it is not opened twice
+    manifest = load_and_verify(root, smoke=False) if verify_checksums else read_manifest(root)
+    model_file = manifest.model.int8_file if use_int8 and manifest.model.int8_file else None
+    model_path = root / (model_file or manifest.model.file)
+    try:
+        vocab = Vocabulary.load(root / manifest.vocab_file)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(
+            f"{root / manifest.vocab_file}: cannot read the vocabulary ({exc})"
+        ) from exc
+    session = _session(model_path, intra_op_threads)
+    input_name = _check_graph(session, manifest, model_path)
+    profile, recommend = _heads(root, vocab, manifest.tasks)
+    model_sha = manifest.files.get(model_path.name, "")
+    if not model_sha:
+        model_sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    bundle = Bundle(
+        path=root,
+        manifest=manifest,
+        vocab=vocab,
+        session=session,
+        model_file=model_path.name,
+        input_name=input_name,
+        output_names=tuple(o.name for o in session.get_outputs()),
+        fixed_length=_fixed_length(session.get_inputs()[0].shape),
+        default_domain=_default_domain(vocab),
+        profile_heads=profile,
+        recommend_heads=recommend,
+        loaded_at=datetime.now(UTC),
+        cache_namespace=f"{manifest.bundle_version}:{model_sha[:16]}",
+    )
+    _smoke_run(bundle)
+    logger.info(
+        "loaded bundle %s from %s (%s, %d profile heads, %d recommend heads)",
+        bundle.version, root, model_path.name, len(profile), len(recommend),
+    )
+    return bundle

@@ -1,0 +1,188 @@
+"""One error hierarchy and one JSON shape: ``{"error": {"code", "message", "details"}}``.
+
+Clients branch on ``code`` (stable, documented in :data:`ERROR_CODES`), never on the message. Domain
+modules raise :class:`ServiceError` subclasses; :func:`install_error_handlers` turns them, FastAPI's
+validation errors, malformed JSON and unexpected exceptions into that one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+#: Every code the service returns, with its HTTP status. Part of the public API: do not rename.
+ERROR_CODES: dict[str, int] = {
+    "invalid_json": 400,
+    "missing_api_key": 401,
+    "invalid_api_key": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "bundle_rejected": 409,
+    "reload_in_progress": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "validation_error": 422,
+    "too_many_users": 422,
+    "too_many_events": 422,
+    "too_many_excluded": 422,
+    "k_out_of_range": 422,
+    "unknown_domain": 422,
+    "domain_required": 422,
+    "unknown_attribute": 422,
+    "too_many_requests": 429,
+    "internal_error": 500,
+    "not_ready": 503,
+}
+
+
+class ServiceError(Exception):
+    """An error with a stable code; its HTTP status comes from :data:`ERROR_CODES`."""
+
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if self.code not in ERROR_CODES:
+            raise ValueError(f"undocumented error code {self.code!r}")
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+    @property
+    def status_code(self) -> int:
+        return ERROR_CODES[self.code]
+
+
+class InvalidRequest(ServiceError):
+    """The request is well-formed JSON but breaks a rule (a limit, an unknown domain...)."""
+
+    code = "validation_error"
+
+
+class AuthError(ServiceError):
+    code = "missing_api_key"
+
+
+class NotReady(ServiceError):
+    code = "not_ready"
+
+
+class BundleRejected(ServiceError):
+    """A reload was refused; the previous bundle keeps serving."""
+
+    code = "bundle_rejected"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one error response; usable from middleware (a ``JSONResponse`` is an ASGI app)."""
+    return JSONResponse(
+        error_body(code, message, details), status_code=ERROR_CODES[code], headers=headers
+    )
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors without echoing the input (it may be large or sensitive)."""
+    return [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _validation_details(exc)
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response("invalid_json", "request body is not valid JSON", details)
+    return error_response("validation_error", "request does not match the schema", details)
+
+
+_HTTP_CODES = {401: "missing_api_key", 403: "invalid_api_key", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type", 429: "too_many_requests", 503: "not_ready"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code)
+    if code is None:
+        code = "validation_error" if exc.status_code < 500 else "internal_error"
+    headers = dict(exc.headers) if exc.headers else None
+    response = error_response(code, str(exc.detail), None, headers)
+    response.status_code = exc.status_code
+    return response
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response("internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error the app can raise through :func:`error_response`."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entry documenting the given error codes, with an example each."""
+    from service.schemas import ErrorResponse  # schemas must not depend on errors: import here
+
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        status = ERROR_CODES[code]
+        entry = out.setdefault(status, {"model": ErrorResponse, "content": {
+            "application/json": {"examples": {}}}})
+        entry["content"]["application/json"]["examples"][code] = {
+            "summary": code, "value": error_body(code, _EXAMPLE_MESSAGES.get(code, code))
+        }
+    return out
+
+
+_EXAMPLE_MESSAGES = {
+    "invalid_json": "request body is not valid JSON",
+    "missing_api_key": "missing API key: send 'Authorization: Bearer <key>'",
+    "invalid_api_key": "the API key is not valid",
+    "payload_too_large": "request body exceeds 1048576 bytes",
+    "unsupported_media_type": "send the body as JSON with 'Content-Type: application/json'",
+    "too_many_excluded": "at most 1000 excluded ids per user, got 1200",
+    "validation_error": "request does not match the schema",
+    "too_many_users": "at most 64 users per request, got 65",
+    "too_many_events": "user 0 has 1001 events; at most 1000 are accepted",
+    "k_out_of_range": "k must be between 1 and 100, got 0",
+    "unknown_domain": "no recommendation head for domain 'music'",
+    "domain_required": "this bundle recommends in 2 domains; say which with 'domain'",
+    "unknown_attribute": "unknown profile attributes ['height']",
+    "too_many_requests": "too many requests in flight; retry after 1 s",
+    "not_ready": "no bundle is loaded yet",
+    "bundle_rejected": "bundle refused: model.onnx: sha256 mismatch",
+    "reload_in_progress": "another reload is in progress",
+}

@@ -1,0 +1,205 @@
+"""What each endpoint computes, free of HTTP: limits -> prepare -> encode (cache) -> heads/search.
+
+One encoder pass per user serves every head: the cache holds all graph outputs of a user, so an
+``/embed`` followed by ``/predict-profile`` or ``/recommend`` of the same sequence runs the model
+once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TypedDict
+
+import numpy as np
+
+from service.engine import USER_VECTOR, Bundle, PreparedUser, ProfileHead, RecommendHead
+from service.errors import InvalidRequest
+from service.limits import check_exclude, check_k, check_users
+from service.metrics import Timings
+from service.retrieval import Scored
+from service.runtime import Encoded, Runtime
+from service.schemas import (
+    AttributePrediction,
+    EmbedRequest,
+    EmbedResponse,
+    EmbedResult,
+    ProfileRequest,
+    ProfileResponse,
+    ProfileResult,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+    RecommendResult,
+    UserEvents,
+)
+from uservec.ids import item_key, split_item_key
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis, in float64."""
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _prepare(
+    runtime: Runtime, bundle: Bundle, users: Sequence[UserEvents], endpoint: str
+) -> list[PreparedUser]:
+    check_users(users, runtime.settings)
+    prepared = [bundle.prepare(user.events) for user in users]
+    runtime.metrics.users.labels(endpoint=endpoint).inc(len(users))
+    runtime.metrics.unknown_items.inc(sum(len(p.unknown_items) for p in prepared))
+    return prepared
+
+
+class _UserFields(TypedDict):
+    user_id: str | None
+    events_used: int
+    unknown_items: list[str]
+    cached: bool
+
+
+def _common(user: UserEvents, prepared: PreparedUser, cached: bool) -> _UserFields:
+    return {
+        "user_id": user.user_id,
+        "events_used": prepared.events_used,
+        "unknown_items": list(prepared.unknown_items),
+        "cached": cached,
+    }
+
+
+async def embed_users(runtime: Runtime, request: EmbedRequest, timings: Timings) -> EmbedResponse:
+    bundle = runtime.bundle  # read once: the whole request uses this bundle
+    prepared = _prepare(runtime, bundle, request.users, "embed")
+    encoded = await runtime.encode(bundle, prepared, timings)
+    results = []
+    for user, prep, enc in zip(request.users, prepared, encoded, strict=True):
+        vector = enc.outputs[USER_VECTOR]
+        results.append(EmbedResult(
+            vector=vector.astype(float).tolist(), dim=int(vector.size),
+            **_common(user, prep, enc.cached),
+        ))
+    return EmbedResponse(bundle_version=bundle.version, results=results)
+
+
+def _profile_heads(bundle: Bundle, names: Sequence[str] | None) -> list[ProfileHead]:
+    available = list(bundle.profile_heads)
+    if names is None:
+        names = available
+    unknown = [name for name in names if name not in bundle.profile_heads]
+    if unknown or not names:
+        raise InvalidRequest(
+            f"unknown profile attributes {unknown}" if unknown
+            else "this bundle has no profile heads",
+            code="unknown_attribute",
+            details={"unknown": unknown, "available": available},
+        )
+    return [bundle.profile_heads[name] for name in dict.fromkeys(names)]
+
+
+def predict_attribute(head: ProfileHead, logits: np.ndarray) -> AttributePrediction:
+    probabilities = softmax(logits)
+    best = int(np.argmax(probabilities))
+    return AttributePrediction(
+        label=head.labels[best],
+        probability=float(probabilities[best]),
+        probabilities={label: float(p) for label, p in zip(head.labels, probabilities,
+                                                             strict=True)},
+    )
+
+
+async def predict_profiles(
+    runtime: Runtime, request: ProfileRequest, timings: Timings
+) -> ProfileResponse:
+    bundle = runtime.bundle
+    heads = _profile_heads(bundle, request.attributes)
+    prepared = _prepare(runtime, bundle, request.users, "predict-profile")
+    encoded = await runtime.encode(bundle, prepared, timings)
+    results = [
+        ProfileResult(
+            attributes={head.name: predict_attribute(head, enc.outputs[head.output])
+                        for head in heads},
+            **_common(user, prep, enc.cached),
+        )
+        for user, prep, enc in zip(request.users, prepared, encoded, strict=True)
+    ]
+    return ProfileResponse(bundle_version=bundle.version, results=results)
+
+
+def recommend_head(bundle: Bundle, domain: str | None) -> RecommendHead:
+    """The head serving ``domain``; ``domain`` may be omitted when there is only one."""
+    by_domain: dict[str, RecommendHead] = {}
+    for head in bundle.recommend_heads.values():
+        by_domain.setdefault(head.domain, head)
+    available = sorted(by_domain)
+    if domain is None:
+        if len(by_domain) == 1:
+            return next(iter(by_domain.values()))
+        if not by_domain:
+            raise InvalidRequest("this bundle has no recommendation heads",
+                                 code="unknown_domain", details={"available": available})
+        raise InvalidRequest(
+            f"this bundle recommends in {len(available)} domains; say which with 'domain'",
+            code="domain_required", details={"available": available},
+        )
+    if domain not in by_domain:
+        raise InvalidRequest(f"no recommendation head for domain {domain!r}",
+                             code="unknown_domain", details={"domain": domain,
+                                                             "available": available})
+    return by_domain[domain]
+
+
+def _exclusions(
+    head: RecommendHead, request: RecommendRequest, prepared: Sequence[PreparedUser]
+) -> list[set[str]]:
+    """Per user, the item keys not to recommend: passed ids, plus their own items by default."""
+    excluded = []
+    for user, prep in zip(request.users, prepared, strict=True):
+        keys = {item_key(item_id, head.domain) for item_id in [*request.exclude, *user.exclude]}
+        excluded.append(keys | prep.seen_keys if request.exclude_seen else keys)
+    return excluded
+
+
+async def recommend_items(
+    runtime: Runtime, request: RecommendRequest, timings: Timings
+) -> RecommendResponse:
+    k = runtime.settings.default_k if request.k is None else request.k
+    check_k(k, runtime.settings)
+    for user in request.users:
+        check_exclude(len(request.exclude) + len(user.exclude), runtime.settings)
+    bundle = runtime.bundle
+    head = recommend_head(bundle, request.domain)
+    prepared = _prepare(runtime, bundle, request.users, "recommend")
+    excluded = _exclusions(head, request, prepared)
+    # a user none of whose events the head reads is cold: popularity, no model pass needed
+    warm = [pos for pos, prep in enumerate(prepared) if head.reads[prep.ids].any()]
+    encoded: dict[int, Encoded] = dict(zip(
+        warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings), strict=True
+    ))
+    ranked: dict[int, list[Scored]] = {}
+    if warm:
+        queries = np.stack([encoded[pos].outputs[head.output] for pos in warm])  # (B, D')
+        start = time.perf_counter()
+        found = await runtime.in_thread(
+            head.catalogue.search, queries, [excluded[pos] for pos in warm], k
+        )
+        timings.add("search", time.perf_counter() - start)
+        ranked = dict(zip(warm, found, strict=True))
+    results = []
+    for pos, (user, prep) in enumerate(zip(request.users, prepared, strict=True)):
+        cold = pos not in ranked
+        if cold:
+            items = head.catalogue.popular(excluded[pos], k)
+            runtime.metrics.fallbacks.labels(domain=head.domain).inc()
+        else:
+            items = ranked[pos]
+        results.append(RecommendResult(
+            items=[RecommendedItem(item_id=split_item_key(key)[1], score=score)
+                   for key, score in items],
+            fallback="popularity" if cold else None,
+            **_common(user, prep, not cold and encoded[pos].cached),
+        ))
+    return RecommendResponse(
+        bundle_version=bundle.version, domain=head.domain, task=head.name, results=results
+    )

@@ -1,0 +1,209 @@
+"""Pure ASGI middleware: request context (timing, id, access log, metrics) and request limits.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: the endpoint runs in the same task, the body can be
+buffered and replayed, and limits answer before any routing or parsing happens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_response
+from service.metrics import Metrics, Timings
+
+access_logger = logging.getLogger("uservec.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+#: paths that never count against the in-flight limit (probes must answer under load)
+OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/docs", "/redoc",
+                        "/openapi.json", "/docs/oauth2-redirect"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+class RequestContextMiddleware:
+    """Request id, ``Server-Timing``, per-endpoint latency histogram, JSON access log."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, known_paths: Collection[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.known_paths = frozenset(known_paths)
+
+    def _endpoint(self, scope: Scope) -> str:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or scope["path"]
+        return path if path in self.known_paths else "other"  # bounded label cardinality
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        timings = Timings()
+        scope.setdefault("state", {})["timings"] = timings
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                total = time.perf_counter() - start
+                headers.append((b"server-timing", timings.header(total).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            duration = time.perf_counter() - start
+            endpoint = self._endpoint(scope)
+            timings.observe(self.metrics)
+            self.metrics.requests.labels(
+                endpoint=endpoint, method=scope["method"], status=str(status)
+            ).observe(duration)
+            fields: dict[str, Any] = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "endpoint": endpoint,
+                "status": status,
+                "duration_ms": round(duration * 1000, 3),
+                "stages_ms": {k: round(v * 1000, 3) for k, v in timings.stages.items()},
+                "client": (scope.get("client") or ("", 0))[0],
+            }
+            access_logger.info(
+                "%s %s %d %.1fms", scope["method"], scope["path"], status, duration * 1000,
+                extra={"fields": fields},
+            )
+
+
+class LimitsMiddleware:
+    """429 + ``Retry-After`` over the in-flight limit; 413 for bodies over ``max_body_bytes``;
+    415 for a body that is not declared as JSON (curl's default form encoding, text/plain)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        max_concurrent: int,
+        retry_after_s: int,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrent = max_concurrent
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_concurrent:
+            self.metrics.rejected.labels(reason="in_flight").inc()
+            response = error_response(
+                "too_many_requests",
+                f"more than {self.max_concurrent} requests in flight; retry after "
+                f"{self.retry_after_s} s",
+                {"max_concurrent_requests": self.max_concurrent},
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            replay = await self._read_body(scope, receive, send)
+            if replay is not None:
+                await self.app(scope, replay, send)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.metrics.rejected.labels(reason="body_size").inc()
+        response = error_response(
+            "payload_too_large",
+            f"request body exceeds {self.max_body_bytes} bytes",
+            {"max_body_bytes": self.max_body_bytes},
+        )
+        await response(scope, receive, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Buffer the body up to the limit and return a receive that replays it (None: 413 sent)."""
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(scope, receive, send)
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and not _is_json(_header(scope, b"content-type")):
+            response = error_response(
+                "unsupported_media_type",
+                "send the body as JSON with 'Content-Type: application/json'",
+                {"content_type": _header(scope, b"content-type")},
+            )
+            await response(scope, receive, send)
+            return None
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; access-log records add their ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        payload.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)

@@ -1,0 +1,37 @@
+"""POST /admin/reload: swap in a new bundle without a restart (admin key required)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends
+
+from service.auth import require_admin_key
+from service.dependencies import RuntimeDep
+from service.errors import error_responses
+from service.schemas import ReloadRequest, ReloadResponse
+
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_key)])
+
+
+@router.post(
+    "/admin/reload",
+    summary="Load, check and atomically swap in a bundle",
+    description="Without a body, reloads the current bundle path from disk (as SIGHUP does). "
+    "Requests in flight finish on the old bundle. A bundle that fails any check is refused "
+    "with 409 `bundle_rejected` and the old one keeps serving.",
+    responses=error_responses(
+        "missing_api_key", "invalid_api_key", "bundle_rejected", "reload_in_progress",
+        "validation_error",
+    ),
+)
+async def reload(
+    runtime: RuntimeDep, body: Annotated[ReloadRequest | None, Body()] = None
+) -> ReloadResponse:
+    result = await runtime.reload(body.bundle_path if body else None)
+    return ReloadResponse(
+        previous_version=result.previous_version,
+        bundle_version=result.bundle.version,
+        bundle_path=str(result.bundle.path),
+        duration_ms=round(result.duration_s * 1000, 3),
+    )

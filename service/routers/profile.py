@@ -1,0 +1,27 @@
+"""POST /predict-profile: user attributes (profile heads) from behaviour."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.auth import require_api_key
+from service.dependencies import RuntimeDep, TimingsDep
+from service.errors import error_responses
+from service.inference import predict_profiles
+from service.routers.common import INFERENCE_ERRORS
+from service.schemas import ProfileRequest, ProfileResponse
+
+router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/predict-profile",
+    summary="Predict user attributes",
+    description="Per user and attribute (all profile heads, or those in `attributes`): the "
+    "predicted label and the probability of every label.",
+    responses=error_responses(*INFERENCE_ERRORS, "unknown_attribute"),
+)
+async def predict_profile(
+    body: ProfileRequest, runtime: RuntimeDep, timings: TimingsDep
+) -> ProfileResponse:
+    return await predict_profiles(runtime, body, timings)

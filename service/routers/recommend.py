@@ -1,0 +1,32 @@
+"""POST /recommend: top-k items of a domain per user (cross-domain cold start)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.auth import require_api_key
+from service.dependencies import RuntimeDep, TimingsDep
+from service.errors import error_responses
+from service.inference import recommend_items
+from service.routers.common import INFERENCE_ERRORS
+from service.schemas import RecommendRequest, RecommendResponse
+
+router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/recommend",
+    summary="Recommend items of a domain",
+    description="Top-k items of `domain` by inner product with the user's query vector, "
+    "excluding the user's own items (unless `exclude_seen` is false) and the ids in `exclude`. "
+    "A user with no known event that the head reads gets the domain's most popular items and "
+    '`fallback: "popularity"`.',
+    responses=error_responses(
+        *INFERENCE_ERRORS, "k_out_of_range", "unknown_domain", "domain_required",
+        "too_many_excluded",
+    ),
+)
+async def recommend(
+    body: RecommendRequest, runtime: RuntimeDep, timings: TimingsDep
+) -> RecommendResponse:
+    return await recommend_items(runtime, body, timings)

@@ -1,0 +1,205 @@
+"""Everything one app serves with: the current bundle, cache, micro-batcher and thread pool.
+
+Built by the lifespan and kept on ``app.state.runtime``. The bundle reference is swapped atomically
+on reload; requests read it once and keep their copy, so in-flight requests finish on the old bundle
+while new requests get the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from service.batching import MicroBatcher, RunTiming, run_unbatched
+from service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key
+from service.engine import Bundle, Outputs, PreparedUser, load_bundle
+from service.errors import BundleRejected, NotReady, ServiceError
+from service.metrics import Metrics, Timings
+from service.settings import Settings
+from uservec.manifest import BundleError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Every graph output for one user, and whether it came from the cache."""
+
+    outputs: Outputs
+    cached: bool
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    previous_version: str | None
+    bundle: Bundle
+    duration_s: float
+
+
+def build_cache(settings: Settings, metrics: Metrics) -> Cache:
+    if settings.redis_url:
+        return RedisCache(
+            settings.redis_url,
+            metrics,
+            ttl_s=settings.redis_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            max_connections=settings.redis_max_connections,
+            retry_interval_s=settings.redis_retry_interval_s,
+        )
+    if settings.cache_size > 0:
+        return LRUCache(settings.cache_size)
+    return NullCache()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="uservec-infer"
+        )
+        self.cache = build_cache(settings, metrics)
+        self.batcher: MicroBatcher | None = None
+        if settings.batching_enabled:
+            self.batcher = MicroBatcher(
+                self.executor,
+                metrics,
+                max_batch_size=settings.max_batch_size,
+                max_wait_s=settings.max_batch_wait_ms / 1000,
+                max_concurrent_runs=settings.inference_threads,
+            )
+        self.bundle_path: Path | None = settings.bundle_path
+        self._bundle: Bundle | None = None
+        self._reload_lock = asyncio.Lock()
+        self.shutting_down = False
+        #: tasks started outside a request (SIGHUP reloads), kept referenced until done
+        self.background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle
+    async def start(self) -> None:
+        """Start the batcher and load the configured bundle (a bad bundle fails startup)."""
+        if self.batcher is not None:
+            self.batcher.start()
+        if self.bundle_path is not None:
+            await self.reload(self.bundle_path)
+
+    async def close(self) -> None:
+        self.shutting_down = True
+        if self.batcher is not None:
+            await self.batcher.close()
+        await self.cache.close()
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+    @property
+    def ready(self) -> bool:
+        return self._bundle is not None and not self.shutting_down
+
+    @property
+    def current(self) -> Bundle | None:
+        return self._bundle
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle a new request uses; 503 ``not_ready`` before one is loaded."""
+        if self._bundle is None:
+            raise NotReady("no bundle is loaded yet")
+        return self._bundle
+
+    async def reload(self, path: str | Path | None = None) -> ReloadResult:
+        """Load, check and swap in a bundle; on any problem the current bundle keeps serving."""
+        target = Path(path) if path is not None else self.bundle_path
+        if target is None:
+            raise BundleRejected("no bundle path given and none configured")
+        if self._reload_lock.locked():
+            raise ServiceError("another reload is in progress", code="reload_in_progress")
+        async with self._reload_lock:
+            start = time.perf_counter()
+            try:
+                bundle = await self.in_thread(
+                    load_bundle,
+                    target,
+                    verify_checksums=self.settings.verify_checksums,
+                    use_int8=self.settings.use_int8,
+                    intra_op_threads=self.settings.ort_intra_op_threads,
+                )
+            except Exception as exc:  # whatever fails while loading, the bundle is refused
+                self.metrics.reloads.labels(result="rejected").inc()
+                if isinstance(exc, BundleError):
+                    logger.error("bundle %s refused: %s", target, exc)
+                else:
+                    logger.exception("bundle %s refused: unexpected error while loading", target)
+                current = self._bundle.version if self._bundle else None
+                raise BundleRejected(
+                    f"bundle refused: {exc}",
+                    details={"bundle_path": str(target), "serving": current},
+                ) from exc
+            previous = self._bundle.version if self._bundle else None
+            self._bundle, self.bundle_path = bundle, target
+            self.metrics.set_bundle(
+                bundle.version, bundle.manifest.schema_version, bundle.model_file
+            )
+            self.metrics.reloads.labels(result="ok").inc()
+            logger.info("serving bundle %s (was %s)", bundle.version, previous)
+            return ReloadResult(previous, bundle, time.perf_counter() - start)
+
+    # --- work
+    async def in_thread(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run blocking work (onnxruntime, FAISS, file I/O) in the pool, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def encode(
+        self, bundle: Bundle, users: Sequence[PreparedUser], timings: Timings
+    ) -> list[Encoded]:
+        """All graph outputs per user: cache first, then one (micro-batched) model pass."""
+        if not users:
+            return []
+        keys = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.ids)
+                for u in users]
+        unique = list(dict.fromkeys(keys))
+        start = time.perf_counter()
+        found = dict(zip(unique, await self.cache.get_many(unique), strict=True))
+        timings.add("cache", time.perf_counter() - start)
+        hits = sum(found[key] is not None for key in keys)
+        self.metrics.cache_lookups.labels(backend=self.cache.name, result="hit").inc(hits)
+        self.metrics.cache_lookups.labels(backend=self.cache.name, result="miss").inc(
+            len(keys) - hits
+        )
+        missing = [key for key in unique if found[key] is None]
+        if missing:
+            ids_of = dict(zip(keys, (u.ids for u in users), strict=True))
+            outputs, timing = await self._infer(bundle, [ids_of[key] for key in missing])
+            timings.add("queue", timing.queue_s)
+            timings.add("encode", timing.encode_s)
+            computed = dict(zip(missing, outputs, strict=True))
+            start = time.perf_counter()
+            await self.cache.set_many(computed)
+            timings.add("cache", time.perf_counter() - start)
+            found.update(computed)
+        fresh = set(missing)
+        encoded = []
+        for key in keys:
+            value = found[key]
+            assert value is not None  # every miss was computed above
+            encoded.append(Encoded(value, cached=key not in fresh))
+        return encoded
+
+    async def _infer(
+        self, bundle: Bundle, sequences: list[np.ndarray]
+    ) -> tuple[list[Outputs], RunTiming]:
+        if self.batcher is not None:
+            return await self.batcher.submit(bundle, sequences)
+        return await run_unbatched(
+            self.executor, self.metrics, bundle, sequences, self.settings.max_batch_size
+        )

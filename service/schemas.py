@@ -1,0 +1,352 @@
+"""Request and response models of the public API (request/response pairs per endpoint).
+
+Shapes and types are declared here; limits that operators tune (users per request, events per user,
+``k``) are settings, checked by :func:`service.limits.check_users` and documented in each field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_EVENTS_EXAMPLE: Any = [
+    {"item_id": "1193", "domain": "movies", "timestamp": 978300760},
+    {"item_id": "661", "domain": "movies", "timestamp": 978302109},
+    {"item_id": "914", "domain": "movies", "timestamp": 978301968},
+]
+
+
+class Event(BaseModel):
+    """One behaviour event. Numbers given as item ids are read as strings."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    item_id: str = Field(min_length=1, max_length=512, description="raw item id, as in the data")
+    domain: str | None = Field(
+        None,
+        max_length=128,
+        description="item domain; omitted = the bundle's only domain (or 'default')",
+    )
+    timestamp: float | None = Field(
+        None,
+        description="unix seconds; when every event has one, events are ordered by "
+        "(timestamp, item_id) like the training data, otherwise the list order is used",
+    )
+
+
+class UserEvents(BaseModel):
+    """One user's behaviour sequence, oldest first.
+
+    At most ``USERVEC_MAX_EVENTS_PER_USER`` events (default 1000); the model reads only the latest
+    ``max_len`` of them (see ``GET /v1/bundle``), older events are ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: str | None = Field(None, max_length=256, description="echoed back, never stored")
+    events: list[Event] = Field(default_factory=list)
+
+
+class UsersRequest(BaseModel):
+    """Base of every inference request: 1..``USERVEC_MAX_USERS_PER_REQUEST`` users (default 64)."""
+
+    model_config = ConfigDict(extra="forbid")
+    users: list[UserEvents] = Field(min_length=1)
+
+
+class EmbedRequest(UsersRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE}]}]},
+    )
+
+
+class ProfileRequest(UsersRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE}], "attributes": ["gender"]}
+            ]
+        },
+    )
+    attributes: list[str] | None = Field(
+        None, description="profile heads to run (see GET /v1/bundle); omitted = all of them"
+    )
+
+
+class RecommendUser(UserEvents):
+    exclude: list[str] = Field(
+        default_factory=list, description="raw item ids of the domain to drop for this user"
+    )
+
+
+class RecommendRequest(UsersRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE, "exclude": ["42"]}],
+                    "domain": "books",
+                    "k": 5,
+                }
+            ]
+        },
+    )
+    users: list[RecommendUser] = Field(min_length=1)  # type: ignore[assignment]
+    domain: str | None = Field(
+        None, description="target domain; may be omitted when the bundle has only one"
+    )
+    k: int | None = Field(
+        None,
+        description="items per user, 1..USERVEC_MAX_K (default 100); omitted = "
+        "USERVEC_DEFAULT_K (default 10). Fewer come back when the domain has fewer items left",
+        json_schema_extra={"minimum": 1},
+    )
+    exclude_seen: bool = Field(True, description="drop items that appear in the user's events")
+    exclude: list[str] = Field(
+        default_factory=list, description="raw item ids of the domain to drop for every user"
+    )
+
+
+class UserResult(BaseModel):
+    user_id: str | None
+    events_used: int = Field(description="events the model read (the latest max_len)")
+    unknown_items: list[str] = Field(description="item ids among those events the model never saw")
+    cached: bool = Field(description="the encoding came from the cache")
+
+
+class EmbedResult(UserResult):
+    vector: list[float]
+    dim: int
+
+
+class EmbedResponse(BaseModel):
+    bundle_version: str
+    results: list[EmbedResult]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bundle_version": "ml100k-2024-06-01-3f2a9c1b",
+                    "results": [
+                        {
+                            "user_id": "u1",
+                            "vector": [0.12, -0.4, 0.03],
+                            "dim": 3,
+                            "events_used": 3,
+                            "unknown_items": ["914"],
+                            "cached": False,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class AttributePrediction(BaseModel):
+    label: str
+    probability: float = Field(description="probability of the predicted label")
+    probabilities: dict[str, float] = Field(description="every label, in the head's label order")
+
+
+class ProfileResult(UserResult):
+    attributes: dict[str, AttributePrediction]
+
+
+class ProfileResponse(BaseModel):
+    bundle_version: str
+    results: list[ProfileResult]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bundle_version": "ml100k-2024-06-01-3f2a9c1b",
+                    "results": [
+                        {
+                            "user_id": "u1",
+                            "events_used": 3,
+                            "unknown_items": [],
+                            "cached": True,
+                            "attributes": {
+                                "gender": {
+                                    "label": "M",
+                                    "probability": 0.71,
+                                    "probabilities": {"F": 0.29, "M": 0.71},
+                                }
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float | None = Field(
+        description="inner product of query and item vector; popularity fallback: null"
+    )
+
+
+class RecommendResult(UserResult):
+    items: list[RecommendedItem]
+    fallback: Literal["popularity"] | None = Field(
+        description="'popularity' when the user has no known event the head reads"
+    )
+
+
+class RecommendResponse(BaseModel):
+    bundle_version: str
+    domain: str
+    task: str
+    results: list[RecommendResult]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bundle_version": "ciao-2024-06-01-77b1e0aa",
+                    "domain": "books",
+                    "task": "books",
+                    "results": [
+                        {
+                            "user_id": "u1",
+                            "events_used": 3,
+                            "unknown_items": [],
+                            "cached": False,
+                            "fallback": None,
+                            "items": [
+                                {"item_id": "b17", "score": 4.2},
+                                {"item_id": "b3", "score": 3.9},
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"bundle_path": "/bundles/ml100k-v2"}]}
+    )
+    bundle_path: str | None = Field(
+        None, description="bundle directory; omitted = reload the current path from disk"
+    )
+
+
+class ReloadResponse(BaseModel):
+    previous_version: str | None
+    bundle_version: str
+    bundle_path: str
+    duration_ms: float
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "previous_version": "ml100k-v1",
+                    "bundle_version": "ml100k-v2",
+                    "bundle_path": "/bundles/ml100k-v2",
+                    "duration_ms": 412.5,
+                }
+            ]
+        }
+    )
+
+
+class TaskSummary(BaseModel):
+    name: str
+    kind: str
+    output: str
+    labels: list[str] | None = None
+    domain: str | None = None
+    source_domains: list[str] | None = None
+    num_items: int | None = None
+    index_kind: str | None = None
+
+
+class BundleSummary(BaseModel):
+    bundle_version: str
+    schema_version: int
+    created_at: str
+    code_version: str
+    data_fingerprint: str
+    seed: int
+    max_len: int
+    dim: int
+    vocab_size: int
+    domains: list[str]
+    model_file: str
+    tasks: list[TaskSummary]
+    recommend_domains: list[str]
+    loaded_at: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "bundle_version": "ml100k-v2",
+                    "schema_version": 1,
+                    "created_at": "2024-06-01T12:00:00Z",
+                    "code_version": "0.1.0+g1a2b3c4",
+                    "data_fingerprint": "9c1d…",
+                    "seed": 0,
+                    "max_len": 100,
+                    "dim": 64,
+                    "vocab_size": 1684,
+                    "domains": ["movies"],
+                    "model_file": "model.onnx",
+                    "tasks": [
+                        {
+                            "name": "gender",
+                            "kind": "profile",
+                            "output": "profile.gender",
+                            "labels": ["F", "M"],
+                        }
+                    ],
+                    "recommend_domains": [],
+                    "loaded_at": "2024-06-01T12:05:00Z",
+                }
+            ]
+        }
+    )
+
+
+class HealthResponse(BaseModel):
+    status: str
+    bundle_version: str | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "bundle_version": "ml100k-v2"}]}
+    )
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable machine-readable code, see the README's error table")
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "k_out_of_range",
+                        "message": "k must be between 1 and 100",
+                        "details": {"k": 500, "min": 1, "max": 100},
+                    }
+                }
+            ]
+        }
+    )

@@ -1,0 +1,48 @@
+"""Run the service under uvicorn: ``serve(settings)`` (the CLI's ``uservec serve --bundle PATH``).
+
+SIGTERM/SIGINT stop accepting connections, let in-flight requests finish (up to
+``shutdown_timeout_s``), then the lifespan closes the batcher, cache and thread pool. SIGHUP
+reloads the bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from service.app import create_app
+from service.middleware import JsonFormatter
+from service.settings import Settings, get_settings
+
+
+def configure_logging(level: str, json_logs: bool) -> None:
+    """Root handler for the service and uvicorn loggers; JSON lines by default."""
+    handler = logging.StreamHandler()
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; blocks."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.json_logs)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # the request middleware writes a structured access log
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        server_header=False,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,64 @@
+"""POST /predict-profile: softmax of the graph's logits, per attribute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from service_bundles import AGE_LABELS, GENDER_LABELS
+from service_helpers import assert_error, random_users, user
+
+pytestmark = pytest.mark.anyio
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+async def test_every_attribute_gets_the_softmax_of_its_logits(serve, make_settings, reference):
+    users = random_users(4, seed=5)
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/predict-profile", json={"users": [user(*u) for u in users]}
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["bundle_version"] == reference.version
+    for raws, result in zip(users, body["results"], strict=True):
+        assert set(result["attributes"]) == {"gender", "age"}
+        expected = reference.outputs(raws)
+        for name, labels in (("gender", GENDER_LABELS), ("age", AGE_LABELS)):
+            prediction = result["attributes"][name]
+            probabilities = softmax(expected[f"profile.{name}"].astype(np.float64))
+            assert list(prediction["probabilities"]) == list(labels)
+            np.testing.assert_allclose(
+                list(prediction["probabilities"].values()), probabilities, atol=1e-5
+            )
+            assert prediction["label"] == labels[int(np.argmax(probabilities))]
+            assert prediction["probability"] == max(prediction["probabilities"].values())
+
+
+async def test_only_the_requested_attributes_are_returned(serve, make_settings):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/predict-profile", json={"users": [user("b0")], "attributes": ["age"]}
+        )
+    assert list(response.json()["results"][0]["attributes"]) == ["age"]
+
+
+async def test_an_unknown_attribute_is_a_422_naming_the_available_ones(serve, make_settings):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/predict-profile", json={"users": [user("b0")], "attributes": ["age", "height"]}
+        )
+    error = assert_error(response, 422, "unknown_attribute")
+    assert error["details"] == {"unknown": ["height"], "available": ["gender", "age"]}
+
+
+async def test_profile_reuses_the_encoding_cached_by_embed(serve, make_settings):
+    body = {"users": [user("b0", "g1", "b2")]}
+    async with serve(make_settings()) as served:
+        await served.client.post("/embed", json=body)
+        response = await served.client.post("/predict-profile", json=body)
+        assert served.metric("uservec_batch_size_count") == 1  # one model run for both
+    assert response.json()["results"][0]["cached"] is True

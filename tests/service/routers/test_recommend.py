@@ -1,0 +1,137 @@
+"""POST /recommend against brute-force numpy over the bundle's item vectors."""
+
+from __future__ import annotations
+
+import pytest
+from service_bundles import BOOKS, GAMES
+from service_helpers import assert_error, random_users, user
+
+from uservec.ids import item_key
+
+pytestmark = pytest.mark.anyio
+
+
+def keys(raws: list[str], domain: str) -> set[str]:
+    return {item_key(raw, domain) for raw in raws}
+
+
+async def test_top_k_equals_brute_force_without_the_users_own_items(
+    serve, make_settings, reference
+):
+    users = random_users(6, seed=11, min_len=3)
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user(*u) for u in users], "domain": GAMES, "k": 5}
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["domain"], body["task"], body["bundle_version"]) == (
+        GAMES, "games", reference.version)
+    for raws, result in zip(users, body["results"], strict=True):
+        if not any(r.startswith("b") for r in raws):  # no books event: the games head is cold
+            assert result["fallback"] == "popularity"
+            continue
+        assert result["fallback"] is None
+        expected = reference.top_k("games", raws, 5, excluded=keys(raws, GAMES))
+        assert [item["item_id"] for item in result["items"]] == expected
+        scores = [item["score"] for item in result["items"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+async def test_exclusions_from_the_request_and_the_user_apply_and_seen_items_may_stay(
+    serve, make_settings, reference
+):
+    raws = ["b0", "g1", "b2", "g3"]
+    unfiltered = reference.top_k("games", raws, 8, excluded=set())
+    async with serve(make_settings()) as served:
+        response = await served.client.post("/recommend", json={
+            "users": [user(*raws, exclude=[unfiltered[1]])],
+            "domain": GAMES, "k": 4, "exclude_seen": False, "exclude": [unfiltered[0]],
+        })
+    items = [item["item_id"] for item in response.json()["results"][0]["items"]]
+    assert items == unfiltered[2:6]
+
+
+async def test_a_user_with_no_known_source_event_gets_the_popularity_list(
+    serve, make_settings, reference
+):
+    _, games = reference.item_vectors("games")
+    popular = [key.split("::")[1] for key in reversed(games)]  # the test bundle's popularity
+    async with serve(make_settings()) as served:
+        response = await served.client.post("/recommend", json={
+            "users": [user("g1", "never-seen"), user(), user(popular[0])],
+            "domain": GAMES, "k": 3,
+        })
+        assert served.metric("uservec_recommend_fallbacks_total", domain=GAMES) == 3
+    only_games, empty, has_popular = response.json()["results"]
+    assert only_games["fallback"] == "popularity" and only_games["unknown_items"] == ["never-seen"]
+    assert [i["item_id"] for i in only_games["items"]] == [p for p in popular if p != "g1"][:3]
+    assert [i["item_id"] for i in empty["items"]] == popular[:3]
+    assert all(i["score"] is None for i in empty["items"])
+    assert [i["item_id"] for i in has_popular["items"]] == popular[1:4]  # own item excluded
+
+
+async def test_k_larger_than_the_catalogue_returns_every_remaining_item(serve, make_settings):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user("b0", "g1")], "domain": GAMES, "k": 100}
+        )
+    items = response.json()["results"][0]["items"]
+    assert len(items) == 30  # 31 games minus the one the user has
+    assert "g1" not in {i["item_id"] for i in items}
+
+
+async def test_the_domain_is_required_when_the_bundle_has_several(serve, make_settings):
+    async with serve(make_settings()) as served:
+        missing = await served.client.post("/recommend", json={"users": [user("b0")]})
+        unknown = await served.client.post(
+            "/recommend", json={"users": [user("b0")], "domain": "music"}
+        )
+    assert assert_error(missing, 422, "domain_required")["details"] == {
+        "available": [BOOKS, GAMES]}
+    assert assert_error(unknown, 422, "unknown_domain")["details"]["domain"] == "music"
+
+
+async def test_the_domain_may_be_omitted_when_the_bundle_has_one(
+    serve, make_settings, single_bundle, single_reference
+):
+    async with serve(make_settings(bundle_path=single_bundle)) as served:
+        response = await served.client.post("/recommend", json={"users": [user("b0", "b2")]})
+    assert response.status_code == 200, response.text
+    assert response.json()["domain"] == GAMES
+    expected = single_reference.top_k("games", ["b0", "b2"], 10, excluded=set())
+    assert [i["item_id"] for i in response.json()["results"][0]["items"]] == expected
+
+
+@pytest.mark.parametrize("k", [0, -1, 101])
+async def test_k_outside_its_range_is_refused(serve, make_settings, k):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user("b0")], "domain": GAMES, "k": k}
+        )
+    assert assert_error(response, 422, "k_out_of_range")["details"] == {"k": k, "min": 1,
+                                                                           "max": 100}
+
+
+async def test_too_many_excluded_ids_are_refused(serve, make_settings):
+    async with serve(make_settings(max_exclude=2)) as served:
+        response = await served.client.post("/recommend", json={
+            "users": [user("b0", exclude=["g1", "g3"])], "domain": GAMES, "exclude": ["g5"]})
+    assert_error(response, 422, "too_many_excluded")
+
+
+async def test_recommend_reuses_the_encoding_cached_by_embed(serve, make_settings):
+    body = {"users": [user("b0", "g1", "b2")]}
+    async with serve(make_settings()) as served:
+        await served.client.post("/embed", json=body)
+        response = await served.client.post("/recommend", json={**body, "domain": GAMES})
+        assert served.metric("uservec_batch_size_count") == 1
+    assert response.json()["results"][0]["cached"] is True
+
+
+async def test_k_defaults_to_the_setting(serve, make_settings):
+    async with serve(make_settings(default_k=3)) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user("b0", "g1")], "domain": GAMES}
+        )
+    assert len(response.json()["results"][0]["items"]) == 3

@@ -1,0 +1,134 @@
+"""Every bad input gets the one error shape with its documented status, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from service_helpers import assert_error, running, user
+
+from service.app import create_app
+from service.errors import ERROR_CODES, ServiceError
+
+pytestmark = pytest.mark.anyio
+
+ENDPOINTS = ("/embed", "/predict-profile", "/recommend")
+
+
+@pytest.fixture(scope="module")
+async def served(main_bundle):
+    from service.settings import Settings
+
+    async with running(Settings(bundle_path=main_bundle, reload_on_sighup=False,
+                                ort_intra_op_threads=1)) as app:
+        yield app
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_malformed_json_is_a_400(served, path):
+    response = await served.client.post(
+        path, content=b'{"users": [', headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"users": "u1"}, ["body", "users"]),
+        ({"users": [{"events": [{"item_id": {"x": 1}}]}]}, ["body", "users", 0, "events", 0,
+                                                           "item_id"]),
+        ({"users": [{"events": [{"item_id": ""}]}]}, ["body", "users", 0, "events", 0,
+                                                      "item_id"]),
+        ({"users": [{"events": "b0"}]}, ["body", "users", 0, "events"]),
+        ({"users": [{"events": [], "age": 3}]}, ["body", "users", 0, "age"]),
+        ({"users": [], "k": 3}, ["body", "users"]),
+        ({}, ["body", "users"]),
+        ({"users": [user("b0")], "k": "ten"}, ["body", "k"]),
+        ([1, 2], ["body"]),
+    ],
+)
+async def test_wrong_shapes_and_types_are_a_422_that_points_at_the_field(served, body, where):
+    response = await served.client.post("/recommend", json=body)
+    error = assert_error(response, 422, "validation_error")
+    assert where in [detail["loc"] for detail in error["details"]]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_not_sent_as_json_is_a_415(served, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = await served.client.post("/embed", content=json.dumps({"users": [user("b0")]}),
+                                        headers=headers)
+    assert_error(response, 415, "unsupported_media_type")
+
+
+async def test_json_with_a_charset_or_a_json_suffix_is_accepted(served):
+    for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        response = await served.client.post(
+            "/embed", content=json.dumps({"users": [user("b0")]}),
+            headers={"content-type": content_type})
+        assert response.status_code == 200, (content_type, response.text)
+
+
+async def test_numeric_item_ids_are_read_as_strings(served):
+    response = await served.client.post(
+        "/embed", json={"users": [{"events": [{"item_id": 7, "domain": "books"}]}]}
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["unknown_items"] == ["7"]
+
+
+async def test_a_domain_with_the_key_separator_is_a_422(served):
+    response = await served.client.post(
+        "/embed", json={"users": [{"events": [{"item_id": "1", "domain": "a::b"}]}]}
+    )
+    assert_error(response, 422, "validation_error")
+
+
+async def test_unknown_routes_and_methods_use_the_error_shape(served):
+    assert_error(await served.client.get("/nope"), 404, "not_found")
+    assert_error(await served.client.get("/embed"), 405, "method_not_allowed")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["users", "events", "item_id", "k", "domain", "exclude", "attributes",
+                         "user_id", "timestamp"]), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values, path=st.sampled_from(ENDPOINTS))
+async def test_arbitrary_json_never_causes_a_server_error(served, body, path):
+    response = await served.client.post(path, content=json.dumps(body),
+                                        headers={"content-type": "application/json"})
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.json()["error"]["code"] in ERROR_CODES
+
+
+def test_every_error_code_has_a_status_and_unknown_codes_are_refused():
+    assert all(400 <= status < 600 for status in ERROR_CODES.values())
+    assert ServiceError("x", code="too_many_users").status_code == 422
+    with pytest.raises(ValueError, match="undocumented error code"):
+        ServiceError("x", code="made_up")
+
+
+async def test_an_internal_failure_is_a_500_in_the_error_shape(make_settings, monkeypatch):
+    app = create_app(make_settings(batching_enabled=False))
+    async with app.router.lifespan_context(app):
+        def broken(*args, **kwargs):
+            raise RuntimeError("onnxruntime exploded")
+
+        monkeypatch.setattr(app.state.runtime.current.session, "run", broken)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            response = await client.post("/embed", json={"users": [user("b0")]})
+    error = assert_error(response, 500, "internal_error")
+    assert "exploded" not in error["message"]  # internals are logged, not returned

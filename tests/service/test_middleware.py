@@ -1,0 +1,84 @@
+"""Request middleware: body size (413), in-flight limit (429), Server-Timing, ids, access log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from service_helpers import assert_error, user
+
+from service.middleware import JsonFormatter
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_oversize_body_is_a_413_whether_declared_or_streamed(serve, make_settings):
+    big = json.dumps({"users": [user(*["b0"] * 200)]}).encode()
+
+    async def chunks():
+        for start in range(0, len(big), 512):
+            yield big[start : start + 512]
+
+    async with serve(make_settings(max_body_bytes=2048)) as served:
+        declared = await served.client.post("/embed", content=big,
+                                            headers={"content-type": "application/json"})
+        streamed = await served.client.post("/embed", content=chunks(),
+                                            headers={"content-type": "application/json"})
+        small = await served.client.post("/embed", json={"users": [user("b0")]})
+        assert served.metric("uservec_rejected_requests_total", reason="body_size") == 2
+    assert "content-length" not in streamed.request.headers
+    assert assert_error(declared, 413, "payload_too_large")["details"] == {"max_body_bytes": 2048}
+    assert_error(streamed, 413, "payload_too_large")
+    assert small.status_code == 200
+
+
+async def test_over_the_in_flight_limit_requests_get_429_but_probes_answer(serve, make_settings):
+    # a long batching window keeps the first request in flight
+    async with serve(make_settings(max_concurrent_requests=1, max_batch_wait_ms=300,
+                                   retry_after_s=7)) as served:
+        first = asyncio.ensure_future(
+            served.client.post("/embed", json={"users": [user("b0")]}))
+        await asyncio.sleep(0.05)
+        second = await served.client.post("/embed", json={"users": [user("b2")]})
+        ready = await served.client.get("/health/ready")
+        assert (await first).status_code == 200
+        after = await served.client.post("/embed", json={"users": [user("b2")]})
+        assert served.metric("uservec_rejected_requests_total", reason="in_flight") == 1
+    assert_error(second, 429, "too_many_requests")
+    assert second.headers["retry-after"] == "7"
+    assert ready.status_code == 200
+    assert after.status_code == 200
+
+
+async def test_responses_carry_server_timing_and_a_request_id(serve, make_settings):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user("b0")], "domain": "games"},
+            headers={"X-Request-ID": "req-42"},
+        )
+        generated = await served.client.get("/health/live")
+        bad_id = await served.client.get("/health/live", headers={"X-Request-ID": "a b\tc"})
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    assert set(timing) == {"cache", "queue", "encode", "search", "total"}
+    assert float(timing["total"]) >= float(timing["encode"]) > 0
+    assert response.headers["x-request-id"] == "req-42"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert bad_id.headers["x-request-id"] != "a b\tc"
+
+
+async def test_each_request_writes_one_structured_access_log_record(
+    serve, make_settings, caplog
+):
+    caplog.set_level(logging.INFO, logger="uservec.access")
+    async with serve(make_settings()) as served:
+        await served.client.post("/embed", json={"users": [user("b0")]},
+                                 headers={"X-Request-ID": "abc"})
+    (record,) = [r for r in caplog.records if r.name == "uservec.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "abc"
+    assert (line["method"], line["path"], line["endpoint"], line["status"]) == (
+        "POST", "/embed", "/embed", 200)
+    assert line["duration_ms"] > 0 and "encode" in line["stages_ms"]
+    assert line["logger"] == "uservec.access" and line["level"] == "info"

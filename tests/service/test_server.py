@@ -1,0 +1,83 @@
+"""serve(): a real uvicorn process; SIGHUP reloads, SIGTERM drains in-flight requests and exits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from service_helpers import free_port, user
+
+REPO = Path(__file__).resolve().parents[2]
+
+# uvicorn re-raises SIGTERM once its graceful shutdown is complete: this handler then reports
+SCRIPT = """
+import signal, sys
+from service.server import serve
+from service.settings import Settings
+
+def done(*_):
+    print("torch imported:", "torch" in sys.modules, flush=True)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, done)
+serve(Settings(bundle_path=sys.argv[1], port=int(sys.argv[2]), max_batch_wait_ms=400,
+               shutdown_timeout_s=10, ort_intra_op_threads=1))
+"""
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server never became ready")
+
+
+def test_serve_answers_reloads_on_sighup_and_drains_on_sigterm(main_bundle):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(main_bundle), str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_ready(url, process)
+        process.send_signal(signal.SIGHUP)
+        body = {"users": [user("b0", "g1")]}
+        first = httpx.post(f"{url}/embed", json=body, timeout=10)
+        assert first.status_code == 200
+
+        # a request still in its 400 ms batching window when SIGTERM arrives must complete
+        in_flight: list[httpx.Response] = []
+        worker = threading.Thread(
+            target=lambda: in_flight.append(httpx.post(f"{url}/embed", json={
+                "users": [user("b2")]}, timeout=10)))
+        worker.start()
+        time.sleep(0.15)
+        process.send_signal(signal.SIGTERM)
+        worker.join(15)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert in_flight and in_flight[0].status_code == 200
+    assert "torch imported: False" in stdout
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    access = [r for r in records if r["logger"] == "uservec.access" and r["path"] == "/embed"]
+    assert [r["status"] for r in access] == [200, 200]
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("SIGHUP: reloading bundle") for m in messages)
+    assert sum(m.startswith("loaded bundle") for m in messages) == 2  # startup + SIGHUP

@@ -1,0 +1,63 @@
+"""Micro-batching: concurrent requests coalesce into one run and get the unbatched results."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from service_bundles import BOOKS, GAMES
+from service_helpers import random_users, user
+
+from service.batching import MicroBatcher
+from service.engine import load_bundle
+from service.metrics import Metrics
+from service.schemas import Event
+
+pytestmark = pytest.mark.anyio
+
+
+def ids_of(bundle, raws):
+    return bundle.prepare(
+        [Event(item_id=r, domain=GAMES if r.startswith("g") else BOOKS) for r in raws]).ids
+
+
+async def test_concurrent_submissions_share_runs_up_to_the_batch_size(main_bundle, single_bundle):
+    bundles = [load_bundle(main_bundle), load_bundle(single_bundle)]
+    metrics = Metrics()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(pool, metrics, max_batch_size=4, max_wait_s=0.2,
+                               max_concurrent_runs=1)
+        batcher.start()
+        users = random_users(7, seed=2)
+        jobs = [(bundles[i % 2], ids_of(bundles[i % 2], u)) for i, u in enumerate(users)]
+        results = await asyncio.gather(*(batcher.submit(b, [ids]) for b, ids in jobs))
+        await batcher.close()
+    sizes = metrics.registry.get_sample_value
+    # 7 rows, at most 4 per run, and rows of different bundles never share a run
+    assert sizes("uservec_batch_size_sum") == 7
+    assert 2 <= sizes("uservec_batch_size_count") < 7
+    for (bundle, ids), (outputs, timing) in zip(jobs, results, strict=True):
+        (expected,) = bundle.run([ids])
+        for name, value in expected.items():
+            np.testing.assert_allclose(outputs[0][name], value, rtol=1e-5, atol=1e-6)
+        assert timing.encode_s > 0
+
+
+async def test_concurrent_requests_coalesce_and_match_the_unbatched_service(
+    serve, make_settings
+):
+    users = random_users(8, seed=9)
+    bodies = [{"users": [user(*u)]} for u in users]
+    async with serve(make_settings(batching_enabled=False)) as served:
+        unbatched = [(await served.client.post("/embed", json=b)).json() for b in bodies]
+        assert served.metric("uservec_batch_size_count") == 8
+    async with serve(make_settings(max_batch_wait_ms=100, max_batch_size=64)) as served:
+        responses = await asyncio.gather(*(served.client.post("/embed", json=b) for b in bodies))
+        runs = served.metric("uservec_batch_size_count")
+        assert served.metric("uservec_batch_size_sum") == 8
+    assert runs < 8  # at least two requests shared one onnxruntime run
+    for response, alone in zip(responses, unbatched, strict=True):
+        np.testing.assert_allclose(response.json()["results"][0]["vector"],
+                                   alone["results"][0]["vector"], rtol=1e-5, atol=1e-6)

@@ -143,5 +143,79 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
     click.echo(f"MovieLens-100K ready at {folder}; use data.path = \"{folder}\" in your config")
 
 
+@main.command()
+@click.option("--bundle", "bundle_path", type=click.Path(path_type=Path), default=None,
+              help="Bundle folder to serve (env USERVEC_BUNDLE_PATH).")
+@click.option("--host", default=None, help="Bind address (env USERVEC_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (env USERVEC_PORT, default 8000).")
+@click.option("--redis-url", default=None,
+              help="Use Redis as the cache, e.g. redis://127.0.0.1:6379/0 (env USERVEC_REDIS_URL).")
+@click.option("--int8", "use_int8", is_flag=True, default=None,
+              help="Serve the bundle's int8 model when it has one (env USERVEC_USE_INT8).")
+def serve(
+    bundle_path: Path | None, host: str | None, port: int | None, redis_url: str | None,
+    use_int8: bool | None,
+) -> None:
+    """Serve a bundle over HTTP: /embed, /recommend, /predict-profile, /health, /metrics.
+
+    Every setting can also come from a USERVEC_* environment variable (see the README);
+    flags win. SIGTERM drains in-flight requests; SIGHUP reloads the bundle.
+
+    Example: uservec serve --bundle bundles/movielens-100k --port 8000
+    """
+    from service.server import serve as serve_forever
+    from service.settings import Settings
+
+    flags = {"bundle_path": bundle_path, "host": host, "port": port, "redis_url": redis_url,
+             "use_int8": use_int8}
+    serve_forever(Settings(**{k: v for k, v in flags.items() if v is not None}))
+
+
+@main.group()
+def bundle() -> None:
+    """Inspect and check exported bundles (no torch needed)."""
+
+
+@bundle.command("verify")
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke inference (checksums/schema only).")
+@_friendly
+def bundle_verify(bundle_dir: Path, no_smoke: bool) -> None:
+    """Check BUNDLE_DIR: schema version, every file's sha256, and a smoke inference.
+
+    Exits 1 naming the first missing, truncated or tampered file.
+
+    Example: uservec bundle verify bundles/movielens-100k
+    """
+    from export.verify import load_and_verify
+
+    manifest = load_and_verify(bundle_dir, smoke=not no_smoke)
+    click.echo(f"OK {bundle_dir}: bundle {manifest.bundle_version}, {len(manifest.files)} files, "
+               f"{len(manifest.tasks)} tasks")
+
+
+@bundle.command("info")
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_friendly
+def bundle_info_cmd(bundle_dir: Path, as_json: bool) -> None:
+    """Print a summary of BUNDLE_DIR: version, model, tasks, parity numbers.
+
+    Example: uservec bundle info bundles/movielens-100k
+    """
+    from export.verify import bundle_info
+
+    info = bundle_info(bundle_dir)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict | list):
+            click.echo(f"{key}:")
+            click.echo("  " + json.dumps(value, default=str, indent=2).replace("\n", "\n  "))
+        else:
+            click.echo(f"{key}: {value}")
+
+
 if __name__ == "__main__":
     main()

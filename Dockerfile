@@ -16,10 +16,11 @@ COPY pyproject.toml README.md ./
 COPY uservec ./uservec
 COPY export ./export
 COPY service ./service
-RUN pip install ".[serve]"
-
-RUN useradd --create-home --uid 10001 uservec
-USER uservec
+# The project itself is the pinned artefact here; its serve extra states the version floors.
+# hadolint ignore=DL3013
+RUN pip install ".[serve]" \
+    && useradd --create-home --uid 10001 uservec
+USER 10001
 
 ENV USERVEC_HOST=0.0.0.0 \
     USERVEC_PORT=8000 \

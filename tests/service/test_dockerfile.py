@@ -42,7 +42,7 @@ def test_dockerfile_installs_only_the_serving_extra_and_drops_root():
     text = DOCKERFILE.read_text()
     assert 'pip install ".[serve]"' in text
     assert "torch" not in text.split("FROM", 1)[1].lower().replace("no torch", "")
-    assert re.search(r"^USER\s+(?!root)\S+", text, flags=re.MULTILINE)
+    assert re.search(r"^USER\s+(?!root\b|0\b)\S+", text, flags=re.MULTILINE)
 
 
 def test_entrypoint_serves_and_healthcheck_turns_healthy(main_bundle: Path):

@@ -88,16 +88,16 @@ def _pretrain_and_evaluate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
     from training.evaluate import evaluate_next_item, popularity_next_item
-    from training.pretrain import load_encoder, pretrain
+    from training.pretrain import pretrain
 
     result = pretrain(
         dataset, cfg.model, cfg.pretrain, cfg.eval, out_dir / "pretrain", seed=cfg.seed,
         resume=resume,
     )
-    encoder, _ = load_encoder(result.checkpoint)
     k = cfg.eval.k
     model_metrics = evaluate_next_item(
-        encoder, dataset, "test", k=k, batch_size=cfg.eval.batch_size
+        result.encoder, result.head, dataset, "test", k=k, batch_size=cfg.eval.batch_size,
+        max_len=cfg.model.max_len,
     )
     pop_metrics = popularity_next_item(dataset, "test", k=k)
     ndcg_key = f"ndcg@{k}"
@@ -107,7 +107,8 @@ def _pretrain_and_evaluate(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "seconds": round(result.seconds, 1),
-        "parameters": result.parameters,
+        "parameters": result.num_params,
+        "stop_reason": result.stop_reason,
         "validation": result.val_metrics,
         "history": result.history,
     }

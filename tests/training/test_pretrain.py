@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.checkpoint import CheckpointError, load_checkpoint
+from training.config import EvalConfig, ModelConfig, PretrainConfig
+from training.evaluate import popularity_next_item
+from training.pretrain import load_encoder, pretrain
+
+MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
+EVAL = EvalConfig(k=10, batch_size=64)
+
+
+def config(**changes: object) -> PretrainConfig:
+    base = PretrainConfig(epochs=2, batch_size=16, lr=1e-2, patience=100)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_gives_bitwise_identical_weights(tiny_dataset, tmp_path: Path) -> None:
+    runs = [pretrain(tiny_dataset, MODEL, config(), EVAL, tmp_path / name, seed)
+            for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    a, b, c = (load_checkpoint(r.checkpoint)["model"] for r in runs)
+    assert states_equal(a, b)
+    assert not states_equal(a, c)
+    assert runs[0].history == [
+        {**h, "seconds": r["seconds"], "sequences_per_s": r["sequences_per_s"]}
+        for h, r in zip(runs[1].history, runs[0].history, strict=True)
+    ]
+
+
+def test_resume_continues_bitwise_as_if_never_stopped(tiny_dataset, tmp_path: Path) -> None:
+    for loss in ("full", "sampled"):  # sampled also draws negatives from a resumed generator
+        straight = pretrain(tiny_dataset, MODEL, config(epochs=4, loss=loss, num_negatives=8),
+                            EVAL, tmp_path / f"straight-{loss}", seed=0)
+        pretrain(tiny_dataset, MODEL, config(epochs=2, loss=loss, num_negatives=8), EVAL,
+                 tmp_path / f"resumed-{loss}", seed=0)
+        resumed = pretrain(tiny_dataset, MODEL, config(epochs=4, loss=loss, num_negatives=8),
+                           EVAL, tmp_path / f"resumed-{loss}", seed=0)
+        for name in ("last.pt", "best.pt"):
+            one = load_checkpoint(tmp_path / f"straight-{loss}" / name)
+            two = load_checkpoint(tmp_path / f"resumed-{loss}" / name)
+            assert one["epoch"] == two["epoch"]
+            assert states_equal(one["model"], two["model"])
+            assert states_equal(one["head"], two["head"])
+        assert [h["val"] for h in resumed.history] == [h["val"] for h in straight.history]
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tiny_dataset, tmp_path: Path) -> None:
+    pretrain(tiny_dataset, MODEL, config(epochs=1), EVAL, tmp_path, seed=0)
+    with pytest.raises(CheckpointError, match=r"pretrain\.lr"):
+        pretrain(tiny_dataset, MODEL, config(epochs=2, lr=5e-3), EVAL, tmp_path, seed=0)
+    with pytest.raises(CheckpointError, match="seed"):
+        pretrain(tiny_dataset, MODEL, config(epochs=2), EVAL, tmp_path, seed=1)
+    fresh = pretrain(tiny_dataset, MODEL, config(epochs=1, lr=5e-3), EVAL, tmp_path, seed=0,
+                     resume=False)
+    assert load_checkpoint(fresh.checkpoint)["config"]["pretrain"]["lr"] == 5e-3
+
+
+def test_checkpoint_records_what_makes_it_reproducible(tiny_dataset, tmp_path: Path) -> None:
+    result = pretrain(tiny_dataset, MODEL, config(epochs=1), EVAL, tmp_path, seed=7)
+    encoder, meta = load_encoder(result.checkpoint)
+    assert meta["seed"] == 7
+    assert meta["dataset_fingerprint"] == tiny_dataset.fingerprint
+    assert meta["vocab_size"] == tiny_dataset.vocab.size == encoder.vocab_size
+    assert meta["config"]["model"]["dilations"] == (1, 2)
+    assert meta["code_version"]
+    assert {"optimizer", "rng", "progress"} <= set(load_checkpoint(tmp_path / "last.pt"))
+    assert result.num_params == sum(p.numel() for p in encoder.parameters()) + sum(
+        p.numel() for p in result.head.parameters()
+    )
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_dataset, tmp_path: Path) -> None:
+    # lr 0: validation never improves after epoch 1, so patience 2 stops after epoch 3
+    result = pretrain(tiny_dataset, MODEL, config(epochs=10, lr=0.0, patience=2), EVAL,
+                      tmp_path, seed=0)
+    assert result.stop_reason == "early_stopping"
+    assert result.best_epoch == 1 and len(result.history) == 3
+    assert result.checkpoint == tmp_path / "best.pt"
+
+
+def test_max_seconds_stops_after_the_current_epoch(tiny_dataset, tmp_path: Path) -> None:
+    result = pretrain(tiny_dataset, MODEL, config(epochs=5, max_seconds=1e-6), EVAL,
+                      tmp_path, seed=0)
+    assert result.stop_reason == "max_seconds" and len(result.history) == 1
+
+
+def test_pretraining_beats_popularity_on_sequential_data(tiny_dataset, tmp_path: Path) -> None:
+    result = pretrain(tiny_dataset, MODEL, config(epochs=15), EVAL, tmp_path, seed=0)
+    popularity = popularity_next_item(tiny_dataset, "valid", k=10)
+    assert result.val_metrics["ndcg@10"] > 2 * popularity["ndcg@10"]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]

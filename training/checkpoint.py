@@ -1,0 +1,106 @@
+"""Pretraining checkpoints: what they hold, how they are written, and how the encoder is read back.
+
+A checkpoint is one ``torch.save`` dict (loadable with ``weights_only=True``): the model, head and
+optimizer states, the epoch, the RNG states and early-stopping state (so a resumed run continues
+bitwise where it stopped), plus what makes it traceable: the resolved config, seed, dataset
+fingerprint, code version and vocabulary size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import ModelConfig, build_dataclass
+from training.model import NextItNet
+
+CHECKPOINT_FORMAT_VERSION = 1
+#: tensors and optimizer state; everything else is metadata
+STATE_KEYS = ("model", "head", "optimizer", "rng")
+#: pretraining settings that only bound how long or where a run goes on; a resume may change them
+BUDGET_KEYS = ("epochs", "max_seconds", "num_threads")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, or does not belong to the run that wants to resume from it."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write atomically (temporary file + rename): an interrupted save never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": CHECKPOINT_FORMAT_VERSION, **payload}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU, checking its format version."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version!r} is not supported "
+            f"(this code reads format {CHECKPOINT_FORMAT_VERSION})"
+        )
+    return payload
+
+
+def checkpoint_meta(payload: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a checkpoint (everything but the state tensors)."""
+    return {key: value for key, value in payload.items() if key not in STATE_KEYS}
+
+
+def build_encoder(model_cfg: ModelConfig, vocab_size: int) -> NextItNet:
+    """The encoder a ModelConfig describes."""
+    return NextItNet(
+        vocab_size=vocab_size,
+        dim=model_cfg.dim,
+        dilations=model_cfg.dilations,
+        kernel_size=model_cfg.kernel_size,
+        dropout=model_cfg.dropout,
+    )
+
+
+def load_encoder(checkpoint_path: str | Path) -> tuple[NextItNet, dict[str, Any]]:
+    """Rebuild the pretrained encoder (eval mode) and return it with the checkpoint's metadata."""
+    payload = load_checkpoint(checkpoint_path)
+    model_cfg = build_dataclass(ModelConfig, dict(payload["config"]["model"]), "checkpoint.model")
+    model = build_encoder(model_cfg, int(payload["vocab_size"]))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, checkpoint_meta(payload)
+
+
+def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """Why a checkpoint's metadata does not match the run about to resume (empty when it does).
+
+    Compares config, seed, dataset fingerprint and vocabulary size; the run budget
+    (``pretrain.epochs``, ``max_seconds``, ``num_threads``) may change between runs.
+    """
+    problems = []
+    for key in ("seed", "dataset_fingerprint", "vocab_size"):
+        if saved.get(key) != expected.get(key):
+            problems.append(f"{key}: checkpoint {saved.get(key)!r}, now {expected.get(key)!r}")
+    saved_cfg, expected_cfg = saved.get("config", {}), expected.get("config", {})
+    for section in sorted(set(saved_cfg) | set(expected_cfg)):
+        old, new = dict(saved_cfg.get(section, {})), dict(expected_cfg.get(section, {}))
+        for name in sorted(set(old) | set(new)):
+            if section == "pretrain" and name in BUDGET_KEYS:
+                continue
+            if _normalise(old.get(name)) != _normalise(new.get(name)):
+                problems.append(
+                    f"{section}.{name}: checkpoint {old.get(name)!r}, now {new.get(name)!r}"
+                )
+    return problems
+
+
+def _normalise(value: Any) -> Any:
+    """Lists and tuples compare equal (a config may come back from a file with lists)."""
+    return tuple(value) if isinstance(value, list | tuple) else value

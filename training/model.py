@@ -1,0 +1,255 @@
+"""NextItNet encoder with per-task model patches (PeterRec) and the heads that sit on top of it.
+
+Modules only: no file I/O, no numpy, no device moves, no losses (those live in ``objectives.py``).
+Shapes: B batch, L sequence length, D hidden size, V vocabulary size, b bottleneck size.
+
+Sequences are left-padded with ``PAD_ID``; the newest event sits at the last position. The encoder
+is causal (left padding inside every convolution) and zeroes the hidden state at PAD positions after
+the embedding and after every sub-layer, so a real position's output does not depend on how much
+left padding precedes the sequence: serving may pad a batch only to its longest member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uservec.ids import PAD_ID
+
+Placement = Literal["serial", "parallel"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a task's patches are built; recorded so a checkpoint can rebuild the same modules."""
+
+    bottleneck: int
+    placement: Placement
+    own_layer_norms: bool
+
+
+def keep_domains(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Drop events whose item is not in ``keep`` and re-compact each row to the right, in order.
+
+    items (B, L) int64 left-padded ids; keep (V,) bool. Loop-free (a sort on a key built from the
+    keep mask and the position), so the same code runs in training and in the exported ONNX graph.
+    """
+    L = items.shape[1]
+    kept = keep[items] & (items != PAD_ID)  # (B, L)
+    position = torch.arange(L, device=items.device).unsqueeze(0)  # (1, L)
+    # dropped events get keys 0..L-1, kept ones L..2L-1: keys are distinct, so any sort is stable
+    key = position + kept.to(torch.int64) * L  # (B, L)
+    order = torch.argsort(key, dim=1)  # (B, L)
+    compacted = torch.gather(items, 1, order)  # (B, L)
+    kept_sorted = torch.gather(kept, 1, order)  # (B, L)
+    return compacted.masked_fill(~kept_sorted, PAD_ID)
+
+
+class BottleneckPatch(nn.Module):
+    """Linear D->b, ReLU, Linear b->D; returns the delta (the caller adds the residual).
+
+    The up-projection starts at zero, so a freshly added patch leaves the network unchanged.
+    """
+
+    def __init__(self, dim: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, bottleneck)
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu(self.down(x)))  # (B, L, D)
+
+
+class CausalConv(nn.Module):
+    """Dilated 1-D convolution over time that only looks left (left padding, none on the right)."""
+
+    def __init__(self, dim: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.left_pad = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(dim, dim, kernel_size, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.transpose(1, 2)  # (B, D, L)
+        h = F.pad(h, (self.left_pad, 0))  # (B, D, pad + L)
+        return self.conv(h).transpose(1, 2)  # (B, L, D)
+
+
+class ResidualBlock(nn.Module):
+    """conv(d) -> LN -> ReLU -> conv(2d) -> LN -> ReLU, plus the input (official NextItNet block).
+
+    Task patches and task layer norms are kept in ModuleDicts keyed by task name, so the state dict
+    reads ``blocks.3.patches.<task>.0.down.weight`` and a task can be saved or dropped on its own.
+    """
+
+    def __init__(self, dim: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [CausalConv(dim, kernel_size, dilation), CausalConv(dim, kernel_size, 2 * dilation)]
+        )
+        self.norms = nn.ModuleList([nn.LayerNorm(dim), nn.LayerNorm(dim)])
+        self.dropout = nn.Dropout(dropout)
+        self.patches = nn.ModuleDict()
+        self.task_norms = nn.ModuleDict()
+        self.placements: dict[str, Placement] = {}
+
+    def add_task(self, name: str, spec: TaskSpec) -> None:
+        dim = self.norms[0].normalized_shape[0]
+        self.patches[name] = nn.ModuleList(
+            [BottleneckPatch(dim, spec.bottleneck) for _ in self.convs]
+        )
+        self.placements[name] = spec.placement
+        if spec.own_layer_norms:
+            copies = nn.ModuleList([nn.LayerNorm(dim) for _ in self.norms])
+            copies.load_state_dict(self.norms.state_dict())
+            self.task_norms[name] = copies
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, task: str | None = None) -> torch.Tensor:
+        # x (B, L, D) zero at PAD positions; mask (B, L, 1) float, 1 at real events
+        patches = self.patches[task] if task is not None else None
+        own_norms = task is not None and task in self.task_norms
+        norms = self.task_norms[task] if own_norms else self.norms
+        h = x
+        for i, conv in enumerate(self.convs):
+            out = conv(h)  # (B, L, D)
+            if patches is not None:
+                if self.placements[task] == "serial":  # type: ignore[index]
+                    out = out + patches[i](out)
+                else:
+                    out = out + patches[i](h)
+            # re-zero PAD positions: LayerNorm of a zero row is its bias, which the next
+            # convolution would otherwise read as if it were an event
+            h = self.dropout(F.relu(norms[i](out))) * mask
+        return (x + h) * mask
+
+
+class NextItNet(nn.Module):
+    """Item embedding + stacked dilated causal residual blocks -> hidden state per position."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        dilations: tuple[int, ...] | list[int],
+        kernel_size: int = 3,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.dim = dim
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            [ResidualBlock(dim, kernel_size, d, dropout) for d in dilations]
+        )
+        self.tasks: dict[str, TaskSpec] = {}
+
+    def forward(self, items: torch.Tensor, task: str | None = None) -> torch.Tensor:
+        """items (B, L) left-padded ids -> hidden (B, L, D), zero at PAD positions."""
+        if task is not None and task not in self.tasks:
+            raise KeyError(f"unknown task {task!r}; added tasks: {sorted(self.tasks)}")
+        mask = (items != PAD_ID).unsqueeze(-1).to(self.embedding.weight.dtype)  # (B, L, 1)
+        x = self.dropout(self.embedding(items)) * mask  # (B, L, D)
+        for block in self.blocks:
+            x = block(x, mask, task)
+        return x
+
+    def user_vector(self, items: torch.Tensor, task: str | None = None) -> torch.Tensor:
+        """(B, L) -> (B, D): the hidden state at the last position, i.e. after the newest event."""
+        return self.forward(items, task)[:, -1, :]
+
+    def add_task(
+        self,
+        name: str,
+        bottleneck: int,
+        placement: Placement = "serial",
+        own_layer_norms: bool = True,
+    ) -> None:
+        """Register a task's patches (identity at start) in every block."""
+        if name in self.tasks:
+            raise ValueError(f"task {name!r} already exists")
+        if placement not in ("serial", "parallel"):
+            raise ValueError(f"placement must be 'serial' or 'parallel', got {placement!r}")
+        spec = TaskSpec(bottleneck, placement, own_layer_norms)
+        for block in self.blocks:
+            block.add_task(name, spec)
+        self.tasks[name] = spec
+
+    def task_parameters(self, name: str) -> list[nn.Parameter]:
+        """The parameters a task trains: its patches and, if it has them, its layer norms."""
+        if name not in self.tasks:
+            raise KeyError(f"unknown task {name!r}; added tasks: {sorted(self.tasks)}")
+        params: list[nn.Parameter] = []
+        for block in self.blocks:
+            params.extend(block.patches[name].parameters())
+            if name in block.task_norms:
+                params.extend(block.task_norms[name].parameters())
+        return params
+
+    def freeze_backbone(self) -> None:
+        """Stop gradients into every parameter that belongs to no task."""
+        task_ids = {id(p) for name in self.tasks for p in self.task_parameters(name)}
+        for param in self.parameters():
+            if id(param) not in task_ids:
+                param.requires_grad_(False)
+
+
+class NextItemHead(nn.Module):
+    """Pretraining output layer (own weights): hidden (.., D) -> logits (.., V)."""
+
+    def __init__(self, dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.output = nn.Linear(dim, vocab_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(hidden)  # (.., V)
+
+    def score_items(self, hidden: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """hidden (N, D), item_ids (S,) -> logits (N, S) for those items only (sampled softmax)."""
+        weight = self.output.weight[item_ids]  # (S, D)
+        return hidden @ weight.T + self.output.bias[item_ids]  # (N, S)
+
+    def score_targets(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden (N, D), targets (N,) -> (N,) logit of each row's own target."""
+        weight = self.output.weight[targets]  # (N, D)
+        return (hidden * weight).sum(-1) + self.output.bias[targets]  # (N,)
+
+
+class ClassificationHead(nn.Module):
+    """Dropout + linear layer: user vector (B, D) -> class logits (B, C)."""
+
+    def __init__(self, dim: int, n_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(user))  # (B, C)
+
+
+class ItemScoringHead(nn.Module):
+    """A new target-item table E (N, D) and bias b (N,): score = u @ E.T + b.
+
+    ``query(u) @ item_vectors().T`` gives the same scores, which is the form an inner-product
+    index (FAISS) searches: the bias rides along as an extra coordinate against a constant 1.
+    """
+
+    def __init__(self, dim: int, n_items: int) -> None:
+        super().__init__()
+        self.item_embedding = nn.Parameter(torch.randn(n_items, dim) * dim**-0.5)
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        return user @ self.item_embedding.T + self.item_bias  # (B, N)
+
+    def query(self, user: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones_like(user[:, :1])  # (B, 1)
+        return torch.cat([user, ones], dim=1)  # (B, D + 1)
+
+    def item_vectors(self) -> torch.Tensor:
+        return torch.cat([self.item_embedding, self.item_bias.unsqueeze(1)], dim=1)  # (N, D + 1)

@@ -1,0 +1,278 @@
+"""Self-supervised next-item pretraining of the NextItNet encoder (P1 of PROTOCOLS.md).
+
+Trains on every user's events except the last two, early-stops on P1 validation NDCG@k, keeps the
+best model in ``OUT/best.pt`` and the latest state in ``OUT/last.pt`` (resumable bitwise).
+
+    result = pretrain(dataset, cfg.model, cfg.pretrain, cfg.eval, Path("runs/ml100k"), seed=0)
+    encoder, meta = load_encoder(result.checkpoint)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from training.batching import NextItemWindows, shuffled_batches
+from training.checkpoint import (
+    CheckpointError,
+    build_encoder,
+    load_checkpoint,
+    load_encoder,
+    resume_mismatches,
+    save_checkpoint,
+)
+from training.config import EvalConfig, ModelConfig, PretrainConfig
+from training.data.dataset import PreparedDataset
+from training.evaluate import evaluate_next_item
+from training.model import NextItemHead, NextItNet
+from training.objectives import next_item_loss
+from uservec.fingerprint import code_version
+from uservec.ids import PAD_ID
+
+__all__ = ["PretrainResult", "load_encoder", "pretrain"]
+
+logger = logging.getLogger(__name__)
+
+BEST, LAST = "best.pt", "last.pt"
+
+
+@dataclass
+class PretrainResult:
+    """Outcome of a pretraining run; ``encoder``/``head`` hold the restored best model."""
+
+    checkpoint: Path
+    best_epoch: int
+    val_metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    seconds: float
+    num_params: int
+    #: epochs | early_stopping | max_seconds
+    stop_reason: str
+    encoder: NextItNet = field(repr=False)
+    head: NextItemHead = field(repr=False)
+
+
+@dataclass
+class _Progress:
+    """Everything besides the tensors that a resumed run must restore."""
+
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def pretrain(
+    dataset: PreparedDataset,
+    model_cfg: ModelConfig,
+    pretrain_cfg: PretrainConfig,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    seed: int,
+    resume: bool = True,
+) -> PretrainResult:
+    """Pretrain, early-stop on validation NDCG@k, restore the best epoch (see module docstring)."""
+    threads = torch.get_num_threads()
+    if pretrain_cfg.num_threads > 0:
+        torch.set_num_threads(pretrain_cfg.num_threads)
+    try:
+        return _pretrain(dataset, model_cfg, pretrain_cfg, eval_cfg, Path(out_dir), seed, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(
+    dataset: PreparedDataset,
+    model_cfg: ModelConfig,
+    pretrain_cfg: PretrainConfig,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    seed: int,
+    resume: bool,
+) -> PretrainResult:
+
+    if pretrain_cfg.epochs < 1:
+        raise ValueError(f"pretrain.epochs must be at least 1, got {pretrain_cfg.epochs}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    windows = NextItemWindows(dataset, model_cfg.max_len)
+    if len(windows) == 0:
+        raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
+
+    torch.manual_seed(seed)
+    model = build_encoder(model_cfg, dataset.vocab.size)
+    head = NextItemHead(model_cfg.dim, dataset.vocab.size)
+    params = [*model.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(params, lr=pretrain_cfg.lr, weight_decay=pretrain_cfg.weight_decay)
+    shuffle_rng = torch.Generator().manual_seed(seed)
+    negatives_rng = torch.Generator().manual_seed(seed + 1)
+    meta = {
+        "config": {
+            "model": dataclasses.asdict(model_cfg),
+            "pretrain": dataclasses.asdict(pretrain_cfg),
+            "eval": dataclasses.asdict(eval_cfg),
+        },
+        "seed": seed,
+        "dataset_name": dataset.name,
+        "dataset_fingerprint": dataset.fingerprint,
+        "vocab_size": dataset.vocab.size,
+        "code_version": code_version(),
+    }
+    progress = _Progress()
+    if resume and (out_dir / LAST).is_file():
+        payload = load_checkpoint(out_dir / LAST)
+        problems = resume_mismatches(payload, meta)
+        if problems:
+            raise CheckpointError(
+                f"{out_dir / LAST} belongs to a different run and cannot be resumed: "
+                + "; ".join(problems)
+                + ". Use another output folder, or resume=False to start over."
+            )
+        if payload.get("code_version") != meta["code_version"]:
+            logger.warning(
+                "resuming a checkpoint written by code %s with code %s",
+                payload.get("code_version"), meta["code_version"],
+            )
+        model.load_state_dict(payload["model"])
+        head.load_state_dict(payload["head"])
+        optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        shuffle_rng.set_state(payload["rng"]["shuffle"])
+        negatives_rng.set_state(payload["rng"]["negatives"])
+        progress = _Progress(**payload["progress"])
+        logger.info("resuming %s after epoch %d", out_dir / LAST, progress.epoch)
+
+    num_params = sum(p.numel() for p in params)
+    logger.info(
+        "pretraining on %s: %d windows, %d targets, vocab %d, %d parameters",
+        dataset.name, len(windows), windows.num_targets(), dataset.vocab.size, num_params,
+    )
+    metric = f"ndcg@{eval_cfg.k}"
+    stop_reason = "early_stopping" if progress.stopped_early else "epochs"
+    started = time.perf_counter()
+    for epoch in range(progress.epoch + 1, pretrain_cfg.epochs + 1):
+        if progress.stopped_early:
+            break
+        epoch_start = time.perf_counter()
+        loss = _train_epoch(model, head, optimizer, windows, pretrain_cfg, epoch,
+                            shuffle_rng, negatives_rng)
+        train_seconds = time.perf_counter() - epoch_start
+        val = evaluate_next_item(model, head, dataset, "valid", eval_cfg.k,
+                                 eval_cfg.batch_size, model_cfg.max_len)
+        epoch_seconds = time.perf_counter() - epoch_start
+        progress.epoch = epoch
+        progress.seconds += epoch_seconds
+        progress.history.append({
+            "epoch": epoch, "loss": loss, "val": val, "seconds": epoch_seconds,
+            "sequences_per_s": len(windows) / max(train_seconds, 1e-9),
+        })
+        improved = val[metric] > progress.best_score
+        if improved:
+            progress.best_score, progress.best_epoch = float(val[metric]), epoch
+            progress.best_metrics, progress.bad_epochs = dict(val), 0
+        else:
+            progress.bad_epochs += 1
+            progress.stopped_early = progress.bad_epochs >= pretrain_cfg.patience
+        logger.info(
+            "epoch %d/%d loss %.4f val hr@%d %.4f %s %.4f%s (%.1fs)",
+            epoch, pretrain_cfg.epochs, loss, eval_cfg.k, val[f"hr@{eval_cfg.k}"], metric,
+            val[metric], " *" if improved else "", epoch_seconds,
+        )
+        payload = {
+            **meta,
+            "model": model.state_dict(),
+            "head": head.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": shuffle_rng.get_state(),
+                "negatives": negatives_rng.get_state(),
+            },
+            "epoch": epoch,
+            "val_metrics": val,
+            "progress": dataclasses.asdict(progress),
+        }
+        if improved:
+            save_checkpoint(out_dir / BEST, payload)
+        save_checkpoint(out_dir / LAST, payload)
+        if progress.stopped_early:
+            stop_reason = "early_stopping"
+            logger.info("early stopping: no %s gain for %d epochs", metric, progress.bad_epochs)
+            break
+        elapsed = time.perf_counter() - started
+        if pretrain_cfg.max_seconds and elapsed > pretrain_cfg.max_seconds and (
+            epoch < pretrain_cfg.epochs
+        ):
+            stop_reason = "max_seconds"
+            logger.warning(
+                "stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
+                epoch, elapsed, pretrain_cfg.max_seconds,
+            )
+            break
+
+    best = load_checkpoint(out_dir / BEST)
+    model.load_state_dict(best["model"])
+    head.load_state_dict(best["head"])
+    model.eval()
+    head.eval()
+    logger.info("best epoch %d: %s", progress.best_epoch, progress.best_metrics)
+    return PretrainResult(
+        checkpoint=out_dir / BEST,
+        best_epoch=progress.best_epoch,
+        val_metrics=progress.best_metrics,
+        history=progress.history,
+        seconds=progress.seconds,
+        num_params=num_params,
+        stop_reason=stop_reason,
+        encoder=model,
+        head=head,
+    )
+
+
+def _train_epoch(
+    model: NextItNet,
+    head: NextItemHead,
+    optimizer: torch.optim.Optimizer,
+    windows: NextItemWindows,
+    cfg: PretrainConfig,
+    epoch: int,
+    shuffle_rng: torch.Generator,
+    negatives_rng: torch.Generator,
+) -> float:
+    """One pass over the shuffled windows; returns the mean loss per target."""
+    model.train()
+    head.train()
+    params = [*model.parameters(), *head.parameters()]
+    total_loss, total_targets, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    batches = shuffled_batches(len(windows), cfg.batch_size, shuffle_rng)
+    bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size),
+               desc=f"epoch {epoch}", leave=False, mininterval=1.0)
+    for index in bar:
+        inputs, targets = windows[index]  # (B, L), (B, L)
+        loss = next_item_loss(model(inputs), targets, head, cfg.loss, cfg.num_negatives,
+                              negatives_rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        n_targets = int((targets != PAD_ID).sum())
+        total_loss += loss.item() * n_targets
+        total_targets += n_targets
+        seen += len(index)
+        bar.set_postfix(loss=f"{total_loss / max(total_targets, 1):.3f}",
+                        seq_s=f"{seen / (time.perf_counter() - start):.0f}")
+    bar.close()
+    return total_loss / max(total_targets, 1)

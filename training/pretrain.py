@@ -273,6 +273,6 @@ def _train_epoch(
         total_targets += n_targets
         seen += len(index)
         bar.set_postfix(loss=f"{total_loss / max(total_targets, 1):.3f}",
-                        seq_s=f"{seen / (time.perf_counter() - start):.0f}")
+                        seq_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
     bar.close()
     return total_loss / max(total_targets, 1)

@@ -54,6 +54,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     from training.data.prepare import load_dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the resolved config: what `uservec export RUN_DIR` rebuilds the run from
+    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
     started = time.perf_counter()
     timings: dict[str, float] = {}
 

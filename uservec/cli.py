@@ -43,9 +43,10 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from export import ExportError
         from uservec.manifest import BundleError
 
-        user_errors: tuple[type[Exception], ...] = (BundleError, FileNotFoundError)
+        user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, FileNotFoundError)
         try:
             from training.config import ConfigError
             from training.data.prepare import DataError
@@ -141,6 +142,30 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
 
     folder = check_movielens(local) if local is not None else download_movielens(dest)
     click.echo(f"MovieLens-100K ready at {folder}; use data.path = \"{folder}\" in your config")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Bundle folder to write (refused if it exists, unless --overwrite).")
+@click.option("--int8", "quantize", is_flag=True,
+              help="Also write a static int8 model (kept only if it passes its parity check).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@_friendly
+def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) -> None:
+    """Export RUN_DIR (a finished `uservec run`) to a versioned bundle.
+
+    Writes one fused ONNX graph (user vector + every task head), the vocabulary, item vectors and
+    FAISS indexes per recommendation head, popularity lists and manifest.json with checksums.
+    Fails, writing nothing, unless onnxruntime reproduces PyTorch.
+
+    Example: uservec export runs/movielens-100k --out bundles/movielens-100k
+    """
+    from export.from_run import export_from_run
+
+    manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite)
+    click.echo(f"bundle {manifest.bundle_version} written to {out_dir}")
+    click.echo(json.dumps(manifest.parity, indent=2, default=str)[:2000])
 
 
 @main.command()

@@ -1,0 +1,137 @@
+"""``uservec export RUN_DIR``: rebuild a finished run's final task models and write its bundle.
+
+A run directory holds ``config.json`` (the resolved experiment config), ``pretrain/best.pt`` (the
+backbone) and ``tasks/<task>/final.pt`` (one final model per task: patches + head, trained on every
+labelled user with the tuned hyperparameters). Fold models are evaluation only and never exported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export import ExportError
+from export.bundle import TaskExport, write_bundle
+from training.checkpoint import load_checkpoint, load_encoder
+from training.config import ExperimentConfig, build_dataclass
+from training.data.dataset import PreparedDataset
+from training.data.prepare import load_dataset
+from training.fused import ProfileTask, RecommendTask
+from training.model import ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
+from uservec.manifest import BundleManifest
+from uservec.sequences import encode_batch
+
+log = logging.getLogger(__name__)
+
+#: real sequences used to calibrate int8 and (a held-out quarter) to check parity
+CALIBRATION_USERS = 512
+_PATCH_KEY = re.compile(r"^blocks\.\d+\.(?:patches|task_norms)\.([^.]+)\.")
+
+
+def read_run_config(run_dir: Path) -> ExperimentConfig:
+    """The resolved config a run was made with (``RUN_DIR/config.json``)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ExportError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
+    return build_dataclass(ExperimentConfig, json.loads(path.read_text()), "config.json")
+
+
+def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.ndarray:
+    """Latest ``max_len`` events of a seeded sample of users, left-padded: (N, max_len)."""
+    rng = np.random.default_rng(seed)
+    n = min(CALIBRATION_USERS, dataset.num_users)
+    users = np.sort(rng.choice(dataset.num_users, size=n, replace=False))
+    return encode_batch([dataset.sequence(int(u)) for u in users], max_len)
+
+
+def _patch_name(patch_state: dict[str, torch.Tensor]) -> str | None:
+    names = {m.group(1) for key in patch_state if (m := _PATCH_KEY.match(key))}
+    if len(names) > 1:
+        raise ExportError(f"final model carries patches of several tasks: {sorted(names)}")
+    return next(iter(names), None)
+
+
+def _attach_patches(encoder: NextItNet, payload: dict[str, Any]) -> str | None:
+    """Add the task's patches to the shared backbone and load their trained weights."""
+    patch_state = dict(payload.get("patch_state") or {})
+    name = _patch_name(patch_state)
+    if name is None:
+        return None
+    spec = TaskSpec(**payload["spec"])
+    encoder.add_task(name, spec.bottleneck, spec.placement, spec.own_layer_norms)
+    missing, unexpected = encoder.load_state_dict(patch_state, strict=False)
+    if unexpected or any(_PATCH_KEY.match(k) and f".{name}." in k for k in missing):
+        raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone")
+    return name
+
+
+def load_task(
+    encoder: NextItNet, payload: dict[str, Any], dataset: PreparedDataset
+) -> tuple[ProfileTask | RecommendTask, TaskExport]:
+    """One final task model as a fused-graph head plus the bundle's description of it."""
+    name = str(payload["task"])
+    patches = _attach_patches(encoder, payload)
+    dim = encoder.dim
+    if payload["kind"] == "profile":
+        labels = tuple(str(label) for label in payload["labels"])
+        head = ClassificationHead(dim, len(labels))
+        head.load_state_dict(payload["head_state"])
+        return ProfileTask(head.eval(), patches=patches), TaskExport(name, "profile", labels=labels)
+    keys = tuple(str(k) for k in payload["candidate_keys"])
+    item_head = ItemScoringHead(dim, len(keys))
+    item_head.load_state_dict(payload["head_state"])
+    keep = payload["source_keep"].bool()
+    target = str(payload["target_domain"])
+    ranking = payload["popularity_ranking"].tolist()
+    task = TaskExport(
+        name, "recommend", domain=target,
+        source_domains=tuple(d for d in dataset.domains if d != target),
+        item_keys=keys, popularity=tuple(keys[i] for i in ranking),
+    )
+    return RecommendTask(item_head.eval(), patches=patches, source_keep=keep), task
+
+
+def export_from_run(
+    run_dir: str | Path, out_dir: str | Path, quantize: bool = False, overwrite: bool = False
+) -> BundleManifest:
+    """Write the bundle of a finished run; raises ExportError when a check fails."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    encoder_path = run_dir / "pretrain" / "best.pt"
+    if not encoder_path.is_file():
+        raise ExportError(f"{encoder_path}: no pretrained encoder in this run")
+    torch.set_num_threads(1)  # tiny convolutions: torch's thread pool only adds overhead here
+    encoder, meta = load_encoder(encoder_path)
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "prepared"
+    dataset = load_dataset(cfg.data, cache)
+    profile: dict[str, ProfileTask] = {}
+    recommend: dict[str, RecommendTask] = {}
+    exports: list[TaskExport] = []
+    for path in sorted((run_dir / "tasks").glob("*/final.pt")):
+        head, task = load_task(encoder, load_checkpoint(path), dataset)
+        exports.append(task)
+        if isinstance(head, ProfileTask):
+            profile[task.name] = head
+        else:
+            recommend[task.name] = head
+        log.info("loaded final model of task %s (%s)", task.name, task.kind)
+    if not exports:
+        log.warning("%s has no task models: the bundle serves /embed only", run_dir)
+    from training.fused import FusedUserModel
+
+    fused = FusedUserModel(encoder.eval(), profile, recommend).eval()
+    manifest = write_bundle(
+        out_dir, fused, dataset.vocab, exports,
+        {**json.loads((run_dir / "config.json").read_text()), "source_run": str(run_dir)},
+        meta.get("dataset_fingerprint", dataset.fingerprint), cfg.seed, cfg.model.max_len,
+        calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
+        name=cfg.name, overwrite=overwrite,
+    )
+    log.info("wrote bundle %s to %s", manifest.bundle_version, out_dir)
+    return manifest

@@ -1,0 +1,45 @@
+"""The command line: every command documents itself and fails cleanly on bad input."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from uservec.cli import main
+
+
+def _commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", list(_commands(main)))
+def test_every_command_has_help_with_an_example_or_summary(path):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+def test_bad_config_is_a_one_line_error_not_a_traceback(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[model]\nwidth = 3\n")
+    result = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "unknown key(s) ['width']" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_names_the_path(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\nformat = "movielens"\npath = "{tmp_path / "nowhere"}"\n')
+    result = CliRunner().invoke(main, ["prepare", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "nowhere" in result.output
+
+
+def test_bundle_verify_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    result = CliRunner().invoke(main, ["bundle", "verify", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "manifest not found" in result.output

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import uservec
-from training.config import ExperimentConfig, config_to_dict
+from training.config import ConfigError, ExperimentConfig, config_to_dict
 from training.data.dataset import PreparedDataset
 from uservec.fingerprint import code_version
 
@@ -75,14 +75,64 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     }
 
     t0 = time.perf_counter()
-    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, dataset, out_dir, resume)
+    view = pretraining_view(cfg, dataset)
+    if view is not dataset:
+        report["pretraining_view"] = view.settings.get("restricted", {})
+    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, out_dir, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
+
+    if cfg.tasks:
+        from training.tasks import plot_results, run_tasks
+
+        t0 = time.perf_counter()
+        report["tasks"] = run_tasks(cfg, dataset, out_dir / "pretrain" / "best.pt", out_dir)
+        report["plots"] = [
+            str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
+        ]
+        timings["tasks_s"] = time.perf_counter() - t0
+
+    export = export_settings(cfg)
+    if export["enabled"]:
+        from export.from_run import export_from_run
+
+        t0 = time.perf_counter()
+        bundle_dir = Path(export["out"]) if export["out"] else out_dir / "bundle"
+        manifest = export_from_run(out_dir, bundle_dir, quantize=export["int8"], overwrite=True)
+        report["bundle"] = {"path": str(bundle_dir), "version": manifest.bundle_version,
+                            "parity": manifest.parity}
+        timings["export_s"] = time.perf_counter() - t0
 
     timings["total_s"] = time.perf_counter() - started
     report["timings"] = {k: round(v, 1) for k, v in timings.items()}
     report["headline"] = _headline(report)
     write_report(report, out_dir)
     return report
+
+
+def export_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``[extra.export]``: enabled (default false), out (default OUT/bundle), int8 (false)."""
+    raw = dict(cfg.extra.get("export", {}))
+    unknown = sorted(set(raw) - {"enabled", "out", "int8"})
+    if unknown:
+        raise ConfigError(f"config.extra.export: unknown key(s) {unknown}")
+    return {"enabled": bool(raw.get("enabled", False)), "out": raw.get("out"),
+            "int8": bool(raw.get("int8", False))}
+
+
+def pretraining_view(cfg: ExperimentConfig, dataset: PreparedDataset) -> PreparedDataset:
+    """Events the one shared backbone may see: all but each P3 target's held-out events.
+
+    PROTOCOLS.md P3 allows one backbone for every task when it never sees the target-domain
+    events of any declared target's test users; P1 then evaluates on the same view.
+    """
+    targets = [t.target_domain for t in cfg.tasks if t.kind == "cross_domain" and t.target_domain]
+    if not targets:
+        return dataset
+    from training.protocols import pretraining_mask
+
+    keep = pretraining_mask(dataset, targets)
+    log.info("pretraining view hides %d held-out target events of %s", int((~keep).sum()), targets)
+    return dataset.restrict_events(keep, f"P3 test users' events in {', '.join(targets)}")
 
 
 def _pretrain_and_evaluate(
@@ -126,13 +176,34 @@ def _pretrain_and_evaluate(
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
     nxt = report["next_item"]
     k = nxt["k"]
-    return {
+    headline: dict[str, Any] = {
         "dataset": report["dataset"]["name"],
         f"nextitnet_ndcg@{k}": round(nxt["methods"]["nextitnet"][f"ndcg@{k}"], 4),
         f"popularity_ndcg@{k}": round(nxt["methods"]["popularity"][f"ndcg@{k}"], 4),
         "ndcg_ratio": nxt["ndcg_ratio_vs_popularity"],
         "total_seconds": report["timings"]["total_s"],
     }
+    for name, task in report.get("tasks", {}).get("tasks", {}).items():
+        headline[name] = _task_headline(task)
+    return headline
+
+
+def _task_headline(task: dict[str, Any]) -> dict[str, Any]:
+    """Adapter vs the strongest baseline on the task's main metric(s)."""
+    if task["kind"] == "profile":
+        regime = task["regimes"]["full"]
+        methods = regime["methods"]
+        out = {}
+        for metric, base in regime["strongest_baseline"].items():
+            out[metric] = {name: round(methods[name][metric]["mean"], 4)
+                           for name in (*_NEURAL, base) if name in methods}
+        return out
+    methods = task["methods"]
+    key = next(k for k in methods[next(iter(methods))] if k.startswith("ndcg@"))
+    return {key: {name: round(m[key]["mean"], 4) for name, m in methods.items()}}
+
+
+_NEURAL = ("adapter", "head-only", "fine-tune-all", "scratch")
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
@@ -148,6 +219,53 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _pm(stat: dict[str, Any], spread: str) -> str:
+    return f"{stat['mean']:.4f} ± {stat[spread]:.4f}"
+
+
+def _render_task(name: str, task: dict[str, Any]) -> list[str]:
+    """One table per task (and per label regime for profile tasks)."""
+    lines: list[str] = []
+    if task["kind"] == "profile":
+        for regime, body in task["regimes"].items():
+            lines += [
+                f"## Task {name} (P2 profile: {task['attribute']}, {regime} labels)",
+                "",
+                f"Classes: {len(task['classes'])}; labelled users {task['labelled_users']}; "
+                f"strongest baseline: {body['strongest_baseline']}.",
+                "",
+                "| method | accuracy (mean ± std, 5 folds) | macro-F1 | trainable params | "
+                "train seconds |",
+                "|---|---|---|---|---|",
+            ]
+            for method, res in body["methods"].items():
+                lines.append(
+                    f"| {method} | {_pm(res['accuracy'], 'std')} | {_pm(res['macro_f1'], 'std')} "
+                    f"| {res.get('trainable_parameters', '-')} | {res.get('seconds', '-')} |"
+                )
+            lines.append("")
+        return lines
+    methods = task["methods"]
+    first = next(iter(methods.values()))
+    keys = [k for k in first if "@" in k]
+    lines += [
+        f"## Task {name} (P3 cross-domain cold start into {task.get('target_domain', '?')})",
+        "",
+        f"Candidates: {task.get('candidates', '?')}; evaluated test users "
+        f"{first.get('evaluated_users', '?')} (left out: {first.get('left_out_users', '?')}); "
+        f"strongest baseline: {task.get('strongest_baseline')}.",
+        "",
+        "| method | " + " | ".join(f"{k} (mean ± s.e.)" for k in keys)
+        + " | trainable params | train seconds |",
+        "|---|" + "---|" * (len(keys) + 2),
+    ]
+    for method, res in methods.items():
+        cells = " | ".join(_pm(res[k], "se") for k in keys)
+        lines.append(f"| {method} | {cells} | {res.get('trainable_parameters', '-')} | "
+                     f"{res.get('seconds', '-')} |")
+    return [*lines, ""]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -195,6 +313,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, metrics in nxt["methods"].items():
             lines.append(f"| {name} | {_fmt(metrics[f'hr@{k}'])} | {_fmt(metrics[f'ndcg@{k}'])} |")
         lines += ["", f"NDCG@{k} ratio vs popularity: {nxt['ndcg_ratio_vs_popularity']}", ""]
+    tasks = report.get("tasks", {}).get("tasks", {})
+    for name, task in tasks.items():
+        lines += _render_task(name, task)
+    for plot in report.get("plots", []):
+        lines += [f"![{plot}]({plot})", ""]
+    if "bundle" in report:
+        lines += [f"## Bundle\n\n`{report['bundle']['path']}` version "
+                  f"`{report['bundle']['version']}`", ""]
     lines += [
         "## Timings (seconds)",
         "",

@@ -8,6 +8,8 @@ only this. Events are stored CSR-style: user ``u``'s events, oldest first, are r
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,32 @@ class PreparedDataset:
     def lengths(self) -> np.ndarray:
         """(U,) number of events per user."""
         return np.diff(self.offsets)
+
+    def restrict_events(self, keep: np.ndarray, reason: str) -> PreparedDataset:
+        """The same users, vocabulary and catalogue with only the ``keep`` (E,) events.
+
+        Used to pretrain one backbone on a view that hides held-out events (P3 test users'
+        target events); the fingerprint changes with the mask so checkpoints cannot mix views.
+        """
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.num_events,):
+            raise ValueError(f"mask has shape {keep.shape}, expected ({self.num_events},)")
+        event_user = np.repeat(np.arange(self.num_users), self.lengths())
+        per_user = np.bincount(event_user[keep], minlength=self.num_users)
+        offsets = np.concatenate([[0], np.cumsum(per_user)]).astype(np.int64)
+        digest = hashlib.sha256(np.packbits(keep).tobytes()).hexdigest()
+        return dataclasses.replace(
+            self,
+            offsets=offsets,
+            items=self.items[keep],
+            item_index=self.item_index[keep],
+            timestamps=self.timestamps[keep],
+            event_domain=self.event_domain[keep],
+            event_split=None if self.event_split is None else self.event_split[keep],
+            fingerprint=hashlib.sha256(f"{self.fingerprint}:{digest}".encode()).hexdigest(),
+            settings={**self.settings, "restricted": {"reason": reason,
+                                                      "hidden_events": int((~keep).sum())}},
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counts for logs and reports: users, items, vocabulary, events, events per domain."""

@@ -51,3 +51,18 @@ def test_summary_counts_events_per_domain():
     summary = data.summary()
     assert sum(summary["domains"].values()) == summary["events"] == data.num_events
     assert summary["users"] == 8 and summary["items"] == len(data.catalog)
+
+
+
+def test_restrict_events_hides_exactly_the_masked_events():
+    data = prepare(load_raw(DataConfig(format="synthetic", synthetic_users=20,
+                                       synthetic_items=30)), 1, "syn")
+    keep = np.random.default_rng(0).random(data.num_events) < 0.7
+    view = data.restrict_events(keep, "test")
+    assert view.num_users == data.num_users and view.vocab is data.vocab
+    assert view.num_events == int(keep.sum())
+    for user in range(data.num_users):
+        rows = np.arange(data.offsets[user], data.offsets[user + 1])
+        assert view.sequence(user).tolist() == data.items[rows[keep[rows]]].tolist()
+    assert view.fingerprint != data.fingerprint
+    assert view.settings["restricted"]["hidden_events"] == int((~keep).sum())

@@ -144,6 +144,47 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
     click.echo(f"MovieLens-100K ready at {folder}; use data.path = \"{folder}\" in your config")
 
 
+@main.command()
+@click.option("--config", "config_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Experiment config (default: the shipped configs/demo.toml).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/demo"),
+              show_default=True, help="Run folder; the bundle goes to OUT/bundle.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Stop after exporting the bundle.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (repeatable).")
+@_friendly
+def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve: bool,
+         overrides: tuple[str, ...]) -> None:
+    """The main job: generate data, pretrain, train adapters, export, serve, print curl examples.
+
+    Needs no data download and no Redis (in-process cache). Use --config to run it on a real
+    dataset's config instead, e.g. --config configs/movielens-100k.toml.
+
+    Example: uservec demo --port 8000
+    """
+    from training.config import load_config
+    from training.demo import run_demo
+
+    path = config_path or Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+    cfg = load_config(path, ["extra.export.enabled=true", *overrides])
+    bundle_dir, examples = run_demo(cfg, out_dir)
+    base = f"http://{host}:{port}"
+    click.echo(f"\nbundle: {bundle_dir}\nreport: {out_dir / 'report.md'}\n")
+    click.echo("Try the service (in another terminal):\n")
+    click.echo(examples.replace("{BASE}", base) + "\n")
+    if no_serve:
+        click.echo(f"serve it later with: uservec serve --bundle {bundle_dir}")
+        return
+    from service.server import serve as serve_forever
+    from service.settings import Settings
+
+    click.echo(f"serving on {base} (Ctrl-C to stop)")
+    serve_forever(Settings(bundle_path=bundle_dir, host=host, port=port, json_logs=False))
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,

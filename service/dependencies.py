@@ -11,17 +11,19 @@ from service.runtime import Runtime
 from service.settings import Settings
 
 
-def get_runtime(request: Request) -> Runtime:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per dependency
+# per request (measured: ~0.3-0.7 ms of a ~1.5 ms cache hit)
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_timings(request: Request) -> Timings:
+async def get_timings(request: Request) -> Timings:
     """The request's stage timer, created by the request middleware (a fresh one otherwise)."""
     timings = getattr(request.state, "timings", None)
     if timings is None:

@@ -7,6 +7,7 @@ validation errors, malformed JSON and unexpected exceptions into that one shape.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -93,11 +94,20 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+class ErrorJSONResponse(JSONResponse):
+    """Error messages echo request text, which may hold lone surrogates (valid JSON escapes, not
+    encodable as UTF-8): they are written as '?' instead of failing the error response itself."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False,
+                          separators=(",", ":")).encode("utf-8", errors="replace")
+
+
 def error_response(
     code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """The one error response; usable from middleware (a ``JSONResponse`` is an ASGI app)."""
-    return JSONResponse(
+    return ErrorJSONResponse(
         error_body(code, message, details), status_code=ERROR_CODES[code], headers=headers
     )
 
@@ -123,8 +133,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response("validation_error", "request does not match the schema", details)
 
 
-_HTTP_CODES = {401: "missing_api_key", 403: "invalid_api_key", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large",
+# 400: FastAPI's "There was an error parsing the body" (e.g. a body that is not UTF-8)
+_HTTP_CODES = {400: "invalid_json", 401: "missing_api_key", 403: "invalid_api_key",
+               404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "too_many_requests", 503: "not_ready"}
 
 

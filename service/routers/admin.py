@@ -22,7 +22,7 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_key)])
     "with 409 `bundle_rejected` and the old one keeps serving.",
     responses=error_responses(
         "missing_api_key", "invalid_api_key", "bundle_rejected", "reload_in_progress",
-        "validation_error",
+        "invalid_json", "payload_too_large", "unsupported_media_type", "validation_error",
     ),
 )
 async def reload(

@@ -1,0 +1,260 @@
+"""bench.json (strict JSON, NaN as null) and bench.md (markdown tables) from a results dict."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def strict_json(value: Any) -> Any:
+    """A copy with NaN/inf floats as None and tuples as lists: bench.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "n/a"
+        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _pct(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "n/a"
+    return " / ".join(_fmt(stats.get(k), 1) for k in ("p50", "p95", "p99"))
+
+
+def _serving(s: dict[str, Any]) -> list[str]:
+    out = [f"Cores: {s['cores']}.", "",
+           f"Every request one user, a fresh random sequence of {s['sequence_length']} events "
+           f"(cache miss); {s['requests_per_level']} requests per level in {s['rounds']} rounds "
+           f"interleaved with the raw-engine reference; server micro-batch "
+           f"<= {s['max_batch_size']} rows, wait {s['max_batch_wait_ms']} ms. Latency: client "
+           "p50 / p95 / p99 ms.", ""]
+    rows = []
+    for r in s["levels"]:
+        on, off = r["batching_on"], r["batching_off"]
+        rows.append([r["concurrency"], r["raw_batch1_seq_s"], r["raw_batchc_seq_s"],
+                     on["requests_per_s"], _pct(on["latency_ms"]), on["mean_batch_size"],
+                     off["requests_per_s"], _pct(off["latency_ms"]), r["best_batching"],
+                     r["ratio_vs_raw_batch1"], r["ratio_vs_raw_batchc"],
+                     on["failed"] + off["failed"]])
+    out += table(["concurrency", "raw b=1 seq/s", "raw b=c seq/s", "HTTP batching on req/s",
+                  "on latency", "on mean batch", "HTTP batching off req/s", "off latency",
+                  "better", "best / raw b=1", "best / raw b=c", "failed"], rows)
+    spread = ", ".join(f"b={b}: {_fmt(v)}" for b, v in s["raw_spread"].items())
+    out += [f"Raw-engine max/min over rounds (machine noise): {spread}.", ""]
+    return out
+
+
+def _cache(c: dict[str, Any]) -> list[str]:
+    rows = []
+    for backend in ("memory", "redis"):
+        part = c.get(backend, {})
+        if "skipped" in part:
+            rows.append([backend, part["skipped"], "", "", "", "", ""])
+            continue
+        if part:
+            rows.append([backend, _pct(part["hit_ms"]), _pct(part["miss_ms"]),
+                         _pct(part["hit_server_ms"]), _pct(part["miss_server_ms"]),
+                         part["miss_over_hit_p50"], part["target_hit_p50_met"]])
+    return table(["backend", "hit client ms", "miss client ms", "hit server ms",
+                  "miss server ms", "miss/hit p50", f"hit p50 < {c['target_hit_p50_ms']} ms"],
+                 rows)
+
+
+def _compute(c: dict[str, Any]) -> list[str]:
+    out = [f"FLOPs counted: {c['counted']}. One thread; depth {c['depth_blocks']} blocks, "
+           f"sequence length {c['sequence_length']}.", ""]
+    rows = [[r["dim"], r["batch"], r["mflop_per_forward"], r["encoder_ms"], r["encoder_gflop_s"],
+             r["sgemm_peak_gflop_s"], r["fraction_of_peak"], r["sgemm_same_shape_gflop_s"],
+             r["fraction_of_same_shape"]] for r in c["rows"]]
+    out += table(["dim", "batch", "MFLOP/forward", "encoder ms", "encoder GFLOP/s",
+                  "sgemm peak GFLOP/s", "fraction of peak", "same-shape sgemm GFLOP/s",
+                  "fraction of same shape"], rows)
+    for r in c["rows"]:
+        if "graph_opt_speedup" in r:
+            ops = ", ".join(f"{k} {v}" for k, v in list(r["op_counts"].items())[:8])
+            out += [f"Ablation at dim {r['dim']}: ORT graph optimisation all vs none "
+                    f"{_fmt(r['graph_opt_speedup'])}x; Conv rewritten as one MatMul over k "
+                    f"shifted views: {_fmt(r['matmul_formulation_speedup'])}x vs Conv "
+                    f"(fraction of peak {_fmt(r['matmul_formulation_fraction_of_peak'])}, max "
+                    f"|diff| {r['matmul_formulation_max_abs_diff']:.1e}). Graph ops: {ops}.", ""]
+    return out
+
+
+def _int8(c: dict[str, Any]) -> list[str]:
+    rows = []
+    for method, m in c["methods"].items():
+        rows.append([method, m["speedup_batch1"], m["speedup_batch32"],
+                     ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["top10_overlap"].items()),
+                     ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["argmax_agreement"].items())])
+    return [f"{c['cpu_note']}; fp32 {_fmt(c['fp32_ms_batch1'])} ms at batch 1, "
+            f"{_fmt(c['fp32_ms_batch32'])} ms at batch 32. Task metric: {c['task_metric']}.", "",
+            *table(["int8 method", "speed vs fp32, b=1", "speed vs fp32, b=32",
+                    "top-10 overlap", "argmax agreement"], rows)]
+
+
+def _train(c: dict[str, Any]) -> list[str]:
+    dims = sorted({r["dim"] for r in c["rows"]})
+    lengths = sorted({r["length"] for r in c["rows"]})
+    cell = {(r["length"], r["dim"]): r["seq_per_s"] for r in c["rows"]}
+    return [f"Sequences/s of pretraining steps (batch {c['batch_size']}, {c['loss']}, "
+            f"vocabulary {c['vocab_size']}, {c['depth_blocks']} blocks, {c['threads']} thread).",
+            "", *table(["length \\ dim", *map(str, dims)],
+                       [[length, *(cell.get((length, d)) for d in dims)] for length in lengths])]
+
+
+def _retrieval(c: dict[str, Any]) -> list[str]:
+    out = [f"Realistic catalogue: {c['realistic_source']}. {c['queries']} queries, recall@"
+           f"{c['k']} vs exact, QPS at batch 1 on one thread.", ""]
+    for cat in c["catalogues"]:
+        out += [f"**{cat['catalogue']}** ({cat['n_items']:,} x {cat['dim']}; target "
+                f"recall >= {c['target']['recall_at_10']} at >= "
+                f"{c['target']['speedup_vs_exact']:.0f}x exact: "
+                f"{_fmt(cat['target_met'])})", ""]
+        out += table(["index", "params", "recall@10", "QPS b=1", "x exact", "build s", "MB"],
+                     [[r["index"], json.dumps(r["params"]), r["recall_at_10"], r["qps_batch1"],
+                       r["speedup_vs_exact"], r["build_s"], r["size_mb"]] for r in cat["rows"]])
+    return out
+
+
+def _robustness(c: dict[str, Any]) -> list[str]:
+    rows = []
+    load = c.get("load", {})
+    if load:
+        rows.append(["load", _fmt(load["passed"]),
+                     f"{load['requests']:,} requests at concurrency {load['concurrency']}, "
+                     f"{load['failed']} failed, {_fmt(load['requests_per_s'])} req/s; RSS "
+                     f"{_fmt(load['rss']['first_quarter_mb'])} -> "
+                     f"{_fmt(load['rss']['last_quarter_mb'])} MB (growth "
+                     f"{_fmt(load['rss']['growth_mb'])} MB, bound {load['rss_bound_mb']} MB)"])
+    redis = c.get("redis_fault", {})
+    if "skipped" in redis:
+        rows.append(["Redis killed + restarted", "skipped", redis["skipped"]])
+    elif redis:
+        rows.append(["Redis killed + restarted", _fmt(redis["passed"]),
+                     f"{redis['requests']:,} requests, {redis['server_errors']} 5xx, "
+                     f"{redis['failed']} failed; hit rate before "
+                     f"{_fmt(redis['before_kill']['hit_rate'])}, Redis down "
+                     f"{_fmt(redis['redis_down']['hit_rate'])}, after restart "
+                     f"{_fmt(redis['after_restart']['hit_rate'])}"])
+    reload = c.get("reload_fault", {})
+    if reload:
+        rows.append(["hot reload + corrupt bundle", _fmt(reload["passed"]),
+                     f"{reload['requests']:,} requests, {reload['failed']} failed; "
+                     f"{reload['reloads']} reloads {reload['reload_statuses']}; corrupt bundle: "
+                     f"{reload['corrupt_reload_status']} {reload['corrupt_reload_code']}, old "
+                     f"bundle kept serving: {_fmt(reload['old_bundle_kept_serving'])}"])
+    fuzz = c.get("fuzz", {})
+    if "skipped" in fuzz:
+        rows.append(["schemathesis", "skipped", fuzz["skipped"]])
+    elif fuzz:
+        rows.append(["schemathesis", _fmt(fuzz["passed"]),
+                     f"{fuzz['operations']} operations, <= {fuzz['max_examples_per_operation']} "
+                     f"examples each ({fuzz['summary']}); {len(fuzz['failures'])} failures, "
+                     f"{fuzz['server_5xx_seen']} 5xx"])
+    hostile = c.get("hostile", {})
+    if hostile:
+        rows.append(["hostile inputs", _fmt(hostile["passed"]),
+                     f"{hostile['inputs_tried']} inputs, {len(hostile['failures'])} failures"])
+    out = table(["check", "passed", "details"], rows)
+    failures = [*fuzz.get("failures", []), *hostile.get("failures", [])]
+    if failures:
+        out += ["Failures:", "", *(f"- `{f}`" for f in failures), ""]
+    return out
+
+
+SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [
+    ("serving", "Serving overhead and micro-batching", _serving),
+    ("cache", "Cache: hit vs miss", _cache),
+    ("compute", "Compute efficiency", _compute),
+    ("int8", "int8 vs fp32", _int8),
+    ("train_speed", "Training throughput", _train),
+    ("retrieval", "Retrieval at scale", _retrieval),
+    ("robustness", "Reliability", _robustness),
+]
+
+
+def targets(results: dict[str, Any]) -> list[list[Any]]:
+    """(target, goal, measured, met) rows for the summary table."""
+    rows: list[list[Any]] = []
+    serving = results.get("serving", {}).get("target")
+    if serving:
+        rows.append([f"HTTP / raw engine at concurrency {serving['concurrency']}",
+                     f">= {serving['goal']}",
+                     f"{_fmt(serving['ratio_vs_raw_batchc'])} vs raw at b=c, "
+                     f"{_fmt(serving['ratio_vs_raw_batch1'])} vs raw at b=1", serving["met"]])
+    cache = results.get("cache", {})
+    for backend in ("memory", "redis"):
+        part = cache.get(backend, {})
+        if part and "hit_ms" in part:
+            rows.append([f"cache hit p50 ({backend})", f"< {cache['target_hit_p50_ms']} ms",
+                         f"{_fmt(part['hit_ms'].get('p50'))} ms client, "
+                         f"{_fmt(part['hit_server_ms'].get('p50'))} ms server",
+                         part["target_hit_p50_met"]])
+    compute = results.get("compute", {}).get("target")
+    if compute:
+        rows.append([f"encoder fraction of sgemm peak (dim {compute['dim']}, b=1)",
+                     f">= {compute['goal']}", _fmt(compute["fraction_of_peak"]), compute["met"]])
+    retrieval = results.get("retrieval", {})
+    for cat in retrieval.get("catalogues", []):
+        best = max(cat["rows"][1:], key=lambda r: (r["recall_at_10"] >= 0.95,
+                                                   r["speedup_vs_exact"]))
+        rows.append([f"retrieval {cat['catalogue']} {cat['n_items']:,} items",
+                     "recall@10 >= 0.95 at >= 20x exact",
+                     f"{best['index']}: {_fmt(best['recall_at_10'], 3)} at "
+                     f"{_fmt(best['speedup_vs_exact'], 1)}x", cat["target_met"]])
+    robustness = results.get("robustness", {})
+    if robustness:
+        rows.append(["reliability checks", "all pass", "", robustness.get("passed", False)])
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = ["# uservec benchmarks", "",
+             f"Machine: {meta['cpu']}, {meta['cores']} cores (shared with other jobs; load "
+             f"average {meta['load_before']} before, {meta['load_after']} after). "
+             f"Seed {meta['seed']}. Model: {meta['model_source']}. Wall time "
+             f"{meta['seconds']:.0f} s. Ratios compare two measurements taken in the same run.",
+             ""]
+    summary = targets(results)
+    if summary:
+        lines += ["## Targets", "", *table(["target", "goal", "measured", "met"], summary)]
+    for key, title, render_section in SECTIONS:
+        part = results.get(key)
+        if part is None:
+            continue
+        lines += [f"## {title}", ""]
+        if "error" in part:
+            lines += [f"Failed: `{part['error']}`", ""]
+            continue
+        lines += render_section(part)
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> None:
+    clean = strict_json(results)
+    (out_dir / "bench.json").write_text(json.dumps(clean, indent=2, allow_nan=False))
+    (out_dir / "bench.md").write_text(render(clean))

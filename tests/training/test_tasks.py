@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from data_helpers import build_dataset
+
+from training.adapt import METHODS
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import ExperimentConfig, ModelConfig, TaskConfig
+from training.model import NextItemHead, NextItNet
+from training.tasks import paired_folds, paired_users, plot_results, run_tasks
+
+MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
+
+
+def tiny_two_domain(num_users: int = 120, seed: int = 0):
+    """Users of gender M mostly see items 0-5, F items 6-11, in a source domain A and target T."""
+    rng = np.random.default_rng(seed)
+    users, items, domains, times = [], [], [], []
+    genders = {}
+    for user in range(1, num_users + 1):
+        gender = "M" if rng.random() < 0.6 else "F"
+        genders[str(user)] = gender
+        offset = 0 if gender == "M" else 6
+        clock = 0
+        for domain, count in (("A", int(rng.integers(5, 10))), ("T", int(rng.integers(1, 4)))):
+            for _ in range(count):
+                item = offset + int(rng.integers(0, 6)) if rng.random() < 0.8 else int(
+                    rng.integers(0, 12))
+                users.append(user)
+                items.append(f"{domain.lower()}{item}")
+                domains.append(domain)
+                times.append(clock)
+                clock += 1
+    frame = pd.DataFrame({"gender": pd.Series(genders)})
+    return build_dataset(users, items, domains, times, users=frame, name="tiny-tasks")
+
+
+def save_random_checkpoint(path, vocab_size: int) -> None:
+    """A checkpoint in the pretraining format, with random weights (shape is what matters)."""
+    torch.manual_seed(0)
+    encoder = NextItNet(vocab_size, MODEL.dim, MODEL.dilations, MODEL.kernel_size)
+    head = NextItemHead(MODEL.dim, vocab_size)
+    save_checkpoint(path, {
+        "model": encoder.state_dict(), "head": head.state_dict(),
+        "config": {"model": dataclasses.asdict(MODEL)}, "vocab_size": vocab_size,
+        "dataset_fingerprint": "tiny",
+    })
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tasks")
+    dataset = tiny_two_domain()
+    save_random_checkpoint(out / "encoder.pt", dataset.vocab.size)
+    cfg = ExperimentConfig(
+        name="tiny",
+        model=MODEL,
+        tasks=(
+            TaskConfig("gender", "profile", attribute="gender"),
+            TaskConfig("target", "cross_domain", target_domain="T"),
+        ),
+        extra={"adapt": {"max_epochs": 1, "patience": 1, "bottleneck_grid": [4]}},
+    )
+    return run_tasks(cfg, dataset, out / "encoder.pt", out), out, dataset
+
+
+def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results):
+    result, _, _ = results
+    task = result["tasks"]["gender"]
+    assert task["kind"] == "profile" and task["classes"] == ["F", "M"]
+    assert sum(task["label_distribution"].values()) == task["labelled_users"] == 120
+    assert set(task["regimes"]) == {"full", "low_label"}
+    for regime in task["regimes"].values():
+        methods = regime["methods"]
+        assert set(methods) == {"majority", "lr", "lr_bal", *METHODS}
+        for method in METHODS:
+            entry = methods[method]
+            assert len(entry["per_fold"]) == 5
+            assert 0.0 <= entry["accuracy"]["mean"] <= 1.0
+            assert entry["trainable_parameters"] > 0 and entry["seconds"] >= 0
+            assert all("hyperparameters" in row for row in entry["per_fold"])
+        for metric in ("accuracy", "macro_f1"):
+            strongest = regime["strongest_baseline"][metric]
+            paired = regime["paired_vs_baseline"]["adapter"][metric]
+            assert paired["vs"] == strongest
+            expected = np.mean([a[metric] - b[metric] for a, b in zip(
+                methods["adapter"]["per_fold"], methods[strongest]["per_fold"], strict=True)])
+            assert paired["diff_mean"] == pytest.approx(expected)
+        assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch"}
+    full, low = task["regimes"]["full"], task["regimes"]["low_label"]
+    assert max(low["labelled_rows_per_fold"]) < min(full["labelled_rows_per_fold"])
+    assert (full["methods"]["adapter"]["trainable_parameters"]
+            < full["methods"]["fine-tune-all"]["trainable_parameters"])
+
+
+def test_cross_domain_task_reports_methods_beside_baselines(results):
+    result, _, _ = results
+    task = result["tasks"]["target"]
+    assert task["kind"] == "cross_domain" and task["candidates"] == 12
+    assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS}
+    users = task["split"]["test_users"]
+    for name, entry in task["methods"].items():
+        assert entry["evaluated_users"] == users, name
+        assert "per_user" not in entry
+    assert task["strongest_baseline"] in ("popularity", "cooc", "ridge")
+    paired = task["paired_vs_baseline"]["adapter"]["ndcg@10"]
+    assert paired["users"] == users
+    assert paired["wins"] + paired["losses"] + paired["ties"] == users
+
+
+def test_final_models_are_saved_for_export(results):
+    result, out, dataset = results
+    profile = load_checkpoint(out / "tasks" / "gender" / "final.pt")
+    assert profile["labels"] == ["F", "M"] and profile["method"] == "adapter"
+    assert profile["spec"]["bottleneck"] == 4
+    assert profile["patch_state"] and all(".patches.gender." in k or ".task_norms.gender." in k
+                                          for k in profile["patch_state"])
+    assert profile["head_state"]["linear.weight"].shape == (2, MODEL.dim)
+    assert result["tasks"]["gender"]["final"]["trained_on_users"] == 120
+    target = load_checkpoint(out / "tasks" / "target" / "final.pt")
+    keys = target["candidate_keys"]
+    assert len(keys) == 12 and all(key.startswith("T::") for key in keys)
+    assert target["head_state"]["item_embedding"].shape == (12, MODEL.dim)
+    assert sorted(target["popularity_ranking"].tolist()) == list(range(12))
+    keep = target["source_keep"]
+    assert keep.shape == (dataset.vocab.size,)
+    assert not any(keep[dataset.vocab.id_of(key)] for key in keys)
+    assert result["no_forgetting"] is True
+
+
+def test_plots_are_written(results):
+    result, out, _ = results
+    paths = plot_results(result, out)
+    assert {p.name for p in paths} == {"gender.png", "target.png", "low_label_vs_full.png"}
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_paired_folds_statistics():
+    paired = paired_folds([0.8, 0.7, 0.9], [0.7, 0.7, 0.6])
+    assert paired["per_fold"] == pytest.approx([0.1, 0.0, 0.3])
+    assert paired["diff_mean"] == pytest.approx(0.4 / 3)
+    assert paired["diff_std"] == pytest.approx(np.std([0.1, 0.0, 0.3], ddof=1))
+    assert (paired["wins"], paired["losses"]) == (2, 0)
+    assert 0.0 < paired["t_pvalue"] < 1.0
+    assert paired_folds([0.5, 0.5], [0.5, 0.5])["t_pvalue"] is None
+
+
+def test_paired_users_statistics():
+    a, b = np.array([1.0, 0.5, 0.0, 0.2]), np.array([0.5, 0.5, 0.1, 0.0])
+    paired = paired_users(a, b)
+    assert paired["diff_mean"] == pytest.approx(0.15)
+    assert paired["diff_se"] == pytest.approx(np.std(a - b, ddof=1) / 2)
+    assert (paired["wins"], paired["losses"], paired["ties"]) == (2, 1, 1)
+    assert paired["wilcoxon_pvalue"] is not None

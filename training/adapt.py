@@ -1,0 +1,1037 @@
+"""Task training on a pretrained NextItNet: the four methods of PROTOCOLS.md behind one switch.
+
+``method`` picks what is trained on top of the pretrained encoder:
+
+* ``adapter``: backbone frozen; bottleneck patches in every residual block, the task's own layer
+  norms and the head are trained (PeterRec). Tasks are added one after another to the *same*
+  backbone object and never change each other's outputs.
+* ``head-only``: backbone frozen, only the head (trained on precomputed user vectors: seconds).
+* ``fine-tune-all``: every parameter, starting from a deep copy of the pretrained weights.
+* ``scratch``: the same architecture, randomly initialised.
+
+Profile tasks (P2) put a :class:`~training.model.ClassificationHead` on the user vector (last
+position of the whole sequence, latest ``max_len`` events) and train with class-weighted
+cross-entropy. Cross-domain tasks (P3) read only the user's source-domain events (``keep_domains``)
+and score the candidate target items with an :class:`~training.model.ItemScoringHead` trained with
+softmax cross-entropy averaged over each training user's target items.
+
+Hyperparameters (learning rate, weight decay, bottleneck, class weighting) and the number of epochs
+are chosen on validation users *inside* the training data (a stratified holdout of the training
+fold for P2, the P3 validation round for P3). The early-stopped winner is used as it is, or, with
+``refit`` (always for P3, whose candidates change, and for the exported model), refitted on every
+training user for the chosen number of epochs. Settings come from ``extra["adapt"]`` of the
+experiment config (:class:`AdaptSettings`, every key optional)::
+
+    pretrained = load_pretrained("runs/ml100k/pretrain/best.pt")
+    fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, settings, 100)
+    predicted = predict_profile(fit, dataset, test_users, 100)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.baselines import evaluate_cross_domain
+from training.checkpoint import load_checkpoint, load_encoder
+from training.config import ExperimentConfig, build_dataclass
+from training.data.dataset import PreparedDataset
+from training.metrics import accuracy, macro_f1
+from training.model import (
+    BottleneckPatch,
+    ClassificationHead,
+    ItemScoringHead,
+    NextItNet,
+    keep_domains,
+)
+from training.protocols import CrossDomainSplit, holdout_split
+from uservec.fingerprint import code_version
+from uservec.ids import NUM_RESERVED, PAD_ID, split_item_key
+from uservec.sequences import encode_batch
+
+logger = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
+#: methods that leave the pretrained backbone frozen (and can share one backbone object)
+FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
+SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
+ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained")
+K = 10
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """Task-training settings, read from ``extra["adapt"]`` (every key optional).
+
+    Fields ending in ``_grid`` are tuned on validation users inside the training data; the rest
+    are fixed. Learning rates are per method because a frozen backbone tolerates (and a linear
+    head on fixed features needs) larger steps than a fully fine-tuned one.
+    """
+
+    #: methods run by ``training.tasks.run_tasks``
+    methods: tuple[str, ...] = METHODS
+    #: adapter: bottleneck width of each patch
+    bottleneck_grid: tuple[int, ...] = (8,)
+    #: adapter: "serial" (patch after the convolution) or "parallel" (beside it)
+    placement: str = "serial"
+    #: adapter: train a copy of every layer norm per task (PeterRec) instead of sharing them
+    own_layer_norms: bool = True
+    adapter_lr_grid: tuple[float, ...] = (1e-3,)
+    head_only_lr_grid: tuple[float, ...] = (1e-2,)
+    fine_tune_lr_grid: tuple[float, ...] = (3e-4,)
+    scratch_lr_grid: tuple[float, ...] = (1e-3,)
+    #: AdamW decoupled weight decay
+    weight_decay_grid: tuple[float, ...] = (0.0,)
+    #: profile: class weights (n / (C * n_c)) ** power: 0 = unweighted, 1 = "balanced"
+    class_weight_grid: tuple[float, ...] = (1.0,)
+    #: profile: validation metric for early stopping and the grid (macro_f1 | accuracy | mean)
+    select_metric: str = "mean"
+    #: profile: share of the labelled training rows held out for validation
+    valid_fraction: float = 0.15
+    #: profile augmentation: share of training users whose window ends, each epoch, at a random
+    #: event of the newer half of their history instead of at their newest event
+    crop_probability: float = 0.0
+    #: profile augmentation: share of each training user's events dropped, anew every epoch
+    event_dropout: float = 0.0
+    max_epochs: int = 20
+    #: epochs without validation improvement before stopping
+    patience: int = 4
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    #: the head's learning rate = this x the method's (not for head-only, where it is all head)
+    head_lr_scale: float = 1.0
+    head_dropout: float = 0.1
+    #: refit the chosen setting on all training users for the chosen epochs (else keep the
+    #: early-stopped model trained without the validation users)
+    refit: bool = False
+    #: P3 target-item table at the start: "popularity" (zero vectors, bias log(1 + training
+    #: users per item): the untrained head *is* the popularity ranking) or "pretrained" (the
+    #: pretrained next-item output layer; scratch always starts from popularity)
+    item_init: str = "popularity"
+    #: method of the one final model saved per task for export (adapter | head-only)
+    final_method: str = "adapter"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"extra.adapt.methods: unknown {unknown}; allowed {list(METHODS)}")
+        if self.placement not in ("serial", "parallel"):
+            raise ValueError(f"extra.adapt.placement must be serial|parallel: {self.placement!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"extra.adapt.select_metric must be one of {SELECT_METRICS}")
+        if self.item_init not in ITEM_INITS:
+            raise ValueError(f"extra.adapt.item_init must be one of {ITEM_INITS}")
+        if self.final_method not in FROZEN_METHODS:
+            raise ValueError(f"extra.adapt.final_method must be one of {FROZEN_METHODS}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError("extra.adapt.valid_fraction must be in (0, 1)")
+
+    def lr_grid(self, method: str) -> tuple[float, ...]:
+        return {
+            "adapter": self.adapter_lr_grid,
+            "head-only": self.head_only_lr_grid,
+            "fine-tune-all": self.fine_tune_lr_grid,
+            "scratch": self.scratch_lr_grid,
+        }[method]
+
+
+def adapt_settings(cfg: ExperimentConfig) -> AdaptSettings:
+    """The :class:`AdaptSettings` of an experiment (``extra["adapt"]``, unknown keys rejected)."""
+    return build_dataclass(AdaptSettings, dict(cfg.extra.get("adapt", {}) or {}), "extra.adapt")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """One point of the tuning grid; ``epochs`` is filled in once validation has chosen it."""
+
+    lr: float
+    weight_decay: float = 0.0
+    #: adapter only
+    bottleneck: int | None = None
+    #: profile only: class-weight power (0 = unweighted, 1 = balanced)
+    class_weight: float = 0.0
+    epochs: int | None = None
+
+
+def hyperparameter_grid(
+    method: str, settings: AdaptSettings, profile: bool
+) -> list[Hyperparameters]:
+    """Every grid point of ``method`` (in a fixed order: ties go to the earlier point)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    bottlenecks: Sequence[int | None] = (
+        settings.bottleneck_grid if method == "adapter" else (None,)
+    )
+    weights = settings.class_weight_grid if profile else (0.0,)
+    return [
+        Hyperparameters(lr=lr, weight_decay=wd, bottleneck=b, class_weight=cw)
+        for b, lr, wd, cw in itertools.product(
+            bottlenecks, settings.lr_grid(method), settings.weight_decay_grid, weights
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained weights and the task network
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Pretrained:
+    """The pretrained encoder (the shared backbone) and its next-item output layer."""
+
+    encoder: NextItNet
+    #: (V, D) and (V,) next-item output layer: item vectors in the user-vector space
+    output_weight: torch.Tensor | None
+    output_bias: torch.Tensor | None
+    checkpoint: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_pretrained(checkpoint: str | Path) -> Pretrained:
+    """Read the encoder and its next-item output layer from a pretraining checkpoint."""
+    encoder, meta = load_encoder(checkpoint)
+    head_state = load_checkpoint(checkpoint).get("head", {})
+    return Pretrained(
+        encoder=encoder,
+        output_weight=head_state.get("output.weight"),
+        output_bias=head_state.get("output.bias"),
+        checkpoint=str(checkpoint),
+        meta=meta,
+    )
+
+
+class TaskNetwork(nn.Module):
+    """Encoder (+ optional patch set and source-domain filter) -> user vector -> task head.
+
+    The encoder may be the shared backbone: this module then only *refers* to it (a frozen
+    backbone is never stepped), so several task networks can sit on one backbone object.
+    """
+
+    def __init__(
+        self,
+        encoder: NextItNet,
+        head: nn.Module,
+        patches: str | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.patches = patches
+        if keep is not None:
+            self.register_buffer("keep", keep.to(torch.bool))
+        else:
+            self.keep = None
+
+    def user_vector(self, items: torch.Tensor) -> torch.Tensor:
+        """items (B, L) left-padded -> (B, D), after dropping non-source events if filtered."""
+        if self.keep is not None:
+            items = keep_domains(items, self.keep)
+        return self.encoder.user_vector(items, task=self.patches)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.head(self.user_vector(items))  # (B, C)
+
+
+def count_parameters(params: Sequence[nn.Parameter]) -> int:
+    """Number of scalars in distinct parameters."""
+    seen: dict[int, int] = {id(p): p.numel() for p in params}
+    return int(sum(seen.values()))
+
+
+def _task_state_keys(encoder: NextItNet, name: str) -> list[str]:
+    """Encoder state-dict keys that belong to task ``name`` (patches and own layer norms)."""
+    marks = (f".patches.{name}.", f".task_norms.{name}.")
+    return [key for key in encoder.state_dict() if any(mark in key for mark in marks)]
+
+
+def task_state_dict(encoder: NextItNet, name: str) -> dict[str, torch.Tensor]:
+    """The part of the encoder's state dict that task ``name`` trained (for ``final.pt``)."""
+    state = encoder.state_dict()
+    return {key: state[key].detach().clone() for key in _task_state_keys(encoder, name)}
+
+
+def add_or_reset_task(
+    encoder: NextItNet, name: str, bottleneck: int, placement: str, own_layer_norms: bool
+) -> None:
+    """Register task ``name`` on the encoder, or re-initialise it (identity patches) if present.
+
+    Re-initialising only touches the task's own modules, so retraining a task leaves every other
+    task of the backbone bitwise unchanged.
+    """
+    if "." in name or not name:
+        raise ValueError(f"task name {name!r} must be non-empty and contain no '.'")
+    spec = encoder.tasks.get(name)
+    if spec is None:
+        encoder.add_task(name, bottleneck, placement, own_layer_norms)  # type: ignore[arg-type]
+        return
+    if (spec.bottleneck, spec.placement, spec.own_layer_norms) != (
+        bottleneck, placement, own_layer_norms
+    ):
+        raise ValueError(f"task {name!r} exists with a different spec {spec}")
+    for block in encoder.blocks:
+        for patch in block.patches[name]:
+            fresh = BottleneckPatch(encoder.dim, bottleneck)
+            patch.load_state_dict(fresh.state_dict())
+        if name in block.task_norms:
+            block.task_norms[name].load_state_dict(block.norms.state_dict())
+
+
+@dataclass(eq=False)
+class MethodSetup:
+    """A task network ready to train and the parameters that ``method`` trains."""
+
+    network: TaskNetwork
+    params: list[nn.Parameter]
+    #: trains on precomputed backbone user vectors instead of sequences
+    on_features: bool
+
+    def param_groups(self, hp: Hyperparameters, head_lr_scale: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the head learns ``head_lr_scale`` times faster than the encoder
+        part (a head at the encoder's small learning rate barely leaves the class prior)."""
+        head_ids = {id(p) for p in self.network.head.parameters()}
+        encoder = [p for p in self.params if id(p) not in head_ids]
+        head = [p for p in self.params if id(p) in head_ids]
+        groups = [{"params": head, "lr": hp.lr * (head_lr_scale if encoder else 1.0)}]
+        return ([{"params": encoder, "lr": hp.lr}] if encoder else []) + groups
+
+
+def build_method(
+    method: str,
+    pretrained: NextItNet,
+    head: nn.Module,
+    hp: Hyperparameters,
+    settings: AdaptSettings,
+    task_name: str,
+    keep: torch.Tensor | None = None,
+    seed: int = 0,
+    shared: bool = False,
+) -> MethodSetup:
+    """Wire ``method`` around the pretrained encoder (see the module docstring).
+
+    With ``shared`` the adapter and head-only methods use ``pretrained`` itself (the one backbone
+    every exported task reads); otherwise they use a private copy, so evaluation fits leave the
+    backbone without stray tasks. fine-tune-all and scratch always own their encoder.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method in FROZEN_METHODS:
+        encoder = pretrained if shared else copy.deepcopy(pretrained)
+        patches = None
+        if method == "adapter":
+            if hp.bottleneck is None:
+                raise ValueError("the adapter method needs a bottleneck size")
+            torch.manual_seed(seed)
+            add_or_reset_task(encoder, task_name, hp.bottleneck, settings.placement,
+                              settings.own_layer_norms)
+            patches = task_name
+        encoder.freeze_backbone()
+        task_params = encoder.task_parameters(task_name) if patches else []
+        for param in task_params:
+            param.requires_grad_(True)
+        network = TaskNetwork(encoder, head, patches, keep)
+        params = [*task_params, *head.parameters()]
+        return MethodSetup(network, params, on_features=method == "head-only")
+    if method == "fine-tune-all":
+        encoder = copy.deepcopy(pretrained)
+    else:
+        torch.manual_seed(seed)
+        encoder = NextItNet(
+            pretrained.vocab_size, pretrained.dim,
+            [block.convs[0].conv.dilation[0] for block in pretrained.blocks],
+            kernel_size=pretrained.blocks[0].convs[0].conv.kernel_size[0],
+            dropout=pretrained.dropout.p,
+        )
+    encoder.requires_grad_(True)
+    network = TaskNetwork(encoder, head, None, keep)
+    return MethodSetup(network, [*backbone_parameters(encoder), *head.parameters()],
+                       on_features=False)
+
+
+def backbone_parameters(encoder: NextItNet) -> list[nn.Parameter]:
+    """The encoder's own parameters, without any task's patches or layer norms."""
+    task_ids = {id(p) for name in encoder.tasks for p in encoder.task_parameters(name)}
+    return [p for p in encoder.parameters() if id(p) not in task_ids]
+
+
+# --------------------------------------------------------------------------------------------
+# The training loop shared by every method and task kind
+# --------------------------------------------------------------------------------------------
+
+
+def sequence_lengths(items: torch.Tensor) -> torch.Tensor:
+    """(N, L) left-padded -> (N,) number of real events."""
+    return (items != PAD_ID).sum(1)
+
+
+def trim_padding(items: torch.Tensor) -> torch.Tensor:
+    """Drop the all-PAD left columns of a batch (exact: the encoder is causal and masks PAD)."""
+    longest = max(1, int(sequence_lengths(items).max())) if items.numel() else 1
+    return items[:, items.shape[1] - longest :]
+
+
+def length_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator | None
+) -> list[torch.Tensor]:
+    """Row batches of similar length (little padding to compute), in a random order.
+
+    Rows are shuffled, stably sorted by length, cut into batches, and the batches shuffled; with
+    no generator the batches stay sorted (evaluation).
+    """
+    n = lengths.numel()
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order[torch.argsort(lengths[order], stable=True)]
+    batches = list(torch.split(order, batch_size))
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    return batches
+
+
+@torch.no_grad()
+def batched_forward(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    batch_size: int = 256,
+    sequences: bool = True,
+) -> torch.Tensor:
+    """``forward`` over all rows of ``inputs`` (sequences are batched by length and trimmed)."""
+    if inputs.shape[0] == 0:
+        raise ValueError("no rows to run")
+    if not sequences:
+        return torch.cat([forward(b) for b in torch.split(inputs, batch_size)])
+    outputs: list[torch.Tensor] = []
+    rows: list[torch.Tensor] = []
+    for batch in length_batches(sequence_lengths(inputs), batch_size, None):
+        outputs.append(forward(trim_padding(inputs[batch])))
+        rows.append(batch)
+    stacked = torch.cat(outputs)
+    result = torch.empty_like(stacked)
+    result[torch.cat(rows)] = stacked
+    return result
+
+
+@dataclass(eq=False)
+class TaskFit:
+    """A fitted task: the network to predict with, and how it was chosen."""
+
+    method: str
+    task_name: str
+    network: TaskNetwork
+    hyperparameters: Hyperparameters
+    trainable_parameters: int
+    #: trainable parameters outside the head (patches + task norms, or the whole encoder)
+    encoder_parameters: int
+    #: wall time of tuning + refit
+    seconds: float
+    #: per grid point: its settings, chosen epoch and validation score
+    tuning: list[dict[str, Any]]
+    #: profile: class names (head output order); P3: candidate item keys
+    outputs: np.ndarray
+    #: P3 only: the split whose candidates the head scores
+    split: CrossDomainSplit | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description (for reports)."""
+        return {
+            "method": self.method,
+            "hyperparameters": dataclasses.asdict(self.hyperparameters),
+            "trainable_parameters": self.trainable_parameters,
+            "encoder_parameters": self.encoder_parameters,
+            "seconds": round(self.seconds, 2),
+            "tuning": self.tuning,
+        }
+
+
+@dataclass
+class TrainResult:
+    """Outcome of one training run; the trained parameters hold the best (or last) epoch."""
+
+    epochs_run: int
+    best_epoch: int
+    best_score: float | None
+    history: list[dict[str, float]]
+    seconds: float
+
+
+def train_loop(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    module: nn.Module,
+    groups: list[dict[str, Any]],
+    inputs: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    hp: Hyperparameters,
+    settings: AdaptSettings,
+    seed: int,
+    epochs: int,
+    validate: Callable[[], float] | None = None,
+    sequences: bool = True,
+    validate_untrained: bool = False,
+    resample: Callable[[torch.Generator], torch.Tensor] | None = None,
+) -> TrainResult:
+    """AdamW over the parameter ``groups`` (each with its ``lr``) for up to ``epochs`` epochs.
+
+    ``loss_fn(outputs, rows)`` gets the outputs of a batch and its row indices. With ``validate``
+    the run stops after ``settings.patience`` epochs without improvement and the parameters are
+    restored to the best epoch (epoch 0, the untrained model, competes when
+    ``validate_untrained``); without it, exactly ``epochs`` epochs run. ``resample`` draws new
+    (N, L) training inputs at the start of every epoch (data augmentation).
+    """
+    started = time.perf_counter()
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    lengths = sequence_lengths(inputs) if sequences else torch.zeros(inputs.shape[0])
+    best_score, best_epoch, bad = -math.inf, 0, 0
+    best_state: list[torch.Tensor] | None = None
+    history: list[dict[str, float]] = []
+
+    def checkpoint(epoch: int, record: dict[str, float]) -> bool:
+        """Validate after ``epoch`` (0 = untrained); True when patience has run out."""
+        nonlocal best_score, best_epoch, bad, best_state
+        score = float(validate())  # type: ignore[misc]
+        record["valid"] = score
+        if score > best_score:
+            best_score, best_epoch, bad = score, epoch, 0
+            best_state = [p.detach().clone() for p in params]
+        else:
+            bad += 1
+        return bad >= settings.patience
+
+    module.eval()
+    if validate is not None and validate_untrained:
+        # epoch 0: P3's untrained head is the popularity ranking, which may already win
+        history.append({"epoch": 0})
+        checkpoint(0, history[-1])
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        if resample is not None:
+            inputs = resample(generator)
+            lengths = sequence_lengths(inputs)
+        module.train()
+        total, count = 0.0, 0
+        for rows in length_batches(lengths, settings.batch_size, generator):
+            batch = trim_padding(inputs[rows]) if sequences else inputs[rows]
+            loss = loss_fn(forward(batch), rows)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * rows.numel()
+            count += rows.numel()
+        module.eval()
+        record = {"epoch": epoch, "loss": total / max(count, 1)}
+        history.append(record)
+        if validate is not None and checkpoint(epoch, record):
+            break
+    module.eval()
+    if best_state is not None:
+        with torch.no_grad():
+            for param, value in zip(params, best_state, strict=True):
+                param.copy_(value)
+    return TrainResult(
+        epochs_run=epoch,
+        best_epoch=best_epoch if validate is not None else epoch,
+        best_score=best_score if validate is not None else None,
+        history=history,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting a task: grid on validation users, then refit
+# --------------------------------------------------------------------------------------------
+
+#: validate(user_vectors, head) -> validation score (higher is better)
+Validator = Callable[[Callable[[torch.Tensor], torch.Tensor], nn.Module], float]
+
+
+@dataclass(eq=False)
+class TaskProblem:
+    """One task's training data as a method sees it: inputs, head, loss and validation."""
+
+    #: (N, L) left-padded training sequences
+    inputs: torch.Tensor
+    #: make_head(from_pretrained) -> a fresh head (P3 may start from the pretrained item vectors)
+    make_head: Callable[[bool], nn.Module]
+    #: loss_fn(outputs of a batch, its row indices, hyperparameters) -> scalar
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, Hyperparameters], torch.Tensor]
+    #: None when refitting for a fixed number of epochs
+    validate: Validator | None = None
+    #: (V,) source-domain filter applied before the encoder (P3)
+    keep: torch.Tensor | None = None
+    #: let the untrained model (epoch 0) compete in early stopping
+    validate_untrained: bool = False
+    #: resample(generator) -> fresh (N, L) training inputs for an epoch (augmentation)
+    resample: Callable[[torch.Generator], torch.Tensor] | None = None
+
+
+def _memoised(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Cache ``fn`` per input tensor: a frozen backbone's user vectors never change."""
+    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def wrapped(items: torch.Tensor) -> torch.Tensor:
+        hit = cache.get(id(items))
+        if hit is None or hit[0] is not items:
+            hit = (items, fn(items))
+            cache[id(items)] = hit
+        return hit[1]
+
+    return wrapped
+
+
+def run_method(
+    method: str,
+    pretrained: Pretrained,
+    problem: TaskProblem,
+    hp: Hyperparameters,
+    settings: AdaptSettings,
+    task_name: str,
+    seed: int,
+    epochs: int,
+    shared: bool = False,
+) -> tuple[MethodSetup, TrainResult]:
+    """Build ``method`` and train it on ``problem`` (early stopping when it has a validator)."""
+    torch.manual_seed(seed)
+    head = problem.make_head(method != "scratch")
+    setup = build_method(method, pretrained.encoder, head, hp, settings, task_name, problem.keep,
+                         seed, shared)
+    network = setup.network
+    network.eval()
+    if setup.on_features:
+        vectors = _memoised(lambda items: batched_forward(network.user_vector, items))
+        inputs, forward = vectors(problem.inputs), head  # (N, D)
+    else:
+        vectors = lambda items: batched_forward(network.user_vector, items)  # noqa: E731
+        inputs, forward = problem.inputs, network
+    validate = None
+    if problem.validate is not None:
+        check = problem.validate
+        validate = lambda: check(vectors, head)  # noqa: E731
+    result = train_loop(
+        forward, network, setup.param_groups(hp, settings.head_lr_scale), inputs,
+        lambda out, rows: problem.loss_fn(out, rows, hp), hp, settings, seed, epochs, validate,
+        sequences=not setup.on_features, validate_untrained=problem.validate_untrained,
+        resample=None if setup.on_features else problem.resample,
+    )
+    return setup, result
+
+
+def fit_task(
+    method: str,
+    pretrained: Pretrained,
+    tune: TaskProblem,
+    refit: TaskProblem,
+    settings: AdaptSettings,
+    task_name: str,
+    seed: int = 0,
+    profile: bool = True,
+    shared: bool = False,
+    always_refit: bool = False,
+) -> tuple[MethodSetup, Hyperparameters, list[dict[str, Any]], float]:
+    """Grid search with early stopping on ``tune``; refit the winner on ``refit``.
+
+    Returns (setup, chosen hyperparameters with their epoch count, per-point tuning record,
+    seconds). Without ``settings.refit`` the early-stopped winner is kept, except when
+    ``shared`` (the exported model is trained on every training user) or ``always_refit``.
+    """
+    started = time.perf_counter()
+    tuning: list[dict[str, Any]] = []
+    best: tuple[float, int, Hyperparameters, MethodSetup] | None = None
+    for hp in hyperparameter_grid(method, settings, profile):
+        setup, result = run_method(method, pretrained, tune, hp, settings, task_name, seed,
+                                   settings.max_epochs)
+        score = -math.inf if result.best_score is None else result.best_score
+        tuning.append({**dataclasses.asdict(hp), "epoch": result.best_epoch,
+                       "valid": round(score, 5), "seconds": round(result.seconds, 2)})
+        logger.debug("%s %s %s: epoch %d valid %.4f (%.1fs)", task_name, method, hp,
+                     result.best_epoch, score, result.seconds)
+        if best is None or score > best[0]:
+            best = (score, result.best_epoch, hp, setup)
+    assert best is not None
+    _, epoch, hp, setup = best
+    chosen = dataclasses.replace(hp, epochs=epoch)
+    if settings.refit or shared or always_refit:
+        setup, _ = run_method(method, pretrained, refit, chosen, settings, task_name, seed, epoch,
+                              shared=shared)
+    return setup, chosen, tuning, time.perf_counter() - started
+
+
+def _task_fit(
+    method: str, setup: MethodSetup, hp: Hyperparameters, tuning: list[dict[str, Any]],
+    seconds: float, outputs: np.ndarray, task_name: str, split: CrossDomainSplit | None = None,
+) -> TaskFit:
+    head_ids = {id(p) for p in setup.network.head.parameters()}
+    encoder_params = [p for p in setup.params if id(p) not in head_ids]
+    return TaskFit(
+        method=method,
+        task_name=task_name,
+        network=setup.network,
+        hyperparameters=hp,
+        trainable_parameters=count_parameters(setup.params),
+        encoder_parameters=count_parameters(encoder_params),
+        seconds=seconds,
+        tuning=tuning,
+        outputs=outputs,
+        split=split,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# P2: profile tasks
+# --------------------------------------------------------------------------------------------
+
+
+def profile_inputs(dataset: PreparedDataset, users: np.ndarray, max_len: int) -> torch.Tensor:
+    """(N, max_len) the users' whole sequences, latest ``max_len`` events, left-padded."""
+    return torch.from_numpy(encode_batch([dataset.sequence(int(u)) for u in users], max_len))
+
+
+def augment_windows(
+    sequences: Sequence[np.ndarray], max_len: int, crop_probability: float,
+    event_dropout: float, generator: torch.Generator,
+) -> torch.Tensor:
+    """(N, max_len) randomly perturbed training windows (the label is the user's either way).
+
+    With ``crop_probability`` a user's window ends at a random event of the newer half of their
+    history; then each event is dropped with probability ``event_dropout`` (at least one is
+    kept). Without this, a sequence model memorises a few hundred users by their exact
+    histories in a handful of epochs instead of learning what the label depends on.
+    """
+    windows = []
+    for sequence in sequences:
+        end = len(sequence)
+        if end > 1 and float(torch.rand(1, generator=generator)) < crop_probability:
+            first = (end + 1) // 2
+            end = first + int(torch.randint(0, end - first + 1, (1,), generator=generator))
+        window = sequence[:end]
+        if event_dropout > 0 and window.size > 1:
+            kept = torch.rand(window.size, generator=generator).numpy() >= event_dropout
+            kept[-1] |= not kept.any()
+            window = window[kept]
+        windows.append(window[-max_len:])
+    return torch.from_numpy(encode_batch(windows, max_len))
+
+
+def class_weights(codes: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
+    """(C,) (n / (C_present * n_c)) ** power; classes absent from ``codes`` get weight 0."""
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = (codes.size / (present.sum() * counts[present])) ** power
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def profile_score(truth: np.ndarray, predicted: np.ndarray, n_classes: int, metric: str) -> float:
+    """The validation criterion: accuracy, macro-F1 over all classes, or their mean."""
+    acc = accuracy(truth, predicted)
+    f1 = macro_f1(truth, predicted, np.arange(n_classes))
+    return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]
+
+
+def profile_problem(
+    inputs: torch.Tensor,
+    codes: np.ndarray,
+    n_classes: int,
+    settings: AdaptSettings,
+    dim: int,
+    valid_inputs: torch.Tensor | None = None,
+    valid_codes: np.ndarray | None = None,
+    sequences: Sequence[np.ndarray] | None = None,
+) -> TaskProblem:
+    """Class-weighted cross-entropy on ``codes`` (class indices); validation on the holdout.
+
+    With ``sequences`` (the users' whole histories) the training windows are perturbed anew
+    every epoch as ``settings.crop_probability`` and ``settings.event_dropout`` say.
+    """
+    targets = torch.from_numpy(codes.astype(np.int64))
+    weights: dict[float, torch.Tensor] = {}
+
+    def loss_fn(logits: torch.Tensor, rows: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
+        if hp.class_weight not in weights:
+            weights[hp.class_weight] = class_weights(codes, n_classes, hp.class_weight)
+        return F.cross_entropy(logits, targets[rows], weight=weights[hp.class_weight])
+
+    def make_head(_: bool) -> nn.Module:
+        return ClassificationHead(dim, n_classes, settings.head_dropout)
+
+    validate = None
+    if valid_inputs is not None and valid_codes is not None:
+        valid_x, valid_y = valid_inputs, valid_codes
+
+        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
+            with torch.no_grad():
+                predicted = head(vectors(valid_x)).argmax(1).numpy()
+            return profile_score(valid_y, predicted, n_classes, settings.select_metric)
+
+    resample = None
+    if sequences is not None and (settings.crop_probability > 0 or settings.event_dropout > 0):
+        histories, max_len = list(sequences), inputs.shape[1]
+
+        def resample(generator: torch.Generator) -> torch.Tensor:
+            return augment_windows(histories, max_len, settings.crop_probability,
+                                   settings.event_dropout, generator)
+
+    return TaskProblem(inputs, make_head, loss_fn, validate, resample=resample)
+
+
+def fit_profile_task(
+    method: str,
+    pretrained: Pretrained,
+    dataset: PreparedDataset,
+    users: np.ndarray,
+    labels: np.ndarray,
+    classes: np.ndarray,
+    settings: AdaptSettings,
+    max_len: int,
+    seed: int = 0,
+    task_name: str = "task",
+    shared: bool = False,
+) -> TaskFit:
+    """Tune on a stratified holdout of ``users``, refit on all of them (module docstring).
+
+    ``labels`` are class names, ``classes`` every class in head output order. With ``shared`` a
+    frozen method's refit is added to ``pretrained.encoder`` itself as task ``task_name``.
+    """
+    classes = np.asarray(classes).astype(str)
+    position = {name: pos for pos, name in enumerate(classes)}
+    codes = np.array([position[str(label)] for label in labels], dtype=np.int64)
+    users = np.asarray(users, dtype=np.int64)
+    histories = [dataset.sequence(int(u)) for u in users]
+    inputs = profile_inputs(dataset, users, max_len)
+    holdout = holdout_split(codes, settings.valid_fraction)
+    dim = pretrained.encoder.dim
+    tune = profile_problem(inputs[holdout.train], codes[holdout.train], classes.size, settings,
+                           dim, inputs[holdout.test], codes[holdout.test],
+                           [histories[i] for i in holdout.train])
+    refit = profile_problem(inputs, codes, classes.size, settings, dim, sequences=histories)
+    setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
+                                          seed, profile=True, shared=shared)
+    logger.info("P2 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
+                count_parameters(setup.params), seconds)
+    return _task_fit(method, setup, hp, tuning, seconds, classes, task_name)
+
+
+def profile_logits(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
+                   max_len: int) -> np.ndarray:
+    """(N, C) class logits of a fitted profile task."""
+    fit.network.eval()
+    inputs = profile_inputs(dataset, np.asarray(users, dtype=np.int64), max_len)
+    return batched_forward(fit.network, inputs).numpy()
+
+
+def predict_profile(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
+                    max_len: int) -> np.ndarray:
+    """(N,) predicted class names."""
+    return fit.outputs[profile_logits(fit, dataset, users, max_len).argmax(1)]
+
+
+# --------------------------------------------------------------------------------------------
+# P3: cross-domain tasks
+# --------------------------------------------------------------------------------------------
+
+
+def source_keep(dataset: PreparedDataset, target_domain: str) -> torch.Tensor:
+    """(V,) bool: True for vocabulary ids of source-domain items (reserved ids and T: False).
+
+    UNK is dropped too: it may stand for a rare target item, which a cold-start input must not see.
+    """
+    keep = torch.zeros(dataset.vocab.size, dtype=torch.bool)
+    for pos, key in enumerate(dataset.vocab.keys):
+        keep[NUM_RESERVED + pos] = split_item_key(key)[0] != target_domain
+    return keep
+
+
+def source_inputs(split: CrossDomainSplit, users: np.ndarray, max_len: int) -> torch.Tensor:
+    """(N, max_len) the users' source-domain events (latest ``max_len``), left-padded."""
+    return torch.from_numpy(encode_batch(split.source_sequences(np.asarray(users)), max_len))
+
+
+def _positives(split: CrossDomainSplit, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR (offsets (N + 1,), candidate positions (P,)) of each user's training target items."""
+    lists = [split.target_items(int(u)) for u in users]
+    counts = np.array([x.size for x in lists], dtype=np.int64)
+    if np.any(counts == 0):
+        raise ValueError("every training user needs at least one target item among the candidates")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return torch.from_numpy(offsets), torch.from_numpy(np.concatenate(lists).astype(np.int64))
+
+
+def multi_positive_loss(
+    logits: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """Mean over users of the mean softmax cross-entropy of each of the user's target items.
+
+    logits (B, C) over candidates; user ``rows[i]``'s positives are
+    ``positives[offsets[r]:offsets[r + 1]]``.
+    """
+    log_prob = F.log_softmax(logits, dim=1)  # (B, C)
+    counts = offsets[rows + 1] - offsets[rows]  # (B,)
+    batch_row = torch.repeat_interleave(torch.arange(rows.numel()), counts)  # (P_b,)
+    first = torch.repeat_interleave(offsets[rows], counts)  # (P_b,)
+    within = torch.arange(batch_row.numel()) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    items = positives[first + within]  # (P_b,)
+    picked = log_prob[batch_row, items] / counts[batch_row].to(log_prob.dtype)
+    return -picked.sum() / rows.numel()
+
+
+def item_head(
+    candidate_ids: np.ndarray,
+    popularity: np.ndarray,
+    dim: int,
+    pretrained: Pretrained,
+    init: str,
+) -> ItemScoringHead:
+    """A candidate-item head, starting as the popularity ranking or from pretrained vectors.
+
+    "popularity": zero item vectors and bias log(1 + training users per candidate), so training
+    starts from the popularity baseline and learns per-user deviations (a random table starts
+    far below it). "pretrained": in-vocabulary candidates take their rows of the pretrained
+    next-item output layer (the rest keep popularity).
+    """
+    head = ItemScoringHead(dim, int(candidate_ids.size))
+    with torch.no_grad():
+        head.item_embedding.zero_()
+        head.item_bias.copy_(torch.log1p(torch.as_tensor(popularity, dtype=torch.float32)))
+        if init == "pretrained" and pretrained.output_weight is not None:
+            ids = torch.from_numpy(np.asarray(candidate_ids, dtype=np.int64))
+            known = ids >= NUM_RESERVED
+            head.item_embedding[known] = pretrained.output_weight[ids[known]].float()
+            if pretrained.output_bias is not None:
+                head.item_bias[known] = pretrained.output_bias[ids[known]].float()
+    return head
+
+
+def cross_domain_problem(
+    split: CrossDomainSplit,
+    pretrained: Pretrained,
+    settings: AdaptSettings,
+    max_len: int,
+    keep: torch.Tensor,
+    validate_on_test_users: bool,
+    k: int = K,
+) -> TaskProblem:
+    """Fit on ``split.train_users``' target items; validate (NDCG@10) on ``split.test_users``.
+
+    Used with ``split.validation`` for tuning (its test users are the P3 validation users) and
+    with the split itself (``validate_on_test_users=False``) for the refit.
+    """
+    inputs = source_inputs(split, split.train_users, max_len)
+    offsets, positives = _positives(split, split.train_users)
+    candidate_ids = split.candidate_vocab_ids
+    dim = pretrained.encoder.dim
+
+    def loss_fn(logits: torch.Tensor, rows: torch.Tensor, _: Hyperparameters) -> torch.Tensor:
+        return multi_positive_loss(logits, rows, offsets, positives)
+
+    def make_head(from_pretrained: bool) -> nn.Module:
+        init = settings.item_init if from_pretrained else "popularity"
+        return item_head(candidate_ids, split.popularity, dim, pretrained, init)
+
+    validate = None
+    if validate_on_test_users:
+        valid_users = split.test_users
+        valid_x = source_inputs(split, valid_users, max_len)
+        row_of = {int(u): row for row, u in enumerate(valid_users)}
+
+        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
+            with torch.no_grad():
+                scores = head(vectors(valid_x)).numpy()
+
+            def score_fn(users: np.ndarray) -> np.ndarray:
+                return scores[[row_of[int(u)] for u in users]]
+
+            return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
+
+    return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True)
+
+
+def fit_cross_domain_task(
+    method: str,
+    pretrained: Pretrained,
+    split: CrossDomainSplit,
+    settings: AdaptSettings,
+    max_len: int,
+    seed: int = 0,
+    task_name: str = "task",
+    shared: bool = False,
+    k: int = K,
+) -> TaskFit:
+    """Tune (NDCG@k) on the P3 validation round, refit on every training user of ``split``.
+
+    The refitted head scores ``split.candidates``; nothing here reads a test user's target events.
+    """
+    if split.validation is None:
+        raise ValueError("the P3 split has no validation round to tune on")
+    # what the fits below read: every user's source events and the training users' targets
+    split.check_no_leak(split.training_view())
+    keep = source_keep(split.dataset, split.target_domain)
+    tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k)
+    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False)
+    # always refit: the tuned head scores the validation round's candidates, not the test's
+    setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
+                                          seed, profile=False, shared=shared, always_refit=True)
+    logger.info("P3 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
+                count_parameters(setup.params), seconds)
+    return _task_fit(method, setup, hp, tuning, seconds, split.candidate_keys, task_name, split)
+
+
+def cross_domain_scorer(fit: TaskFit, max_len: int) -> Callable[[np.ndarray], np.ndarray]:
+    """P3 ``score_fn(users) -> (len(users), C)`` of a fitted cross-domain task."""
+    if fit.split is None:
+        raise ValueError("not a cross-domain fit")
+    split = fit.split
+
+    def score(users: np.ndarray) -> np.ndarray:
+        fit.network.eval()
+        return batched_forward(fit.network, source_inputs(split, users, max_len)).numpy()
+
+    return score
+
+
+# --------------------------------------------------------------------------------------------
+# The exported task: final.pt
+# --------------------------------------------------------------------------------------------
+
+
+def final_payload(fit: TaskFit, pretrained: Pretrained, extra: dict[str, Any]) -> dict[str, Any]:
+    """What the export engineer needs to rebuild a task on the backbone (weights_only-loadable).
+
+    ``patch_state`` are encoder state-dict entries (load with ``strict=False`` after
+    ``encoder.add_task(task, **spec)``); ``head_state`` is the head's state dict.
+    """
+    network = fit.network
+    spec = network.encoder.tasks.get(network.patches) if network.patches else None
+    payload: dict[str, Any] = {
+        "task": fit.task_name,
+        "method": fit.method,
+        "spec": None if spec is None else dataclasses.asdict(spec),
+        "patch_state": (
+            {} if network.patches is None else task_state_dict(network.encoder, network.patches)
+        ),
+        "head_state": {k: v.detach().clone() for k, v in network.head.state_dict().items()},
+        "hyperparameters": dataclasses.asdict(fit.hyperparameters),
+        "trainable_parameters": fit.trainable_parameters,
+        "encoder_checkpoint": pretrained.checkpoint,
+        "encoder_fingerprint": pretrained.meta.get("dataset_fingerprint", ""),
+        "code_version": code_version(),
+    }
+    if network.keep is not None:
+        payload["source_keep"] = network.keep.clone()
+    return {**payload, **extra}

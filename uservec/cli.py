@@ -232,8 +232,8 @@ def serve(
     from service.server import serve as serve_forever
     from service.settings import Settings
 
-    flags = {"bundle_path": bundle_path, "host": host, "port": port, "redis_url": redis_url,
-             "use_int8": use_int8}
+    flags: dict[str, Any] = {"bundle_path": bundle_path, "host": host, "port": port,
+                             "redis_url": redis_url, "use_int8": use_int8}
     serve_forever(Settings(**{k: v for k, v in flags.items() if v is not None}))
 
 

@@ -65,7 +65,9 @@ def test_reloads_under_load_lose_no_request(quick_bundle: Path, workdir: Path) -
 def test_redis_outage_under_load_is_only_misses(quick_bundle: Path, workdir: Path) -> None:
     result = redis_fault(quick_bundle, workdir, seconds=3.0, seed=0)
     assert result["server_errors"] == 0 and result["failed"] == 0
-    assert result["redis_down"]["hit_rate"] == 0.0
+    # the outage window is cut by wall clock, so a request that started just before the kill may
+    # still count as a hit in it; the point is that the outage is (almost) all misses, not errors
+    assert result["redis_down"]["hit_rate"] < 0.05
     assert result["cache_errors_counted"] > 0
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,13 +191,16 @@ def write_bundle(
     index_kind: IndexKind = "auto",
     name: str | None = None,
     overwrite: bool = False,
+    int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None = None,
 ) -> BundleManifest:
     """Export, check and write a bundle to ``out_dir`` atomically; return its manifest.
 
     ``calibration_items`` (N, max_len) are real encoded sequences: they calibrate int8, serve as
     sample queries for approximate indexes and, unless ``parity_items`` is given, a held-out quarter
     of them is the parity batch. Raises :class:`export.ExportError` (or its ``ParityError``) when a
-    check fails; nothing is written to ``out_dir`` then.
+    check fails; nothing is written to ``out_dir`` then. ``int8_task_metrics(fp32_path,
+    int8_path)`` measures both graphs on the run's real evaluation data (see
+    :mod:`export.task_metrics`); its report joins the int8 parity report in the manifest.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -232,6 +235,7 @@ def write_bundle(
             quantize_method,
             index_kind,
             name or str(config.get("name") or "uservec"),
+            int8_task_metrics,
         )
         load_and_verify(tmp, smoke=True)
         _fsync_tree(tmp)
@@ -258,6 +262,7 @@ def _write_contents(
     quantize_method: Method,
     index_kind: IndexKind,
     name: str,
+    int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None = None,
 ) -> BundleManifest:
     model_path = root / MODEL_FILE
     inputs, outputs = export_onnx(fused, model_path, vocab.size, max_len)
@@ -291,6 +296,8 @@ def _write_contents(
     if quantize:
         int8_path = quantize_graph(model_path, root / INT8_FILE, quantize_method, calibration)
         report = int8_report(model_path, int8_path, quantize_method, held_out, vectors)
+        if int8_task_metrics is not None:
+            report["task_metrics"] = int8_task_metrics(model_path, int8_path)
         parity["int8"] = report
         if report["accepted"]:
             int8_file, int8_method = INT8_FILE, quantize_method

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,9 @@ def load_task(
         labels = tuple(str(label) for label in payload["labels"])
         head = ClassificationHead(dim, len(labels))
         head.load_state_dict(payload["head_state"])
-        return ProfileTask(head.eval(), patches=patches), TaskExport(name, "profile", labels=labels)
+        readout = str(payload.get("readout", "last"))  # runs made before readouts read "last"
+        return (ProfileTask(head.eval(), patches=patches, readout=readout),
+                TaskExport(name, "profile", labels=labels))
     keys = tuple(str(k) for k in payload["candidate_keys"])
     item_head = ItemScoringHead(dim, len(keys))
     item_head.load_state_dict(payload["head_state"])
@@ -94,7 +97,8 @@ def load_task(
         source_domains=tuple(d for d in dataset.domains if d != target),
         item_keys=keys, popularity=tuple(keys[i] for i in ranking),
     )
-    return RecommendTask(item_head.eval(), patches=patches, source_keep=keep), task
+    readout = str(payload.get("readout", "last"))
+    return RecommendTask(item_head.eval(), patches=patches, source_keep=keep, readout=readout), task
 
 
 def export_from_run(
@@ -126,12 +130,30 @@ def export_from_run(
     from training.fused import FusedUserModel
 
     fused = FusedUserModel(encoder.eval(), profile, recommend).eval()
+    compare = None
+    if quantize:
+        compare = int8_comparison(run_dir, cfg, dataset, fused, {t.name: t for t in exports})
     manifest = write_bundle(
         out_dir, fused, dataset.vocab, exports,
         {**json.loads((run_dir / "config.json").read_text()), "source_run": str(run_dir)},
         meta.get("dataset_fingerprint", dataset.fingerprint), cfg.seed, cfg.model.max_len,
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
-        name=cfg.name, overwrite=overwrite,
+        name=cfg.name, overwrite=overwrite, int8_task_metrics=compare,
     )
     log.info("wrote bundle %s to %s", manifest.bundle_version, out_dir)
     return manifest
+
+
+def int8_comparison(
+    run_dir: Path, cfg: ExperimentConfig, dataset: PreparedDataset, fused: Any,
+    tasks: dict[str, TaskExport],
+) -> Callable[[Path, Path], dict[str, Any]]:
+    """fp32 vs int8 on the run's own evaluation data (P1 test, P3 test users, P2 labels)."""
+    from export.task_metrics import compare_on_tasks, next_item_layer, run_evaluator
+    from training.runner import pretraining_view
+
+    with torch.no_grad():
+        vectors = {name: fused.item_vectors(name).float().numpy() for name in fused.recommend_heads}
+    evaluate = run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, vectors,
+                             next_item_layer(run_dir))
+    return compare_on_tasks(evaluate)

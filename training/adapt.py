@@ -51,10 +51,12 @@ from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
 from training.metrics import accuracy, macro_f1
 from training.model import (
+    READOUTS,
     BottleneckPatch,
     ClassificationHead,
     ItemScoringHead,
     NextItNet,
+    Readout,
     keep_domains,
 )
 from training.protocols import CrossDomainSplit, holdout_split
@@ -123,6 +125,9 @@ class AdaptSettings:
     item_init: str = "popularity"
     #: method of the one final model saved per task for export (adapter | head-only)
     final_method: str = "adapter"
+    #: user vector the task head reads: "last" (state after the newest event) or "mean" (average
+    #: over the window's events; pair it with pretrain.bag_weight > 0, see training.model.read_out)
+    readout: str = "last"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -136,6 +141,8 @@ class AdaptSettings:
             raise ValueError(f"extra.adapt.item_init must be one of {ITEM_INITS}")
         if self.final_method not in FROZEN_METHODS:
             raise ValueError(f"extra.adapt.final_method must be one of {FROZEN_METHODS}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"extra.adapt.readout must be one of {list(READOUTS)}")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError("extra.adapt.valid_fraction must be in (0, 1)")
 
@@ -227,11 +234,13 @@ class TaskNetwork(nn.Module):
         head: nn.Module,
         patches: str | None = None,
         keep: torch.Tensor | None = None,
+        readout: Readout = "last",
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.patches = patches
+        self.readout: Readout = readout
         if keep is not None:
             self.register_buffer("keep", keep.to(torch.bool))
         else:
@@ -241,7 +250,7 @@ class TaskNetwork(nn.Module):
         """items (B, L) left-padded -> (B, D), after dropping non-source events if filtered."""
         if self.keep is not None:
             items = keep_domains(items, self.keep)
-        return self.encoder.user_vector(items, task=self.patches)
+        return self.encoder.user_vector(items, task=self.patches, readout=self.readout)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return self.head(self.user_vector(items))  # (B, C)
@@ -343,7 +352,7 @@ def build_method(
         task_params = encoder.task_parameters(task_name) if patches else []
         for param in task_params:
             param.requires_grad_(True)
-        network = TaskNetwork(encoder, head, patches, keep)
+        network = TaskNetwork(encoder, head, patches, keep, settings.readout)  # type: ignore[arg-type]
         params = [*task_params, *head.parameters()]
         return MethodSetup(network, params, on_features=method == "head-only")
     if method == "fine-tune-all":
@@ -357,7 +366,7 @@ def build_method(
             dropout=pretrained.dropout.p,
         )
     encoder.requires_grad_(True)
-    network = TaskNetwork(encoder, head, None, keep)
+    network = TaskNetwork(encoder, head, None, keep, settings.readout)  # type: ignore[arg-type]
     return MethodSetup(network, [*backbone_parameters(encoder), *head.parameters()],
                        on_features=False)
 
@@ -1026,6 +1035,7 @@ def final_payload(fit: TaskFit, pretrained: Pretrained, extra: dict[str, Any]) -
             {} if network.patches is None else task_state_dict(network.encoder, network.patches)
         ),
         "head_state": {k: v.detach().clone() for k, v in network.head.state_dict().items()},
+        "readout": network.readout,
         "hyperparameters": dataclasses.asdict(fit.hyperparameters),
         "trainable_parameters": fit.trainable_parameters,
         "encoder_checkpoint": pretrained.checkpoint,

@@ -8,13 +8,14 @@ fingerprint, code version and vocabulary size.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.config import ModelConfig, build_dataclass
+from training.config import ModelConfig, PretrainConfig, build_dataclass
 from training.model import NextItNet
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -82,7 +83,9 @@ def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[s
     """Why a checkpoint's metadata does not match the run about to resume (empty when it does).
 
     Compares config, seed, dataset fingerprint and vocabulary size; the run budget
-    (``pretrain.epochs``, ``max_seconds``, ``num_threads``) may change between runs.
+    (``pretrain.epochs``, ``max_seconds``, ``num_threads``) may change between runs. An option
+    the checkpoint does not record (added to the code after it was written) matches when the run
+    leaves it at its default, which is what the older code did.
     """
     problems = []
     for key in ("seed", "dataset_fingerprint", "vocab_size"):
@@ -94,11 +97,19 @@ def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[s
         for name in sorted(set(old) | set(new)):
             if section == "pretrain" and name in BUDGET_KEYS:
                 continue
+            if name not in old and _is_default(section, name, new.get(name)):
+                continue
             if _normalise(old.get(name)) != _normalise(new.get(name)):
                 problems.append(
                     f"{section}.{name}: checkpoint {old.get(name)!r}, now {new.get(name)!r}"
                 )
     return problems
+
+
+def _is_default(section: str, name: str, value: Any) -> bool:
+    cls = {"model": ModelConfig, "pretrain": PretrainConfig}.get(section)
+    fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+    return name in fields and _normalise(fields[name].default) == _normalise(value)
 
 
 def _normalise(value: Any) -> Any:

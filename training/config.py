@@ -80,6 +80,9 @@ class PretrainConfig:
     #: torch intra-op threads while pretraining (0 = torch's default, one per core). 1 by default:
     #: on cores shared with other jobs, multi-threaded ops spin-wait and ran 3-5x slower (ML-100K)
     num_threads: int = 1
+    #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
+    #: next-item loss; 0 = plain NextItNet. Makes the mean readout a long-term taste summary.
+    bag_weight: float = 0.0
 
 
 @dataclass(frozen=True)

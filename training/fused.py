@@ -6,7 +6,8 @@ head, and work that several heads need is done once:
 
 * one backbone pass (``task=None``) gives ``user_vector`` and feeds every head-only task;
 * one pass per distinct (input, patch set) pair feeds the adapter tasks (a patch set changes the
-  weights inside the residual blocks, so it needs its own pass);
+  weights inside the residual blocks, so it needs its own pass); tasks that read the same pass
+  with different readouts (last position, mean over events) share it;
 * one ``keep_domains`` compaction per distinct source-domain table feeds the cross-domain tasks.
 
 Outputs, in this fixed order (also :attr:`FusedUserModel.output_names`)::
@@ -31,15 +32,18 @@ QUERY_PREFIX = "query."
 
 #: ``(input, patch set)``: input -1 is the raw sequence, i >= 0 the i-th keep table's compaction.
 _PassKey = tuple[int, str | None]
+#: a pass plus how its hidden states are read out into one vector
+_VectorKey = tuple[int, str | None, str]
 _RAW = -1
 
 
 @dataclass(frozen=True, eq=False)
 class ProfileTask:
-    """A profile head and the encoder patch set it reads (None = head-only on the backbone)."""
+    """A profile head, the encoder patch set it reads (None = head-only) and its readout."""
 
     head: nn.Module
     patches: str | None = None
+    readout: str = "last"
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +57,7 @@ class RecommendTask:
     head: nn.Module
     patches: str | None = None
     source_keep: torch.Tensor | None = None
+    readout: str = "last"
 
 
 def profile_output(name: str) -> str:
@@ -93,16 +98,17 @@ class FusedUserModel(nn.Module):
         keep_index: dict[str, int] = {}
         for name, task in recommend_heads.items():
             keep_index[name] = self._register_keep(task.source_keep)
-        self._profile_pass: dict[str, _PassKey] = {
-            n: (_RAW, t.patches) for n, t in profile_heads.items()
+        self._profile_vector: dict[str, _VectorKey] = {
+            n: (_RAW, t.patches, t.readout) for n, t in profile_heads.items()
         }
-        self._recommend_pass: dict[str, _PassKey] = {
-            n: (keep_index[n], t.patches) for n, t in recommend_heads.items()
+        self._recommend_vector: dict[str, _VectorKey] = {
+            n: (keep_index[n], t.patches, t.readout) for n, t in recommend_heads.items()
         }
         passes: list[_PassKey] = [(_RAW, None)]
-        for key in [*self._profile_pass.values(), *self._recommend_pass.values()]:
-            if key not in passes:
-                passes.append(key)
+        for source, patches, _ in [*self._profile_vector.values(),
+                                   *self._recommend_vector.values()]:
+            if (source, patches) not in passes:
+                passes.append((source, patches))
         self._passes = passes
         if self._num_keep and self._keep_domains is None:
             self._keep_domains = _default_keep_domains()
@@ -138,16 +144,23 @@ class FusedUserModel(nn.Module):
         return self.recommend_heads[name].item_vectors()
 
     def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from training.model import read_out
+
         inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
-        vectors: dict[_PassKey, torch.Tensor] = {}
+        hidden: dict[_PassKey, torch.Tensor] = {}
         for source, patches in self._passes:
             if source not in inputs:
                 keep = getattr(self, f"keep_{source}")
                 inputs[source] = self._keep_domains(items, keep)
-            vectors[(source, patches)] = self.encoder.user_vector(inputs[source], task=patches)
-        outputs = [vectors[(_RAW, None)]]  # (B, D)
+            hidden[(source, patches)] = self.encoder(inputs[source], task=patches)  # (B, L, D)
+
+        def vector(key: _VectorKey) -> torch.Tensor:
+            source, patches, readout = key
+            return read_out(hidden[(source, patches)], inputs[source], readout)  # type: ignore[arg-type]
+
+        outputs = [vector((_RAW, None, "last"))]  # (B, D)
         for name, head in self.profile_heads.items():
-            outputs.append(head(vectors[self._profile_pass[name]]))  # (B, C)
+            outputs.append(head(vector(self._profile_vector[name])))  # (B, C)
         for name, head in self.recommend_heads.items():
-            outputs.append(head.query(vectors[self._recommend_pass[name]]))  # (B, D')
+            outputs.append(head.query(vector(self._recommend_vector[name])))  # (B, D')
         return tuple(outputs)

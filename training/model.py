@@ -21,6 +21,9 @@ from torch import nn
 from uservec.ids import PAD_ID
 
 Placement = Literal["serial", "parallel"]
+#: how a sequence's hidden states become one user vector (see :func:`read_out`)
+Readout = Literal["last", "mean"]
+READOUTS: tuple[str, ...] = ("last", "mean")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,22 @@ def keep_domains(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     compacted = torch.gather(items, 1, order)  # (B, L)
     kept_sorted = torch.gather(kept, 1, order)  # (B, L)
     return compacted.masked_fill(~kept_sorted, PAD_ID)
+
+
+def read_out(hidden: torch.Tensor, items: torch.Tensor, readout: Readout = "last") -> torch.Tensor:
+    """hidden (B, L, D), zero at PAD, items (B, L) -> one vector per sequence (B, D).
+
+    ``last``: the state after the newest event, what next-item prediction was trained on; it sees
+    only the encoder's receptive field and favours short-term intent. ``mean``: the average over
+    every real event of the window, a summary of long-term taste, which is what profile
+    attributes depend on. Both ignore left padding, so serving may pad a batch to its longest row.
+    """
+    if readout == "last":
+        return hidden[:, -1, :]
+    if readout == "mean":
+        count = (items != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
+        return hidden.sum(dim=1) / count.to(hidden.dtype)  # (B, D)
+    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
 
 
 class BottleneckPatch(nn.Module):
@@ -159,9 +178,11 @@ class NextItNet(nn.Module):
             x = block(x, mask, task)
         return x
 
-    def user_vector(self, items: torch.Tensor, task: str | None = None) -> torch.Tensor:
-        """(B, L) -> (B, D): the hidden state at the last position, i.e. after the newest event."""
-        return self.forward(items, task)[:, -1, :]
+    def user_vector(
+        self, items: torch.Tensor, task: str | None = None, readout: Readout = "last"
+    ) -> torch.Tensor:
+        """(B, L) -> (B, D): by default the hidden state after the newest event (see read_out)."""
+        return read_out(self.forward(items, task), items, readout)
 
     def add_task(
         self,

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from training.model import NextItemHead
+from training.model import NextItemHead, read_out
 from uservec.ids import NUM_RESERVED, PAD_ID
 
 
@@ -62,3 +62,25 @@ def sampled_softmax_loss(
     logits = torch.cat([positive, negative], dim=1)  # (N, 1 + S)
     zeros = torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
     return F.cross_entropy(logits, zeros)
+
+
+def bag_loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+             head: NextItemHead) -> torch.Tensor:
+    """User-level objective: the mean-pooled window predicts every item the window holds.
+
+    hidden (B, L, D) over inputs ``items`` (B, L); ``targets`` (B, L) are the window's next items
+    (PAD_ID where none). Next-item prediction alone teaches the last position short-term intent
+    and leaves the window's mean with little of the user's long-term taste (a profile attribute
+    is barely predictable from it); asking the mean to score all of the window's targets through
+    the same output layer makes it a compressed bag of the user's items, like a truncated SVD of
+    the user-item matrix. Full softmax: one row per sequence, so it is cheap even for large V.
+    """
+    valid = targets != PAD_ID  # (B, L)
+    rows = valid.any(dim=1)  # (B,)
+    if not bool(rows.any()):
+        return hidden.sum() * 0.0
+    pooled = read_out(hidden[rows], items[rows], "mean")  # (N, D)
+    log_probs = F.log_softmax(head(pooled), dim=-1)  # (N, V)
+    mask = valid[rows].to(log_probs.dtype)  # (N, L)
+    picked = log_probs.gather(1, targets[rows]) * mask  # (N, L)
+    return -(picked.sum(dim=1) / mask.sum(dim=1)).mean()

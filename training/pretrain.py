@@ -33,7 +33,7 @@ from training.config import EvalConfig, ModelConfig, PretrainConfig
 from training.data.dataset import PreparedDataset
 from training.evaluate import evaluate_next_item
 from training.model import NextItemHead, NextItNet
-from training.objectives import next_item_loss
+from training.objectives import bag_loss, next_item_loss
 from uservec.fingerprint import code_version
 from uservec.ids import PAD_ID
 
@@ -261,8 +261,10 @@ def _train_epoch(
                desc=f"epoch {epoch}", leave=False, mininterval=1.0)
     for index in bar:
         inputs, targets = windows[index]  # (B, L), (B, L)
-        loss = next_item_loss(model(inputs), targets, head, cfg.loss, cfg.num_negatives,
-                              negatives_rng)
+        hidden = model(inputs)  # (B, L, D)
+        loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives, negatives_rng)
+        if cfg.bag_weight > 0:
+            loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

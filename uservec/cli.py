@@ -48,10 +48,11 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, FileNotFoundError)
         try:
+            from training.checkpoint import CheckpointError
             from training.config import ConfigError
             from training.data.prepare import DataError
 
-            user_errors += (ConfigError, DataError)
+            user_errors += (CheckpointError, ConfigError, DataError)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
@@ -247,21 +248,27 @@ def serve(
               help="Only 1M-item retrieval: exact vs IVF vs HNSW (<30 min).")
 @click.option("--robustness", is_flag=True,
               help="Only load, fault (Redis kill, reload under load) and fuzzing runs.")
+@click.option("--only", "sections", multiple=True,
+              type=click.Choice(["serving", "cache", "compute", "int8", "train_speed"]),
+              help="Run only these sections of the main suite (repeatable).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: seconds, for smoke-testing the suite.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool, quick: bool,
-          seed: int) -> None:
+def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool,
+          sections: tuple[str, ...], quick: bool, seed: int) -> None:
     """Measure serving overhead, cache, micro-batching, FLOP/s, int8, training speed.
 
     Every figure is a ratio against a reference measured in the same run (the machine is shared
     and noisy). The main suite takes under 15 minutes on 2 cores.
 
     Example: uservec bench --out bench/ && uservec bench --scale --out bench/
+
+    int8 metric change on real data: export a run with --int8, then
+    uservec bench --bundle bundles/ciao --only int8 --out bench-int8/
     """
     from training.bench import run_bench
 
     results = run_bench(out_dir, bundle_path, quick=quick, scale=scale, robustness=robustness,
-                        seed=seed)
+                        seed=seed, only=sections)
     click.echo((out_dir / "bench.md").read_text())
     click.echo(f"wrote {out_dir / 'bench.json'} ({len(results)} sections)")
 

@@ -93,6 +93,8 @@ def test_settings_from_config_defaults_and_unknown_keys():
         adapt_settings(ExperimentConfig(name="x", extra={"adapt": {"bottlenek": 8}}))
     with pytest.raises(ValueError, match="methods"):
         AdaptSettings(methods=("adapter", "lora"))
+    with pytest.raises(ValueError, match="readout"):
+        AdaptSettings(readout="max")
 
 
 def test_grid_covers_every_combination_in_order():

@@ -66,6 +66,14 @@ def test_resume_check_names_what_differs_but_allows_a_new_budget() -> None:
     assert any(p.startswith("dataset_fingerprint") for p in problems)
 
 
+def test_an_option_newer_than_the_checkpoint_matches_only_at_its_default() -> None:
+    saved = meta()
+    del saved["config"]["pretrain"]["bag_weight"]  # written before the option existed
+    assert resume_mismatches(saved, meta()) == []
+    problems = resume_mismatches(saved, meta(bag_weight=1.0))
+    assert [p.split(":")[0] for p in problems] == ["pretrain.bag_weight"]
+
+
 def test_lists_and_tuples_compare_equal() -> None:
     saved = meta()
     saved["config"]["model"]["dilations"] = list(MODEL.dilations)

@@ -118,3 +118,21 @@ def test_item_vectors_score_like_the_head():
         head = fused.recommend_heads["all"]
         scores = head.query(user) @ fused.item_vectors("all").T
         np.testing.assert_allclose(scores.numpy(), head(user).numpy(), atol=1e-5)
+
+
+def test_mean_readout_heads_share_their_pass_and_read_the_mean():
+    torch.manual_seed(0)
+    encoder = NextItNet(VOCAB, DIM, (1, 2), 3)
+    encoder.add_task("adapted", bottleneck=4)
+    fused = FusedUserModel(encoder, {
+        "last": ProfileTask(ClassificationHead(DIM, 2), patches="adapted"),
+        "mean": ProfileTask(ClassificationHead(DIM, 2), patches="adapted", readout="mean"),
+    }, {"all_mean": RecommendTask(ItemScoringHead(DIM, 7), readout="mean")}).eval()
+    assert fused.num_encoder_passes == 2  # backbone + adapted: a readout never adds a pass
+    items = _items()
+    with torch.no_grad():
+        out = dict(zip(fused.output_names, fused(items), strict=True))
+        mean = fused.profile_heads["mean"](encoder.user_vector(items, "adapted", "mean"))
+        query = fused.recommend_heads["all_mean"].query(encoder.user_vector(items, None, "mean"))
+    torch.testing.assert_close(out["profile.mean"], mean)
+    torch.testing.assert_close(out["query.all_mean"], query)

@@ -12,6 +12,7 @@ from training.model import (
     NextItemHead,
     NextItNet,
     keep_domains,
+    read_out,
 )
 from uservec.ids import NUM_RESERVED, PAD_ID
 
@@ -86,6 +87,28 @@ def test_batch_padded_to_longest_member_gives_each_users_own_vector() -> None:
     for row, sequence in enumerate(sequences):
         alone = model.user_vector(sequence.unsqueeze(0))
         torch.testing.assert_close(together[row], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_readouts_ignore_left_padding(readout: str) -> None:
+    model = make_model(dilations=(1, 2, 4))
+    sequence = random_items(1, 5, seed=3)[0]
+    padded = torch.cat([torch.full((L - 5,), PAD_ID), sequence]).unsqueeze(0)
+    torch.testing.assert_close(model.user_vector(padded, readout=readout),  # type: ignore[arg-type]
+                               model.user_vector(sequence.unsqueeze(0), readout=readout),  # type: ignore[arg-type]
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_mean_readout_averages_the_real_positions_only() -> None:
+    hidden = torch.arange(12.0).reshape(1, 3, 4)
+    hidden[0, 0] = 0.0  # PAD row, as the encoder leaves it
+    items = torch.tensor([[PAD_ID, 5, 6]])
+    torch.testing.assert_close(read_out(hidden, items, "mean"), hidden[:, 1:].mean(1))
+    torch.testing.assert_close(read_out(hidden, items, "last"), hidden[:, -1])
+    all_pad = torch.full((1, 3), PAD_ID)
+    assert torch.equal(read_out(torch.zeros(1, 3, 4), all_pad, "mean"), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="readout"):
+        read_out(hidden, items, "max")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("placement", ["serial", "parallel"])

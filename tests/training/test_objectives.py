@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from training.batching import NextItemWindows, shuffled_batches
 from training.model import NextItemHead, NextItNet
-from training.objectives import next_item_loss, sampled_softmax_loss
+from training.objectives import bag_loss, next_item_loss, sampled_softmax_loss
 from uservec.ids import NUM_RESERVED, PAD_ID
 
 V, D = 64, 16
@@ -71,3 +71,33 @@ def test_both_losses_train_on_the_tiny_dataset(tiny_dataset, loss: str) -> None:
             optimizer.step()
     # the full-softmax loss measures both, so the sampled objective must improve the real one
     assert full_loss() < 0.7 * before
+
+
+def test_bag_loss_is_the_mean_readout_scoring_every_window_target() -> None:
+    torch.manual_seed(0)
+    head = NextItemHead(4, 10)
+    hidden = torch.randn(2, 3, 4)
+    items = torch.tensor([[PAD_ID, 3, 4], [5, 6, 7]])
+    hidden[0, 0] = 0.0  # the encoder's hidden state is zero at PAD
+    targets = torch.tensor([[PAD_ID, 4, 8], [PAD_ID, PAD_ID, PAD_ID]])  # row 2: nothing
+    expected_row = -F.log_softmax(head(hidden[0, 1:].mean(0)), -1)[[4, 8]].mean()
+    torch.testing.assert_close(bag_loss(hidden, items, targets, head), expected_row)
+    empty = torch.full_like(targets, PAD_ID)
+    assert bag_loss(hidden, items, empty, head).item() == 0.0
+
+
+def test_pretraining_with_the_bag_objective_trains(tiny_dataset) -> None:
+    torch.manual_seed(0)
+    model, head = NextItNet(tiny_dataset.vocab.size, 16, (1, 2)), None
+    head = NextItemHead(16, tiny_dataset.vocab.size)
+    windows = NextItemWindows(tiny_dataset, 8)
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-2)
+    inputs, targets = windows[torch.arange(len(windows))]
+    losses = []
+    for _ in range(30):
+        loss = bag_loss(model(inputs), inputs, targets, head)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,12 @@ def _section(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]
 
 
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, only: Sequence[str] = ()) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
 
-    Neither ``scale`` nor ``robustness``: the main suite. Otherwise only the parts selected
-    (both may be given). ``quick``: tiny sizes for tests. Server logs stay in ``out_dir/logs``.
+    Neither ``scale`` nor ``robustness``: the main suite (``only`` narrows it to some sections).
+    Otherwise only the parts selected (both may be given). ``quick``: tiny sizes for tests.
+    Server logs stay in ``out_dir/logs``.
     """
     from training.bench import report
 
@@ -92,11 +93,19 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
         from training.bench.train_speed import run_train_speed
 
         assert target is not None
-        _section(results, "serving", lambda: run_serving(target, work, quick, seed))
-        _section(results, "cache", lambda: run_cache(target, work, quick, seed))
-        _section(results, "compute", lambda: run_compute(quick, seed))
-        _section(results, "int8", lambda: run_int8(target, quick, seed))
-        _section(results, "train_speed", lambda: run_train_speed(quick, seed))
+        suite: dict[str, Callable[[], dict[str, Any]]] = {
+            "serving": lambda: run_serving(target, work, quick, seed),
+            "cache": lambda: run_cache(target, work, quick, seed),
+            "compute": lambda: run_compute(quick, seed),
+            "int8": lambda: run_int8(target, quick, seed),
+            "train_speed": lambda: run_train_speed(quick, seed),
+        }
+        unknown = sorted(set(only) - set(suite))
+        if unknown:
+            raise ValueError(f"unknown bench sections {unknown}; choose from {sorted(suite)}")
+        for name, section in suite.items():
+            if not only or name in only:
+                _section(results, name, section)
     if scale:
         from training.bench.retrieval import run_retrieval
 

@@ -109,10 +109,25 @@ def _int8(c: dict[str, Any]) -> list[str]:
         rows.append([method, m["speedup_batch1"], m["speedup_batch32"],
                      ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["top10_overlap"].items()),
                      ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["argmax_agreement"].items())])
-    return [f"{c['cpu_note']}; fp32 {_fmt(c['fp32_ms_batch1'])} ms at batch 1, "
-            f"{_fmt(c['fp32_ms_batch32'])} ms at batch 32. Task metric: {c['task_metric']}.", "",
+    head = [f"{c['cpu_note']}; fp32 {_fmt(c['fp32_ms_batch1'])} ms at batch 1, "
+            f"{_fmt(c['fp32_ms_batch32'])} ms at batch 32.", "",
             *table(["int8 method", "speed vs fp32, b=1", "speed vs fp32, b=32",
                     "top-10 overlap", "argmax agreement"], rows)]
+    if not isinstance(c["task_metric"], dict):
+        return [*head, f"Task metric: {c['task_metric']}.", ""]
+    metric_rows = []
+    for task, fp32 in c["task_metric"]["fp32"].items():
+        for metric, value in fp32.items():
+            if not isinstance(value, float):
+                continue
+            held_out = "held out" if fp32.get("held_out") else "in-sample (final model's labels)"
+            metric_rows.append([task, metric, held_out, value,
+                                *(c["methods"][m]["task_metric_change"][task][metric] * 100
+                                  for m in c["methods"])])
+    return [*head, f"Task metrics on the real data of {c['task_metric']['source_run']} "
+            "(change in points, int8 - fp32):", "",
+            *table(["task", "metric", "data", "fp32",
+                    *(f"{m} change (pts)" for m in c["methods"])], metric_rows)]
 
 
 def _train(c: dict[str, Any]) -> list[str]:

@@ -1,0 +1,220 @@
+"""Task metrics of an exported ONNX graph on a run's real data: what int8 costs, in task units.
+
+Agreement with fp32 (top-10 overlap, argmax) says how often int8 changes an answer; a user of the
+bundle needs to know what that does to the metric the task was judged by. :func:`run_evaluator`
+rebuilds, from a finished run, the evaluation sets of PROTOCOLS.md and returns a function that
+scores any ONNX graph of that run (fp32 or int8) on them, through onnxruntime only:
+
+* ``next_item`` (P1): test targets of the pretraining view, ranked by the graph's ``user_vector``
+  against the pretrained next-item output layer (held out: never a training target);
+* every recommendation task (P3): NDCG/HR@k of the graph's query vectors on the task's test users
+  (held out: cold-start users the final model never trained on);
+* every profile task (P2): accuracy and macro-F1 over every labelled user. The exported final
+  model was trained on all of them, so these are in-sample numbers, flagged as such: only the
+  difference between fp32 and int8 is meaningful there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.parity import open_session, session_outputs
+from training.batching import evaluation_examples
+from training.config import ExperimentConfig
+from training.data.dataset import PreparedDataset
+from training.evaluate import metrics_from_ranks, rank_of_targets
+from training.fused import profile_output, query_output
+from training.metrics import accuracy, macro_f1
+from training.protocols import CrossDomainSplit, cross_domain_split, profile_labels
+from uservec.sequences import encode_batch
+
+log = logging.getLogger(__name__)
+
+#: evaluate(model_path) -> {task: {metric: value, ...}}
+Evaluator = Callable[[str | Path], dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Profile:
+    inputs: np.ndarray  # (N, L)
+    codes: np.ndarray  # (N,) index into the head's labels
+    n_classes: int
+
+
+@dataclass(frozen=True)
+class _Recommend:
+    split: CrossDomainSplit
+    item_vectors: np.ndarray  # (C, D')
+    max_len: int
+
+
+def _batched_outputs(model_path: str | Path, items: np.ndarray, names: list[str],
+                     batch_size: int = 256) -> dict[str, np.ndarray]:
+    session = open_session(model_path)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, len(items), batch_size):
+        outputs = session_outputs(session, items[start : start + batch_size])
+        for name in names:
+            parts[name].append(outputs[name])
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def next_item_metrics(model_path: str | Path, inputs: np.ndarray, targets: np.ndarray,
+                      weight: np.ndarray, bias: np.ndarray, k: int) -> dict[str, Any]:
+    """P1 HR@k / NDCG@k of the graph's ``user_vector`` scored by the next-item layer (W, b)."""
+    vectors = _batched_outputs(model_path, inputs, ["user_vector"])["user_vector"]  # (U, D)
+    scores = torch.from_numpy(vectors @ weight.T + bias)  # (U, V)
+    ranks = rank_of_targets(scores, torch.from_numpy(targets)).numpy()
+    return {**metrics_from_ranks(ranks, k), "held_out": True}
+
+
+def profile_metrics(model_path: str | Path, name: str, data: _Profile) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a profile head's argmax against the users' labels."""
+    logits = _batched_outputs(model_path, data.inputs, [profile_output(name)])[profile_output(name)]
+    predicted = logits.argmax(axis=1)
+    return {
+        "accuracy": accuracy(data.codes, predicted),
+        "macro_f1": macro_f1(data.codes, predicted, np.arange(data.n_classes)),
+        "users": len(data.codes),
+        "held_out": False,
+    }
+
+
+def recommend_metrics(model_path: str | Path, name: str, data: _Recommend, k: int
+                      ) -> dict[str, Any]:
+    """P3 HR/NDCG@k (mean over test users) of a recommendation head's query vectors."""
+    from training.baselines import evaluate_cross_domain
+
+    def score(users: np.ndarray) -> np.ndarray:
+        items = encode_batch(data.split.source_sequences(np.asarray(users)), data.max_len)
+        query = _batched_outputs(model_path, items, [query_output(name)])[query_output(name)]
+        return query.astype(np.float64) @ data.item_vectors.T.astype(np.float64)  # (N, C)
+
+    result = evaluate_cross_domain(score, data.split, k)
+    return {
+        f"ndcg@{k}": result[f"ndcg@{k}"]["mean"],
+        f"hr@{k}": result[f"hr@{k}"]["mean"],
+        "users": result["evaluated_users"],
+        "held_out": True,
+    }
+
+
+def next_item_layer(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W (V, D), b (V,)) of the run's pretrained next-item output layer, if it has one."""
+    from training.checkpoint import load_checkpoint
+
+    head = load_checkpoint(Path(run_dir) / "pretrain" / "best.pt").get("head", {})
+    if "output.weight" not in head:
+        return None
+    return head["output.weight"].float().numpy(), head["output.bias"].float().numpy()
+
+
+def run_evaluator(
+    cfg: ExperimentConfig,
+    dataset: PreparedDataset,
+    view: PreparedDataset,
+    tasks: Mapping[str, Any],
+    item_vectors: Mapping[str, np.ndarray],
+    next_item_layer: tuple[np.ndarray, np.ndarray] | None,
+) -> Evaluator:
+    """Build the evaluation sets once; the returned function scores one ONNX graph on all of them.
+
+    ``tasks`` maps a bundle task name to its ``TaskExport``; the labels of a profile head define
+    the class codes (the head's output order). ``view`` is the P1 pretraining view.
+    """
+    max_len, k = cfg.model.max_len, cfg.eval.k
+    declared = {t.name: t for t in cfg.tasks}
+    profile: dict[str, _Profile] = {}
+    recommend: dict[str, _Recommend] = {}
+    for name, task in tasks.items():
+        spec = declared.get(name)
+        if spec is None:
+            log.warning("task %s is not declared in the run's config; not evaluated", name)
+            continue
+        if task.kind == "profile":
+            labels = profile_labels(dataset, spec.attribute, spec.buckets)
+            order = {label: i for i, label in enumerate(task.labels)}
+            known = np.array([label in order for label in labels.labels])
+            users = labels.users[known]
+            profile[name] = _Profile(
+                inputs=encode_batch([dataset.sequence(int(u)) for u in users], max_len),
+                codes=np.array([order[label] for label in labels.labels[known]]),
+                n_classes=len(task.labels),
+            )
+        else:
+            recommend[name] = _Recommend(cross_domain_split(dataset, spec.target_domain),
+                                         np.asarray(item_vectors[name]), max_len)
+    p1 = None
+    if next_item_layer is not None:
+        _, inputs, targets = evaluation_examples(view, "test", max_len)
+        p1 = (inputs, targets, *next_item_layer)
+
+    def evaluate(model_path: str | Path) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        if p1 is not None:
+            result["next_item"] = next_item_metrics(model_path, *p1, k=k)
+        for name, data in profile.items():
+            result[name] = profile_metrics(model_path, name, data)
+        for name, rec in recommend.items():
+            result[name] = recommend_metrics(model_path, name, rec, k)
+        return result
+
+    return evaluate
+
+
+def metric_change(fp32: Mapping[str, Mapping[str, Any]], int8: Mapping[str, Mapping[str, Any]]
+                  ) -> dict[str, dict[str, float]]:
+    """int8 minus fp32, per task and numeric metric (in metric units; x100 = points)."""
+    change: dict[str, dict[str, float]] = {}
+    for task, metrics in fp32.items():
+        change[task] = {
+            metric: float(int8[task][metric]) - float(value)
+            for metric, value in metrics.items()
+            if isinstance(value, float) and metric in int8.get(task, {})
+        }
+    return change
+
+
+def compare_on_tasks(evaluate: Evaluator) -> Callable[[Path, Path], dict[str, Any]]:
+    """``(fp32_path, int8_path) -> {"fp32": ..., "int8": ..., "change": int8 - fp32}``."""
+
+    def compare(fp32_path: Path, int8_path: Path) -> dict[str, Any]:
+        fp32, int8 = evaluate(fp32_path), evaluate(int8_path)
+        return {"fp32": fp32, "int8": int8, "change": metric_change(fp32, int8)}
+
+    return compare
+
+
+def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray] | None:
+    """The evaluator of the run a bundle was exported from, plus real calibration sequences.
+
+    None when the bundle does not name its run (``config.source_run``) or that run is not on this
+    machine: a bundle carries no labelled data, only the run does.
+    """
+    from export.from_run import calibration_items, read_run_config
+    from training.data.prepare import load_dataset
+    from training.runner import pretraining_view
+    from uservec.manifest import read_manifest
+
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    source = manifest.config.get("source_run")
+    if not source or not (Path(source) / "config.json").is_file():
+        return None
+    run_dir = Path(source)
+    cfg = read_run_config(run_dir)
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "prepared"
+    dataset = load_dataset(cfg.data, cache)
+    layer = next_item_layer(run_dir)
+    tasks = {task.name: task for task in manifest.tasks}
+    vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks
+               if task.kind == "recommend" and task.items_file}
+    evaluate = run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, vectors, layer)
+    return evaluate, calibration_items(dataset, cfg.model.max_len, cfg.seed)

@@ -20,7 +20,7 @@ import torch
 from export import ExportError
 from export.bundle import TaskExport, write_bundle
 from training.checkpoint import load_checkpoint, load_encoder
-from training.config import ExperimentConfig, build_dataclass
+from training.config import ExperimentConfig, read_run_config
 from training.data.dataset import PreparedDataset
 from training.data.prepare import load_dataset
 from training.fused import ProfileTask, RecommendTask
@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 #: real sequences used to calibrate int8 and (a held-out quarter) to check parity
 CALIBRATION_USERS = 512
 _PATCH_KEY = re.compile(r"^blocks\.\d+\.(?:patches|task_norms)\.([^.]+)\.")
-
-
-def read_run_config(run_dir: Path) -> ExperimentConfig:
-    """The resolved config a run was made with (``RUN_DIR/config.json``)."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ExportError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
-    return build_dataclass(ExperimentConfig, json.loads(path.read_text()), "config.json")
 
 
 def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.ndarray:

@@ -198,7 +198,8 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     None when the bundle does not name its run (``config.source_run``) or that run is not on this
     machine: a bundle carries no labelled data, only the run does.
     """
-    from export.from_run import calibration_items, read_run_config
+    from export.from_run import calibration_items
+    from training.config import read_run_config
     from training.data.prepare import load_dataset
     from training.runner import pretraining_view
     from uservec.manifest import read_manifest

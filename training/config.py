@@ -7,6 +7,7 @@ reproducible from its config alone; the resolved config is written into every ch
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,3 +213,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain-JSON view of a config (for checkpoints, reports and manifests)."""
     return dataclasses.asdict(config)
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a finished ``uservec run`` was made with (``RUN_DIR/config.json``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
+    return build_dataclass(ExperimentConfig, json.loads(path.read_text()), "config.json")

@@ -124,6 +124,29 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_friendly
+def probe(run_dir: Path) -> None:
+    """Linear probe of RUN_DIR's frozen encoder on each profile task of its config.
+
+    Fits the P2 logistic-regression baselines on frozen user vectors (last position, mean over
+    the window, mean of item embeddings) instead of item bags, on the same folds: seconds, and it
+    shows whether the pretrained representation carries the signal before adapters are trained.
+    Writes RUN_DIR/probe.json.
+
+    Example: uservec probe runs/movielens-100k
+    """
+    from training.probe import probe_run_dir, probe_table
+
+    result = probe_run_dir(run_dir)
+    if not result["tasks"]:
+        raise _UserError(f"{run_dir}: its config declares no profile task to probe")
+    (run_dir / "probe.json").write_text(json.dumps(result, indent=2))
+    click.echo(probe_table(result))
+    click.echo(f"wrote {run_dir / 'probe.json'}")
+
+
+@main.command()
 @click.argument("dataset", type=click.Choice(["movielens-100k"]))
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               default=Path("data/ml-100k"), show_default=True,

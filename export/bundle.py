@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from export import ExportError
 from export.indexes import IndexKind, build_index, write_index
@@ -31,7 +30,7 @@ from export.parity import check_parity, open_session, session_outputs
 from export.quantize import Method, int8_report
 from export.quantize import quantize as quantize_graph
 from export.verify import load_and_verify
-from training.fused import FusedUserModel, ProfileTask, RecommendTask, profile_output, query_output
+from training.fused import FusedUserModel, profile_output, query_output
 from uservec.fingerprint import code_version, sha256_file, sha256_json
 from uservec.manifest import (
     MANIFEST_NAME,
@@ -372,38 +371,4 @@ def _write_recommend_files(
         index_params=info["params"],
         index_recall_at_10=info["recall_at_10"],
         popularity_file=popularity_file,
-    )
-
-
-def export_run(
-    run_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    encoder: nn.Module,
-    profile_heads: Mapping[str, ProfileTask],
-    recommend_heads: Mapping[str, RecommendTask],
-    vocab: Vocabulary,
-    tasks: Sequence[TaskExport],
-    config: Mapping[str, Any],
-    data_fingerprint: str,
-    seed: int,
-    max_len: int,
-    calibration_items: np.ndarray,
-    quantize: bool = False,
-    **options: Any,
-) -> BundleManifest:
-    """Glue from a training run's already-loaded parts to a bundle; records the run directory."""
-    fused = FusedUserModel(encoder, profile_heads, recommend_heads)
-    return write_bundle(
-        out_dir,
-        fused,
-        vocab,
-        tasks,
-        {**config, "source_run": str(run_dir)},
-        data_fingerprint,
-        seed,
-        max_len,
-        calibration_items,
-        quantize,
-        **options,
     )

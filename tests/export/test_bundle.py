@@ -10,9 +10,8 @@ import torch
 from tiny_export import MAX_LEN, make_items
 
 from export import ExportError, bundle
-from export.bundle import export_run, write_bundle
+from export.bundle import write_bundle
 from export.parity import ParityError
-from training.fused import ProfileTask, RecommendTask
 from uservec.fingerprint import sha256_file
 from uservec.manifest import SCHEMA_VERSION, read_manifest
 from uservec.vocab import Vocabulary
@@ -139,27 +138,3 @@ def test_calibration_sequences_must_fit_the_window_and_vocabulary(tmp_path, fuse
         write_bundle(
             tmp_path / "b", fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8) + vocab.size
         )
-
-
-def test_export_run_builds_the_fused_model_and_records_the_run(tmp_path, fused, vocab, tasks):
-    manifest = export_run(
-        tmp_path / "run",
-        tmp_path / "b",
-        encoder=fused.encoder,
-        profile_heads={
-            "gender": ProfileTask(fused.profile_heads["gender"], "gender"),
-            "age": ProfileTask(fused.profile_heads["age"]),
-        },
-        recommend_heads={
-            "games": RecommendTask(fused.recommend_heads["games"], "games", fused.keep_0)
-        },
-        vocab=vocab,
-        tasks=tasks,
-        config={"name": "run"},
-        data_fingerprint="fp",
-        seed=0,
-        max_len=MAX_LEN,
-        calibration_items=make_items(16),
-    )
-    assert manifest.config["source_run"] == str(tmp_path / "run")
-    assert manifest.bundle_version.startswith("run-") and (tmp_path / "b/model.onnx").is_file()

@@ -77,6 +77,7 @@ def test_the_run_exports_a_bundle_that_verifies(run_dir: Path):
     manifest = load_and_verify(run_dir / "bundle")
     assert {t.name for t in manifest.tasks} == {"gender", "cold"}
     assert max(manifest.parity["fp32"]["max_abs_diff"].values()) <= 1e-4
+    assert manifest.config["source_run"] == str(run_dir)  # how bench finds the run's data
 
 
 def test_rerun_resumes_from_the_checkpoint_and_reproduces_the_metrics(run_dir: Path):

@@ -6,7 +6,11 @@ user vectors instead of TF-IDF item bags, one readout at a time:
 
 * ``last``: the encoder state after the newest event (the next-item query);
 * ``mean``: the encoder states averaged over the window's events (:func:`training.model.read_out`);
-* ``item-mean``: the average of the window's input item embeddings (no convolution at all).
+* ``item-mean``: the average of the window's input item embeddings (no convolution at all);
+* ``tfidf-svd``: not the encoder: a truncated SVD (as many dimensions as the encoder's width) of
+  every user's whole TF-IDF item bag, a classic unsupervised user vector of the same size, fit
+  on every user's behaviour without labels like pretraining. It shows how much a vector of that
+  size *could* carry.
 
 It costs seconds, so it is the first thing to run before paying for adapters: when every
 readout is near the majority class, no head on top of it will do much better, and the fix is in
@@ -55,6 +59,18 @@ def frozen_vectors(encoder: NextItNet, items: np.ndarray, readout: str,
     return torch.cat(parts).numpy() if parts else np.zeros((0, encoder.dim), np.float32)
 
 
+def tfidf_svd(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
+    """(num_users, dim) truncated SVD of every user's TF-IDF item bag (whole history)."""
+    from sklearn.decomposition import TruncatedSVD
+
+    from training.baselines import tfidf_features, user_item_matrix
+
+    everyone = np.arange(dataset.num_users)
+    (bags,) = tfidf_features(user_item_matrix(dataset), everyone, everyone)
+    dim = max(1, min(dim, bags.shape[1] - 1))
+    return np.asarray(TruncatedSVD(dim, random_state=seed).fit_transform(bags), dtype=np.float64)
+
+
 class LinearProbe:
     """A P2 ``predict_fn``: standardise on the fold's training users, then ``lr``/``lr_bal``."""
 
@@ -94,6 +110,7 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
     users = range(dataset.num_users)
     items = encode_batch([dataset.sequence(u) for u in users], cfg.model.max_len)
     vectors = {readout: frozen_vectors(encoder, items, readout) for readout in PROBE_READOUTS}
+    vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
     tasks = [t for t in cfg.tasks if t.kind == "profile" and t.attribute]
     return {
         "run": str(run_dir),

@@ -128,7 +128,7 @@ def test_probe_fits_the_p2_baselines_on_each_frozen_readout(run_dir: Path):
     probe = json.loads((run_dir / "probe.json").read_text())
     assert set(probe["tasks"]) == {"gender"}  # the cross-domain task has nothing to probe
     readouts = probe["tasks"]["gender"]
-    assert set(readouts) == {"last", "mean", "item-mean"}
+    assert set(readouts) == {"last", "mean", "item-mean", "tfidf-svd"}
     for scores in readouts.values():
         assert 0.0 <= scores["lr_accuracy"]["mean"] <= 1.0
         assert 0.0 <= scores["lr_bal_macro_f1"]["mean"] <= 1.0

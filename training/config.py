@@ -78,7 +78,8 @@ class PretrainConfig:
     patience: int = 3
     #: stop early when the wall clock passes this many seconds (0 = no limit)
     max_seconds: float = 0.0
-    #: torch intra-op threads while pretraining (0 = torch's default, one per core). 1 by default:
+    #: torch intra-op threads while pretraining and fitting tasks (0 = torch's default, one per
+    #: core). 1 by default:
     #: on cores shared with other jobs, multi-threaded ops spin-wait and ran 3-5x slower (ML-100K)
     num_threads: int = 1
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the

@@ -78,8 +78,21 @@ def run_tasks(
     """Train and evaluate every task x method (module docstring); JSON-ready results.
 
     Returns ``{"settings", "encoder_checkpoint", "tasks": {name: result}, "no_forgetting",
-    "seconds"}``.
+    "seconds"}``. Task fits use ``pretrain.num_threads`` torch threads, like pretraining: with
+    torch's default (one per core) runs sharing the cores oversubscribe them and spin-wait.
     """
+    threads = torch.get_num_threads()
+    if cfg.pretrain.num_threads > 0:
+        torch.set_num_threads(cfg.pretrain.num_threads)
+    try:
+        return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_tasks(
+    cfg: ExperimentConfig, dataset: PreparedDataset, encoder_checkpoint: str | Path, out_dir: Path
+) -> dict[str, Any]:
     started = time.perf_counter()
     settings = adapt_settings(cfg)
     shared = load_pretrained(encoder_checkpoint)

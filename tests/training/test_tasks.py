@@ -10,7 +10,7 @@ from data_helpers import build_dataset
 
 from training.adapt import METHODS
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ExperimentConfig, ModelConfig, TaskConfig
+from training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
 from training.model import NextItemHead, NextItNet
 from training.tasks import paired_folds, paired_users, plot_results, run_tasks
 
@@ -158,3 +158,19 @@ def test_paired_users_statistics():
     assert paired["diff_se"] == pytest.approx(np.std(a - b, ddof=1) / 2)
     assert (paired["wins"], paired["losses"], paired["ties"]) == (2, 1, 1)
     assert paired["wilcoxon_pvalue"] is not None
+
+
+def test_task_fits_use_the_configured_threads_and_restore_them(monkeypatch, tmp_path):
+    import training.tasks
+
+    seen: list[int] = []
+    monkeypatch.setattr(training.tasks, "_run_tasks",
+                        lambda *args: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cfg = ExperimentConfig(name="x", pretrain=PretrainConfig(num_threads=1))
+        run_tasks(cfg, tiny_two_domain(), tmp_path / "encoder.pt", tmp_path)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -121,7 +121,7 @@ def _int8(c: dict[str, Any]) -> list[str]:
             if not isinstance(value, float):
                 continue
             held_out = "held out" if fp32.get("held_out") else "in-sample (final model's labels)"
-            metric_rows.append([task, metric, held_out, value,
+            metric_rows.append([task, metric, held_out, _fmt(value, 4),
                                 *(c["methods"][m]["task_metric_change"][task][metric] * 100
                                   for m in c["methods"])])
     return [*head, f"Task metrics on the real data of {c['task_metric']['source_run']} "

@@ -85,6 +85,9 @@ class PretrainConfig:
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
     #: next-item loss; 0 = plain NextItNet. Makes the mean readout a long-term taste summary.
     bag_weight: float = 0.0
+    #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
+    #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)
+    item_init: Literal["random", "svd"] = "random"
 
 
 @dataclass(frozen=True)

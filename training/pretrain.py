@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from training.batching import NextItemWindows, shuffled_batches
+from training.batching import NextItemWindows, shuffled_batches, training_event_mask
 from training.checkpoint import (
     CheckpointError,
     build_encoder,
@@ -35,7 +37,7 @@ from training.evaluate import evaluate_next_item
 from training.model import NextItemHead, NextItNet
 from training.objectives import bag_loss, next_item_loss
 from uservec.fingerprint import code_version
-from uservec.ids import PAD_ID
+from uservec.ids import NUM_RESERVED, PAD_ID
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
 
@@ -112,6 +114,12 @@ def _pretrain(
 
     torch.manual_seed(seed)
     model = build_encoder(model_cfg, dataset.vocab.size)
+    if pretrain_cfg.item_init == "svd":
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(
+                svd_item_init(dataset, model_cfg.dim, seed)))
+    elif pretrain_cfg.item_init != "random":
+        raise ValueError(f"pretrain.item_init must be random|svd, got {pretrain_cfg.item_init!r}")
     head = NextItemHead(model_cfg.dim, dataset.vocab.size)
     params = [*model.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=pretrain_cfg.lr, weight_decay=pretrain_cfg.weight_decay)
@@ -238,6 +246,39 @@ def _pretrain(
         encoder=model,
         head=head,
     )
+
+
+def svd_item_init(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
+    """(V, dim) item embeddings from a truncated SVD of the users' TF-IDF item bags.
+
+    Next-item training alone leaves a user's long-term taste out of the vectors (README, "Why the
+    neural methods lose"); the SVD item factors encode exactly which items the same users
+    consume, and the mean of a user's item factors approximates that user's SVD vector, which
+    carries profile signal. Only training events count (each user's last two events, the P1
+    validation and test targets, are left out; a P3 pretraining view has already dropped the
+    held-out target events). Rows are scaled to the unit per-coordinate std of the default
+    init; reserved ids and items without a training event get zeros.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    vocab_size = dataset.vocab.size
+    train = training_event_mask(dataset)
+    users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.offsets))[train]
+    bags = sp.csr_matrix((np.ones(users.size), (users, dataset.items[train])),
+                         shape=(dataset.num_users, vocab_size))
+    bags.sum_duplicates()
+    bags.data[:] = 1.0
+    k = max(1, min(dim, min(bags.shape) - 1))
+    factors = TruncatedSVD(k, random_state=seed).fit(
+        TfidfTransformer().fit_transform(bags)).components_.T  # (V, k)
+    weights = np.zeros((vocab_size, dim), dtype=np.float32)
+    weights[:, :k] = factors
+    weights[:NUM_RESERVED] = 0.0
+    used = np.asarray(bags.sum(axis=0)).ravel() > 0
+    weights[~used] = 0.0
+    std = float(weights[used].std()) if used.any() else 0.0
+    return weights / std if std > 0 else weights
 
 
 def _train_epoch(

@@ -3,13 +3,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.config import EvalConfig, ModelConfig, PretrainConfig
 from training.evaluate import popularity_next_item
-from training.pretrain import load_encoder, pretrain
+from training.pretrain import load_encoder, pretrain, svd_item_init
+from uservec.ids import NUM_RESERVED
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
 EVAL = EvalConfig(k=10, batch_size=64)
@@ -98,3 +100,23 @@ def test_pretraining_beats_popularity_on_sequential_data(tiny_dataset, tmp_path:
     popularity = popularity_next_item(tiny_dataset, "valid", k=10)
     assert result.val_metrics["ndcg@10"] > 2 * popularity["ndcg@10"]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_svd_item_init_reads_training_events_only(dataset_from_sequences) -> None:
+    # item 20 occurs only as a user's last event (the P1 test target), item 21 only as the
+    # second-to-last (validation target): pretraining must not see them, so neither may the init
+    sequences = [[2, 3, 4, 5, 6, 21, 20], [3, 4, 5, 7, 8, 9], [2, 4, 6, 8, 10, 12],
+                 [5, 6, 7, 8, 9, 10]]
+    dataset = dataset_from_sequences(sequences, vocab_size=24)
+    weights = svd_item_init(dataset, dim=3, seed=0)
+    assert weights.shape == (24, 3) and weights.dtype == np.float32
+    assert not weights[:NUM_RESERVED].any() and not weights[[20, 21]].any()
+    assert weights[[2, 3, 4]].any(axis=1).all()
+    np.testing.assert_array_equal(weights, svd_item_init(dataset, dim=3, seed=0))
+
+
+def test_pretraining_starts_from_the_svd_init(tiny_dataset, tmp_path: Path) -> None:
+    result = pretrain(tiny_dataset, MODEL, config(epochs=1, item_init="svd"), EVAL, tmp_path, 0)
+    assert result.best_epoch == 1
+    with pytest.raises(ValueError, match="item_init"):
+        pretrain(tiny_dataset, MODEL, config(epochs=1, item_init="pca"), EVAL, tmp_path / "x", 0)

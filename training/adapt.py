@@ -126,8 +126,8 @@ class AdaptSettings:
     #: method of the one final model saved per task for export (adapter | head-only)
     final_method: str = "adapter"
     #: user vector the task head reads: "last" (state after the newest event) or "mean" (average
-    #: over the window's events; pair it with pretrain.bag_weight > 0, see training.model.read_out)
-    readout: str = "last"
+    #: over the window's events, see training.model.read_out; best with pretrain.item_init = svd)
+    readout: Readout = "last"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -352,7 +352,7 @@ def build_method(
         task_params = encoder.task_parameters(task_name) if patches else []
         for param in task_params:
             param.requires_grad_(True)
-        network = TaskNetwork(encoder, head, patches, keep, settings.readout)  # type: ignore[arg-type]
+        network = TaskNetwork(encoder, head, patches, keep, settings.readout)
         params = [*task_params, *head.parameters()]
         return MethodSetup(network, params, on_features=method == "head-only")
     if method == "fine-tune-all":
@@ -366,7 +366,7 @@ def build_method(
             dropout=pretrained.dropout.p,
         )
     encoder.requires_grad_(True)
-    network = TaskNetwork(encoder, head, None, keep, settings.readout)  # type: ignore[arg-type]
+    network = TaskNetwork(encoder, head, None, keep, settings.readout)
     return MethodSetup(network, [*backbone_parameters(encoder), *head.parameters()],
                        on_features=False)
 

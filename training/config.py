@@ -83,7 +83,8 @@ class PretrainConfig:
     #: on cores shared with other jobs, multi-threaded ops spin-wait and ran 3-5x slower (ML-100K)
     num_threads: int = 1
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
-    #: next-item loss; 0 = plain NextItNet. Makes the mean readout a long-term taste summary.
+    #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
+    #: summary; at 1.0 it did not help on ML-100K (README), item_init = "svd" did.
     bag_weight: float = 0.0
     #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
     #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)

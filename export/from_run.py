@@ -22,7 +22,7 @@ from export.bundle import TaskExport, write_bundle
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, read_run_config
 from training.data.dataset import PreparedDataset
-from training.data.prepare import load_dataset
+from training.data.prepare import load_run_dataset
 from training.fused import ProfileTask, RecommendTask
 from training.model import ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
 from uservec.manifest import BundleManifest
@@ -104,8 +104,7 @@ def export_from_run(
         raise ExportError(f"{encoder_path}: no pretrained encoder in this run")
     torch.set_num_threads(1)  # tiny convolutions: torch's thread pool only adds overhead here
     encoder, meta = load_encoder(encoder_path)
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "prepared"
-    dataset = load_dataset(cfg.data, cache)
+    dataset = load_run_dataset(cfg.data, run_dir)
     profile: dict[str, ProfileTask] = {}
     recommend: dict[str, RecommendTask] = {}
     exports: list[TaskExport] = []

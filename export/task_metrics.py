@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from export.parity import open_session, session_outputs
+from training.adapt import profile_inputs, source_inputs
 from training.batching import evaluation_examples
 from training.config import ExperimentConfig
 from training.data.dataset import PreparedDataset
@@ -33,7 +35,6 @@ from training.evaluate import metrics_from_ranks, rank_of_targets
 from training.fused import profile_output, query_output
 from training.metrics import accuracy, macro_f1
 from training.protocols import CrossDomainSplit, cross_domain_split, profile_labels
-from uservec.sequences import encode_batch
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,8 @@ class _Recommend:
     max_len: int
 
 
-def _batched_outputs(model_path: str | Path, items: np.ndarray, names: list[str],
+def _batched_outputs(session: ort.InferenceSession, items: np.ndarray, names: list[str],
                      batch_size: int = 256) -> dict[str, np.ndarray]:
-    session = open_session(model_path)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(items), batch_size):
         outputs = session_outputs(session, items[start : start + batch_size])
@@ -66,18 +66,25 @@ def _batched_outputs(model_path: str | Path, items: np.ndarray, names: list[str]
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def next_item_metrics(model_path: str | Path, inputs: np.ndarray, targets: np.ndarray,
-                      weight: np.ndarray, bias: np.ndarray, k: int) -> dict[str, Any]:
-    """P1 HR@k / NDCG@k of the graph's ``user_vector`` scored by the next-item layer (W, b)."""
-    vectors = _batched_outputs(model_path, inputs, ["user_vector"])["user_vector"]  # (U, D)
-    scores = torch.from_numpy(vectors @ weight.T + bias)  # (U, V)
-    ranks = rank_of_targets(scores, torch.from_numpy(targets)).numpy()
-    return {**metrics_from_ranks(ranks, k), "held_out": True}
+def next_item_metrics(session: ort.InferenceSession, inputs: np.ndarray, targets: np.ndarray,
+                      weight: np.ndarray, bias: np.ndarray, k: int,
+                      batch_size: int = 1024) -> dict[str, Any]:
+    """P1 HR@k / NDCG@k of the graph's ``user_vector`` scored by the next-item layer (W, b).
+
+    Scored in row blocks: 40k users x a 21k-item vocabulary would be a 3.4 GB score matrix.
+    """
+    vectors = _batched_outputs(session, inputs, ["user_vector"])["user_vector"]  # (U, D)
+    ranks = [
+        rank_of_targets(torch.from_numpy(vectors[start : start + batch_size] @ weight.T + bias),
+                        torch.from_numpy(targets[start : start + batch_size])).numpy()
+        for start in range(0, len(vectors), batch_size)
+    ]  # each block (b, V) -> (b,)
+    return {**metrics_from_ranks(np.concatenate(ranks), k), "held_out": True}
 
 
-def profile_metrics(model_path: str | Path, name: str, data: _Profile) -> dict[str, Any]:
+def profile_metrics(session: ort.InferenceSession, name: str, data: _Profile) -> dict[str, Any]:
     """Accuracy and macro-F1 of a profile head's argmax against the users' labels."""
-    logits = _batched_outputs(model_path, data.inputs, [profile_output(name)])[profile_output(name)]
+    logits = _batched_outputs(session, data.inputs, [profile_output(name)])[profile_output(name)]
     predicted = logits.argmax(axis=1)
     return {
         "accuracy": accuracy(data.codes, predicted),
@@ -87,14 +94,14 @@ def profile_metrics(model_path: str | Path, name: str, data: _Profile) -> dict[s
     }
 
 
-def recommend_metrics(model_path: str | Path, name: str, data: _Recommend, k: int
+def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend, k: int
                       ) -> dict[str, Any]:
     """P3 HR/NDCG@k (mean over test users) of a recommendation head's query vectors."""
     from training.baselines import evaluate_cross_domain
 
     def score(users: np.ndarray) -> np.ndarray:
-        items = encode_batch(data.split.source_sequences(np.asarray(users)), data.max_len)
-        query = _batched_outputs(model_path, items, [query_output(name)])[query_output(name)]
+        items = source_inputs(data.split, users, data.max_len).numpy()  # as the task was trained
+        query = _batched_outputs(session, items, [query_output(name)])[query_output(name)]
         return query.astype(np.float64) @ data.item_vectors.T.astype(np.float64)  # (N, C)
 
     result = evaluate_cross_domain(score, data.split, k)
@@ -144,7 +151,7 @@ def run_evaluator(
             known = np.array([label in order for label in labels.labels])
             users = labels.users[known]
             profile[name] = _Profile(
-                inputs=encode_batch([dataset.sequence(int(u)) for u in users], max_len),
+                inputs=profile_inputs(dataset, users, max_len).numpy(),  # as the task was trained
                 codes=np.array([order[label] for label in labels.labels[known]]),
                 n_classes=len(task.labels),
             )
@@ -157,13 +164,14 @@ def run_evaluator(
         p1 = (inputs, targets, *next_item_layer)
 
     def evaluate(model_path: str | Path) -> dict[str, dict[str, Any]]:
+        session = open_session(model_path)  # one session serves every evaluation set
         result: dict[str, dict[str, Any]] = {}
         if p1 is not None:
-            result["next_item"] = next_item_metrics(model_path, *p1, k=k)
+            result["next_item"] = next_item_metrics(session, *p1, k=k)
         for name, data in profile.items():
-            result[name] = profile_metrics(model_path, name, data)
+            result[name] = profile_metrics(session, name, data)
         for name, rec in recommend.items():
-            result[name] = recommend_metrics(model_path, name, rec, k)
+            result[name] = recommend_metrics(session, name, rec, k)
         return result
 
     return evaluate
@@ -200,7 +208,7 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     """
     from export.from_run import calibration_items
     from training.config import read_run_config
-    from training.data.prepare import load_dataset
+    from training.data.prepare import load_run_dataset
     from training.runner import pretraining_view
     from uservec.manifest import read_manifest
 
@@ -211,8 +219,7 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
         return None
     run_dir = Path(source)
     cfg = read_run_config(run_dir)
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "prepared"
-    dataset = load_dataset(cfg.data, cache)
+    dataset = load_run_dataset(cfg.data, run_dir)
     layer = next_item_layer(run_dir)
     tasks = {task.name: task for task in manifest.tasks}
     vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks

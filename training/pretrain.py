@@ -13,6 +13,8 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from training.data.dataset import PreparedDataset
 from training.evaluate import evaluate_next_item
 from training.model import NextItemHead, NextItNet
 from training.objectives import bag_loss, next_item_loss
+from training.protocols import event_users
 from uservec.fingerprint import code_version
 from uservec.ids import NUM_RESERVED, PAD_ID
 
@@ -86,13 +89,24 @@ def pretrain(
     resume: bool = True,
 ) -> PretrainResult:
     """Pretrain, early-stop on validation NDCG@k, restore the best epoch (see module docstring)."""
-    threads = torch.get_num_threads()
-    if pretrain_cfg.num_threads > 0:
-        torch.set_num_threads(pretrain_cfg.num_threads)
-    try:
+    with torch_threads(pretrain_cfg.num_threads):
         return _pretrain(dataset, model_cfg, pretrain_cfg, eval_cfg, Path(out_dir), seed, resume)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block on ``count`` torch intra-op threads (0 = leave torch's default), then restore.
+
+    Training here is many small ops: on cores shared with other jobs, torch's default of one
+    thread per core oversubscribes them and spin-waits (``pretrain.num_threads``).
+    """
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _pretrain(
@@ -264,7 +278,7 @@ def svd_item_init(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
 
     vocab_size = dataset.vocab.size
     train = training_event_mask(dataset)
-    users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.offsets))[train]
+    users = event_users(dataset)[train]
     bags = sp.csr_matrix((np.ones(users.size), (users, dataset.items[train])),
                          shape=(dataset.num_users, vocab_size))
     bags.sum_duplicates()

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.adapt import profile_inputs
 from training.baselines import ProfileFold, _fit_predict, evaluate_profile, select_c
 from training.config import ExperimentConfig
 from training.data.dataset import PreparedDataset
 from training.model import NextItNet, read_out
 from training.protocols import profile_folds, profile_labels
 from uservec.ids import PAD_ID
-from uservec.sequences import encode_batch
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def probe_attribute(
 def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDataset,
               encoder: NextItNet) -> dict[str, Any]:
     """Probe every profile task of the run's config with every readout; JSON-ready."""
-    users = range(dataset.num_users)
-    items = encode_batch([dataset.sequence(u) for u in users], cfg.model.max_len)
+    items = profile_inputs(dataset, np.arange(dataset.num_users), cfg.model.max_len).numpy()
     vectors = {readout: frozen_vectors(encoder, items, readout) for readout in PROBE_READOUTS}
     vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
     tasks = [t for t in cfg.tasks if t.kind == "profile" and t.attribute]
@@ -124,12 +123,11 @@ def probe_run_dir(run_dir: str | Path) -> dict[str, Any]:
     """Load a finished run (config, prepared data, pretrained encoder) and probe it."""
     from training.checkpoint import load_encoder
     from training.config import read_run_config
-    from training.data.prepare import load_dataset
+    from training.data.prepare import load_run_dataset
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir / "prepared"
-    dataset = load_dataset(cfg.data, cache)
+    dataset = load_run_dataset(cfg.data, run_dir)
     encoder, _ = load_encoder(run_dir / "pretrain" / "best.pt")
     return probe_run(run_dir, cfg, dataset, encoder)
 

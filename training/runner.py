@@ -51,7 +51,7 @@ def dataset_stats(dataset: PreparedDataset) -> dict[str, Any]:
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     """Run every stage the config declares and write the report; returns the report dict."""
-    from training.data.prepare import load_dataset
+    from training.data.prepare import load_run_dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # the resolved config: what `uservec export RUN_DIR` rebuilds the run from
@@ -60,8 +60,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out_dir / "prepared"
-    dataset = load_dataset(cfg.data, cache)
+    dataset = load_run_dataset(cfg.data, out_dir)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 

@@ -61,6 +61,7 @@ from training.checkpoint import save_checkpoint
 from training.config import ExperimentConfig, TaskConfig
 from training.data.dataset import PreparedDataset
 from training.metrics import mean_se, mean_std, tie_break_order
+from training.pretrain import torch_threads
 from training.protocols import cross_domain_split, profile_folds, profile_labels
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,8 @@ def run_tasks(
     "seconds"}``. Task fits use ``pretrain.num_threads`` torch threads, like pretraining: with
     torch's default (one per core) runs sharing the cores oversubscribe them and spin-wait.
     """
-    threads = torch.get_num_threads()
-    if cfg.pretrain.num_threads > 0:
-        torch.set_num_threads(cfg.pretrain.num_threads)
-    try:
+    with torch_threads(cfg.pretrain.num_threads):
         return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_tasks(

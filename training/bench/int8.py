@@ -53,8 +53,8 @@ def run_int8(bundle: Path, quick: bool, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, str | Path] = {"fp32": fp32}
         if real is not None:
-            result["task_metric"] = {"fp32": real[0](fp32), "source_run":
-                                     read_manifest(bundle).config.get("source_run")}
+            result["task_metric"] = {"fp32": real[0](fp32),
+                                     "source_run": manifest.config.get("source_run")}
         for method in tqdm(("static", "dynamic"), desc="int8", leave=False):
             paths[method] = quantize(fp32, Path(tmp) / f"{method}.onnx", method, calibration)
             report = accuracy_report(fp32, paths[method], held_out, vectors)

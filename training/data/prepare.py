@@ -338,3 +338,10 @@ def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
     else:
         logger.info("cached prepared data in %s", target)
+
+
+def load_run_dataset(config: DataConfig, run_dir: Path | str) -> PreparedDataset:
+    """The dataset of a ``uservec run`` folder: cached under ``data.cache_dir`` if set, else
+    ``RUN_DIR/prepared`` (where the run wrote it, so export, probe and bench reuse it)."""
+    return load_dataset(config, Path(config.cache_dir) if config.cache_dir else
+                        Path(run_dir) / "prepared")

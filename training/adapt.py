@@ -71,6 +71,9 @@ METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
 FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
 ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained")
+HEAD_INITS: tuple[str, ...] = ("random", "probe")
+#: inverse L2 strengths tried (inner CV) when a head starts from a linear probe
+PROBE_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 K = 10
 
 
@@ -123,6 +126,10 @@ class AdaptSettings:
     #: users per item): the untrained head *is* the popularity ranking) or "pretrained" (the
     #: pretrained next-item output layer; scratch always starts from popularity)
     item_init: str = "popularity"
+    #: profile: the pretrained methods' head at the start: "random", or "probe" (a class-weighted
+    #: logistic regression on the frozen backbone's user vectors, C by inner CV; linear probing
+    #: then fine-tuning, LP-FT): training starts from the probe, which competes as epoch 0
+    head_init: str = "random"
     #: method of the one final model saved per task for export (adapter | head-only)
     final_method: str = "adapter"
     #: user vector the task head reads: "last" (state after the newest event) or "mean" (average
@@ -137,6 +144,8 @@ class AdaptSettings:
             raise ValueError(f"extra.adapt.placement must be serial|parallel: {self.placement!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"extra.adapt.select_metric must be one of {SELECT_METRICS}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"extra.adapt.head_init must be one of {HEAD_INITS}")
         if self.item_init not in ITEM_INITS:
             raise ValueError(f"extra.adapt.item_init must be one of {ITEM_INITS}")
         if self.final_method not in FROZEN_METHODS:
@@ -587,6 +596,9 @@ class TaskProblem:
     validate_untrained: bool = False
     #: resample(generator) -> fresh (N, L) training inputs for an epoch (augmentation)
     resample: Callable[[torch.Generator], torch.Tensor] | None = None
+    #: init_head(head, frozen user vectors of ``inputs``, hyperparameters): a pretrained
+    #: method's head before training (LP-FT); scratch never gets it
+    init_head: Callable[[nn.Module, torch.Tensor, Hyperparameters], None] | None = None
 
 
 def _memoised(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -627,6 +639,9 @@ def run_method(
     else:
         vectors = lambda items: batched_forward(network.user_vector, items)  # noqa: E731
         inputs, forward = problem.inputs, network
+    if problem.init_head is not None and method != "scratch":
+        # fresh patches are the identity, so these are the pretrained backbone's vectors
+        problem.init_head(head, vectors(problem.inputs), hp)
     validate = None
     if problem.validate is not None:
         check = problem.validate
@@ -795,7 +810,74 @@ def profile_problem(
             return augment_windows(histories, max_len, settings.crop_probability,
                                    settings.event_dropout, generator)
 
-    return TaskProblem(inputs, make_head, loss_fn, validate, resample=resample)
+    init_head = None
+    if settings.head_init == "probe":
+
+        def init_head(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
+            probe_head(head, vectors.numpy(), codes, n_classes, hp.class_weight,
+                       settings.select_metric)
+
+    return TaskProblem(inputs, make_head, loss_fn, validate, resample=resample,
+                       init_head=init_head, validate_untrained=init_head is not None)
+
+
+def probe_head(
+    head: nn.Module, vectors: np.ndarray, codes: np.ndarray, n_classes: int, power: float,
+    metric: str,
+) -> float:
+    """Set ``head.linear`` to a logistic regression on ``vectors`` (N, D); returns the chosen C.
+
+    Linear probing before fine-tuning (LP-FT): a randomly initialised head makes the first
+    epochs of adapter training chase a random decision boundary through the patches, which on a
+    few hundred labelled users distorts the pretrained features more than it adapts them. The
+    probe is fitted on standardised vectors with class weights ``(n / (C n_c)) ** power`` and C
+    chosen by inner 3-fold CV on ``metric``; the standardisation is folded into the weights, so
+    the head stays one linear layer on the raw user vector (nothing changes for export).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    from training.protocols import inner_folds
+
+    linear: nn.Linear = head.linear  # type: ignore[assignment]
+    present = np.unique(codes)
+    if present.size < 2:
+        with torch.no_grad():
+            linear.weight.zero_()
+            linear.bias.fill_(-10.0)
+            linear.bias[int(present[0])] = 0.0
+        return math.nan
+    mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+    x = (vectors - mean) / std
+    weights = class_weights(codes, n_classes, power).numpy()
+    class_weight = {int(c): float(weights[c]) for c in present}
+
+    def fit(rows: np.ndarray, c: float) -> LogisticRegression:
+        model = LogisticRegression(C=c, max_iter=1000, class_weight=class_weight)
+        with threadpool_limits(limits=1):
+            return model.fit(x[rows], codes[rows])
+
+    c = PROBE_C_GRID[0]
+    _, counts = np.unique(codes, return_counts=True)
+    if counts.max() >= 3:
+        folds = inner_folds(codes, n_splits=3)
+        scores = [np.mean([profile_score(codes[f.test], fit(f.train, c).predict(x[f.test]),
+                                         n_classes, metric) for f in folds])
+                  for c in PROBE_C_GRID]
+        c = PROBE_C_GRID[int(np.argmax(scores))]
+    model = fit(np.arange(codes.size), c)
+    coef, intercept = model.coef_, model.intercept_
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row, the logit of classes_[1]
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-1, 1]) * intercept / 2
+    weight = np.zeros((n_classes, vectors.shape[1]))
+    bias = np.full(n_classes, float(intercept.min()) - 10.0)  # absent classes: never predicted
+    rows = model.classes_.astype(np.int64)
+    weight[rows] = coef / std
+    bias[rows] = intercept - (coef / std) @ mean
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
+    return c
 
 
 def fit_profile_task(

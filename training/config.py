@@ -89,6 +89,11 @@ class PretrainConfig:
     #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
     #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)
     item_init: Literal["random", "svd"] = "random"
+    #: length of the windows histories are cut into for next-item training (0 = model.max_len).
+    #: The encoder has no positional embeddings, so it reads longer inputs (model.max_len, what
+    #: tasks, export and serving use) as well as the windows it trained on: short windows train
+    #: faster, and a mean readout over a long window summarises more of a user's taste.
+    window: int = 0
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,10 @@ def _pretrain(
     if pretrain_cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be at least 1, got {pretrain_cfg.epochs}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    windows = NextItemWindows(dataset, model_cfg.max_len)
+    if pretrain_cfg.window < 0:
+        raise ValueError(f"pretrain.window must be >= 0 (0 = model.max_len), got "
+                         f"{pretrain_cfg.window}")
+    windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
 

@@ -9,6 +9,7 @@ from data_helpers import random_cross_domain
 
 from training.adapt import (
     METHODS,
+    PROBE_C_GRID,
     AdaptSettings,
     Hyperparameters,
     Pretrained,
@@ -29,6 +30,7 @@ from training.adapt import (
     length_batches,
     multi_positive_loss,
     predict_profile,
+    probe_head,
     profile_inputs,
     profile_problem,
     run_method,
@@ -286,6 +288,45 @@ def test_class_weighting_raises_minority_recall(labelled):
         predicted = batched_forward(setup.network, inputs).argmax(1).numpy()
         recalls.append(np.mean(predicted[codes == 1] == 1))
     assert recalls[1] > recalls[0]
+
+
+def test_probe_head_equals_a_logistic_regression_on_the_raw_vectors():
+    """The standardisation is folded into the weights: same predictions as sklearn's model."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(3.0, 5.0, (120, DIM))
+    codes = (vectors[:, 0] + rng.normal(0, 2.0, 120) > 3.0).astype(np.int64) * 2  # classes 0, 2
+    head = ClassificationHead(DIM, 3, dropout=0.0)
+    c = probe_head(head, vectors, codes, 3, power=0.0, metric="accuracy")
+    assert c in PROBE_C_GRID
+    with torch.no_grad():
+        logits = head(torch.from_numpy(vectors).float()).numpy()
+    assert set(logits.argmax(1)) <= {0, 2}  # the class without examples is never predicted
+    scaled = (vectors - vectors.mean(0)) / (vectors.std(0) + 1e-6)
+    reference = LogisticRegression(C=c, max_iter=1000).fit(scaled, codes)
+    np.testing.assert_array_equal(logits.argmax(1), reference.predict(scaled))
+    probs = torch.softmax(torch.from_numpy(logits[:, [0, 2]]), 1).numpy()
+    np.testing.assert_allclose(probs, reference.predict_proba(scaled), atol=1e-4)
+
+
+def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled):
+    dataset, users, labels, _ = labelled
+    codes = (labels == "b").astype(np.int64)
+    inputs = profile_inputs(dataset, users, MAX_LEN)
+    settings = dataclasses.replace(FAST, head_init="probe")
+    problem = profile_problem(inputs[:60], codes[:60], 2, settings, DIM, inputs[60:], codes[60:])
+    assert problem.validate_untrained
+    hp = hyperparameter_grid("adapter", settings, profile=True)[0]
+    pretrained = random_pretrained()
+    setup, result = run_method("adapter", pretrained, problem, hp, settings, "t", 0, epochs=0)
+    assert result.history[0]["epoch"] == 0 and "valid" in result.history[0]
+    vectors = batched_forward(lambda x: pretrained.encoder.user_vector(x), inputs[:60]).numpy()
+    head = ClassificationHead(DIM, 2)
+    probe_head(head, vectors, codes[:60], 2, hp.class_weight, settings.select_metric)
+    assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
+    with pytest.raises(ValueError, match="head_init"):
+        AdaptSettings(head_init="zeros")
 
 
 # --------------------------------------------------------------------------------------------

@@ -120,3 +120,22 @@ def test_pretraining_starts_from_the_svd_init(tiny_dataset, tmp_path: Path) -> N
     assert result.best_epoch == 1
     with pytest.raises(ValueError, match="item_init"):
         pretrain(tiny_dataset, MODEL, config(epochs=1, item_init="pca"), EVAL, tmp_path / "x", 0)
+
+
+def test_pretraining_windows_can_be_shorter_than_the_model_reads(tiny_dataset, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    import training.pretrain as module
+
+    lengths: list[int] = []
+    real = module.NextItemWindows
+
+    def spy(dataset, max_len):
+        lengths.append(max_len)
+        return real(dataset, max_len)
+
+    monkeypatch.setattr(module, "NextItemWindows", spy)
+    pretrain(tiny_dataset, MODEL, config(epochs=1, window=4), EVAL, tmp_path / "w", 0)
+    pretrain(tiny_dataset, MODEL, config(epochs=1), EVAL, tmp_path / "m", 0)
+    assert lengths == [4, MODEL.max_len]
+    with pytest.raises(ValueError, match="window"):
+        pretrain(tiny_dataset, MODEL, config(epochs=1, window=-1), EVAL, tmp_path / "x", 0)

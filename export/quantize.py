@@ -40,6 +40,8 @@ MIN_TOP10_OVERLAP = 0.8
 MIN_ARGMAX_AGREEMENT = 0.9
 #: operators whose weights are quantized (gathers, norms and element-wise ops stay fp32)
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+#: node-name prefix of the encoder (backbone + patches) in the fused graph; the rest are task heads
+ENCODER_SCOPE = "/encoder/"
 
 
 class SequenceCalibrationReader(CalibrationDataReader):
@@ -74,6 +76,21 @@ def _preprocess(fp32_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+def head_nodes(model_path: str | Path) -> list[str]:
+    """Names of the weight-carrying nodes outside the encoder: the task heads, kept in fp32.
+
+    A head is one D x C matrix per task, no measurable share of the time, but the largest
+    weights of the graph when it starts from a linear probe on standardised vectors: int8
+    rounding there moved ML-100K profile metrics by up to 1.3 points, by at most 0.22 with the
+    heads in fp32 (README, Bundles). The backbone and patches carry the FLOPs and stay quantized.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [node.name for node in graph.node
+            if node.op_type in QUANTIZED_OPS and not node.name.startswith(ENCODER_SCOPE)]
+
+
 def quantize(
     fp32_path: str | Path,
     int8_path: str | Path,
@@ -84,6 +101,7 @@ def quantize(
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     with tempfile.TemporaryDirectory() as tmp:
         source = _preprocess(fp32_path, Path(tmp) / "pre.onnx")
+        excluded = head_nodes(source)
         if method == "static":
             if calibration_items is None or len(calibration_items) == 0:
                 raise ExportError("static int8 quantization needs calibration sequences")
@@ -97,6 +115,7 @@ def quantize(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=excluded,
             )
         elif method == "dynamic":
             quantize_dynamic(
@@ -105,6 +124,8 @@ def quantize(
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True,
                 weight_type=QuantType.QInt8,
+                # the dynamic quantizer first splits each Gemm into "<name>_MatMul" + an Add
+                nodes_to_exclude=[*excluded, *(f"{name}_MatMul" for name in excluded)],
             )
         else:
             raise ValueError(f"unknown quantization method {method!r}; use static or dynamic")

@@ -7,7 +7,14 @@ from tiny_export import make_items
 
 from export import ExportError
 from export.onnx_export import INPUT_NAME
-from export.quantize import SequenceCalibrationReader, compare_methods, int8_report, quantize
+from export.quantize import (
+    ENCODER_SCOPE,
+    SequenceCalibrationReader,
+    compare_methods,
+    head_nodes,
+    int8_report,
+    quantize,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +60,21 @@ def test_methods_are_compared_side_by_side_against_fp32(fp32_path, vectors):
     for method in ("static", "dynamic"):
         assert result[method]["speedup_vs_fp32"] > 0
         assert result[method]["top_k_overlap"]["query.games"] >= 0.8
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_task_heads_stay_fp32_and_the_encoder_is_quantized(fp32_path, method, tmp_path):
+    heads = head_nodes(fp32_path)
+    assert heads and not any(name.startswith(ENCODER_SCOPE) for name in heads)
+    graph = onnx.load(str(fp32_path)).graph
+    weights = {node.input[1] for node in graph.node if node.name in heads}
+    int8 = onnx.load(str(quantize(fp32_path, tmp_path / "q.onnx", method, make_items(64)))).graph
+    tensors = {t.name: t for t in int8.initializer}
+    for weight in weights:  # still float (the dynamic quantizer may store it transposed)
+        kept = [tensors[name] for name in tensors if name.startswith(weight)]
+        assert kept and all(t.data_type == onnx.TensorProto.FLOAT for t in kept)
+        assert not any("quantized" in t.name for t in kept)
+    assert any(name.startswith("encoder.") and "quantized" in name for name in tensors)
 
 
 def test_static_quantization_needs_calibration_data(fp32_path, tmp_path):

@@ -9,11 +9,13 @@
 * ``fine-tune-all``: every parameter, starting from a deep copy of the pretrained weights.
 * ``scratch``: the same architecture, randomly initialised.
 
-Profile tasks (P2) put a :class:`~training.model.ClassificationHead` on the user vector (last
-position of the whole sequence, latest ``max_len`` events) and train with class-weighted
-cross-entropy. Cross-domain tasks (P3) read only the user's source-domain events (``keep_domains``)
-and score the candidate target items with an :class:`~training.model.ItemScoringHead` trained with
-softmax cross-entropy averaged over each training user's target items.
+Profile tasks (P2) put a :class:`~training.model.ClassificationHead` on the user vector (the
+``readout`` of the latest ``max_len`` events) and train with class-weighted cross-entropy; with
+``head_init = "probe"`` the head of a pretrained method starts from a logistic regression on the
+frozen vectors (:func:`probe_head`). Cross-domain tasks (P3) read only the user's source-domain
+events (``keep_domains``) and score the candidate target items with an
+:class:`~training.model.ItemScoringHead` trained with softmax cross-entropy averaged over each
+training user's target items.
 
 Hyperparameters (learning rate, weight decay, bottleneck, class weighting) and the number of epochs
 are chosen on validation users *inside* the training data (a stratified holdout of the training
@@ -35,6 +37,7 @@ import itertools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.baselines import evaluate_cross_domain
+from training.baselines import C_GRID, evaluate_cross_domain
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
@@ -72,8 +75,6 @@ FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
 ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained")
 HEAD_INITS: tuple[str, ...] = ("random", "probe")
-#: inverse L2 strengths tried (inner CV) when a head starts from a linear probe
-PROBE_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 K = 10
 
 
@@ -857,14 +858,22 @@ def probe_head(
         with threadpool_limits(limits=1):
             return model.fit(x[rows], codes[rows])
 
-    c = PROBE_C_GRID[0]
+    def cv_score(c: float, folds: Sequence[Any]) -> float:
+        scores = []
+        for fold in folds:
+            seen = np.unique(codes[fold.train])
+            predicted = (fit(fold.train, c).predict(x[fold.test]) if seen.size > 1
+                         else np.full(fold.test.size, seen[0]))
+            scores.append(profile_score(codes[fold.test], predicted, n_classes, metric))
+        return float(np.mean(scores))
+
+    c = C_GRID[0]
     _, counts = np.unique(codes, return_counts=True)
     if counts.max() >= 3:
-        folds = inner_folds(codes, n_splits=3)
-        scores = [np.mean([profile_score(codes[f.test], fit(f.train, c).predict(x[f.test]),
-                                         n_classes, metric) for f in folds])
-                  for c in PROBE_C_GRID]
-        c = PROBE_C_GRID[int(np.argmax(scores))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # classes with < 3 rows: CV still runs
+            folds = inner_folds(codes, n_splits=3)
+        c = max(C_GRID, key=lambda value: cv_score(value, folds))  # ties: the smaller C
     model = fit(np.arange(codes.size), c)
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row, the logit of classes_[1]

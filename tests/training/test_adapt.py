@@ -9,7 +9,6 @@ from data_helpers import random_cross_domain
 
 from training.adapt import (
     METHODS,
-    PROBE_C_GRID,
     AdaptSettings,
     Hyperparameters,
     Pretrained,
@@ -36,7 +35,7 @@ from training.adapt import (
     run_method,
     source_keep,
 )
-from training.baselines import evaluate_cross_domain, popularity_scorer
+from training.baselines import C_GRID, evaluate_cross_domain, popularity_scorer
 from training.config import ConfigError, ExperimentConfig
 from training.model import ClassificationHead, NextItemHead, NextItNet
 from training.protocols import cross_domain_split
@@ -299,7 +298,7 @@ def test_probe_head_equals_a_logistic_regression_on_the_raw_vectors():
     codes = (vectors[:, 0] + rng.normal(0, 2.0, 120) > 3.0).astype(np.int64) * 2  # classes 0, 2
     head = ClassificationHead(DIM, 3, dropout=0.0)
     c = probe_head(head, vectors, codes, 3, power=0.0, metric="accuracy")
-    assert c in PROBE_C_GRID
+    assert c in C_GRID
     with torch.no_grad():
         logits = head(torch.from_numpy(vectors).float()).numpy()
     assert set(logits.argmax(1)) <= {0, 2}  # the class without examples is never predicted
@@ -327,6 +326,19 @@ def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled)
     assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
     with pytest.raises(ValueError, match="head_init"):
         AdaptSettings(head_init="zeros")
+
+
+def test_probe_head_survives_inner_folds_with_a_single_class():
+    """Low-label folds: a class with one row leaves some inner training folds one-class."""
+    rng = np.random.default_rng(1)
+    codes = np.array([0, 0, 0, 0, 0, 1])
+    head = ClassificationHead(DIM, 3)
+    probe_head(head, rng.normal(size=(6, DIM)), codes, 3, power=1.0, metric="macro_f1")
+    assert torch.isfinite(head.linear.weight).all()
+    single = ClassificationHead(DIM, 3)
+    probe_head(single, rng.normal(size=(4, DIM)), np.array([2, 2, 2, 2]), 3, 1.0, "mean")
+    with torch.no_grad():
+        assert set(single(torch.randn(5, DIM)).argmax(1).tolist()) == {2}
 
 
 # --------------------------------------------------------------------------------------------

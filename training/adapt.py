@@ -37,7 +37,6 @@ import itertools
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.baselines import C_GRID, evaluate_cross_domain
+from training.baselines import C_GRID, evaluate_cross_domain, fit_lr, select_c
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
@@ -835,11 +834,6 @@ def probe_head(
     chosen by inner 3-fold CV on ``metric``; the standardisation is folded into the weights, so
     the head stays one linear layer on the raw user vector (nothing changes for export).
     """
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
-    from training.protocols import inner_folds
-
     linear: nn.Linear = head.linear  # type: ignore[assignment]
     present = np.unique(codes)
     if present.size < 2:
@@ -852,29 +846,13 @@ def probe_head(
     x = (vectors - mean) / std
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
-
-    def fit(rows: np.ndarray, c: float) -> LogisticRegression:
-        model = LogisticRegression(C=c, max_iter=1000, class_weight=class_weight)
-        with threadpool_limits(limits=1):
-            return model.fit(x[rows], codes[rows])
-
-    def cv_score(c: float, folds: Sequence[Any]) -> float:
-        scores = []
-        for fold in folds:
-            seen = np.unique(codes[fold.train])
-            predicted = (fit(fold.train, c).predict(x[fold.test]) if seen.size > 1
-                         else np.full(fold.test.size, seen[0]))
-            scores.append(profile_score(codes[fold.test], predicted, n_classes, metric))
-        return float(np.mean(scores))
-
     c = C_GRID[0]
     _, counts = np.unique(codes, return_counts=True)
     if counts.max() >= 3:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # classes with < 3 rows: CV still runs
-            folds = inner_folds(codes, n_splits=3)
-        c = max(C_GRID, key=lambda value: cv_score(value, folds))  # ties: the smaller C
-    model = fit(np.arange(codes.size), c)
+        c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
+                        score=lambda truth, predicted: profile_score(truth, predicted, n_classes,
+                                                                     metric))
+    model = fit_lr(x, codes, c, class_weight)
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row, the logit of classes_[1]
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-1, 1]) * intercept / 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,10 +150,19 @@ def majority_predict(fold: ProfileFold) -> np.ndarray:
     return np.full(fold.test_users.size, fold.classes[int(np.argmax(counts))])
 
 
-def _fit_lr(features: sp.csr_matrix, labels: np.ndarray, c: float, balanced: bool):
-    model = LogisticRegression(
-        C=c, solver="lbfgs", max_iter=1000, class_weight="balanced" if balanced else None
-    )
+#: sklearn's ``class_weight``: None (unweighted), "balanced", or {class: weight}
+ClassWeight = str | Mapping[Any, float] | None
+
+
+def balanced_weight(balanced: bool) -> ClassWeight:
+    """The ``class_weight`` of the ``lr_bal`` (True) or ``lr`` (False) baseline."""
+    return "balanced" if balanced else None
+
+
+def fit_lr(features: Any, labels: np.ndarray, c: float,
+           class_weight: ClassWeight) -> LogisticRegression:
+    """A logistic regression with inverse L2 strength ``c`` (lbfgs, one BLAS thread)."""
+    model = LogisticRegression(C=c, solver="lbfgs", max_iter=1000, class_weight=class_weight)
     # One thread: these problems are small, and BLAS/OpenMP threads on a shared machine make
     # lbfgs an order of magnitude slower through oversubscription.
     with warnings.catch_warnings(), threadpool_limits(limits=1):
@@ -161,13 +170,13 @@ def _fit_lr(features: sp.csr_matrix, labels: np.ndarray, c: float, balanced: boo
         return model.fit(features, labels)
 
 
-def _fit_predict(
-    train: sp.csr_matrix, labels: np.ndarray, test: sp.csr_matrix, c: float, balanced: bool
+def fit_predict(
+    train: Any, labels: np.ndarray, test: Any, c: float, class_weight: ClassWeight
 ) -> np.ndarray:
     """Logistic-regression predictions; a one-class training set predicts that class."""
     if np.unique(labels).size < 2:
         return np.full(test.shape[0], labels[0])
-    return _fit_lr(train, labels, c, balanced).predict(test)
+    return fit_lr(train, labels, c, class_weight).predict(test)
 
 
 #: C used when the labelled rows are too few for inner cross-validation
@@ -175,9 +184,15 @@ FALLBACK_C = 1.0
 
 
 def select_c(
-    features: sp.csr_matrix, labels: np.ndarray, classes: np.ndarray, balanced: bool
+    features: Any, labels: np.ndarray, classes: np.ndarray, balanced: bool, *,
+    class_weight: ClassWeight = None,
+    score: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> tuple[float, list[float]]:
-    """C by inner 3-fold CV: accuracy (``lr``) or macro-F1 (``lr_bal``); ties -> smaller C."""
+    """C by inner 3-fold CV: accuracy (``lr``) or macro-F1 (``lr_bal``); ties -> smaller C.
+
+    ``class_weight`` and ``score(truth, predicted)``, when given, replace the weighting and the
+    criterion that ``balanced`` implies (a task head's linear probe: ``adapt.probe_head``).
+    """
     _, counts = np.unique(labels, return_counts=True)
     n_splits = min(3, int(counts.max()))
     if counts.size < 2 or n_splits < 2:
@@ -188,16 +203,18 @@ def select_c(
         # Low-label folds can hold classes with fewer than 3 examples; CV still runs.
         warnings.simplefilter("ignore", UserWarning)
         folds = inner_folds(labels, n_splits=n_splits)
+    if class_weight is None:
+        class_weight = balanced_weight(balanced)
+    if score is None:
+        score = (lambda truth, predicted: macro_f1(truth, predicted, classes)) if balanced \
+            else accuracy
     scores = []
     for c in C_GRID:
-        per_fold = []
-        for fold in folds:
-            predicted = _fit_predict(features[fold.train], labels[fold.train],
-                                     features[fold.test], c, balanced)
-            truth = labels[fold.test]
-            per_fold.append(
-                macro_f1(truth, predicted, classes) if balanced else accuracy(truth, predicted)
-            )
+        per_fold = [
+            score(labels[fold.test], fit_predict(features[fold.train], labels[fold.train],
+                                                 features[fold.test], c, class_weight))
+            for fold in folds
+        ]
         scores.append(float(np.mean(per_fold)))
     return C_GRID[int(np.argmax(scores))], scores
 
@@ -219,7 +236,7 @@ class LogisticPredictor:
         c, scores = select_c(train, fold.train_labels, fold.classes, self.balanced)
         self.chosen_c.append(c)
         logger.debug("fold %d: C=%s (inner scores %s)", fold.index, c, scores)
-        return _fit_predict(train, fold.train_labels, test, c, self.balanced)
+        return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))
 
 
 def logistic_predictor(dataset: PreparedDataset, balanced: bool) -> LogisticPredictor:

@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from training.adapt import profile_inputs
-from training.baselines import ProfileFold, _fit_predict, evaluate_profile, select_c
+from training.baselines import (
+    ProfileFold,
+    balanced_weight,
+    evaluate_profile,
+    fit_predict,
+    select_c,
+)
 from training.config import ExperimentConfig
 from training.data.dataset import PreparedDataset
 from training.model import NextItNet, read_out
@@ -83,7 +89,7 @@ class LinearProbe:
         mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
         train, test = (train - mean) / std, (test - mean) / std
         c, _ = select_c(train, fold.train_labels, fold.classes, self.balanced)
-        return _fit_predict(train, fold.train_labels, test, c, self.balanced)
+        return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))
 
 
 def probe_attribute(

@@ -42,6 +42,7 @@ from training.protocols import (
     CrossDomainSplit,
     Fold,
     ProfileLabels,
+    binary_matrix,
     cross_domain_split,
     event_users,
     inner_folds,
@@ -124,13 +125,8 @@ def evaluate_profile(
 
 def user_item_matrix(dataset: PreparedDataset) -> sp.csr_matrix:
     """(U, I) binary user x catalog-item matrix (raw item identity, rare items included)."""
-    matrix = sp.csr_matrix(
-        (np.ones(dataset.num_events), (event_users(dataset), dataset.item_index)),
-        shape=(dataset.num_users, dataset.catalog.size),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+    return binary_matrix(event_users(dataset), dataset.item_index,
+                         (dataset.num_users, dataset.catalog.size))
 
 
 def tfidf_features(

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
@@ -38,7 +37,7 @@ from training.data.dataset import PreparedDataset
 from training.evaluate import evaluate_next_item
 from training.model import NextItemHead, NextItNet
 from training.objectives import bag_loss, next_item_loss
-from training.protocols import event_users
+from training.protocols import binary_matrix, event_users
 from uservec.fingerprint import code_version
 from uservec.ids import NUM_RESERVED, PAD_ID
 
@@ -282,10 +281,7 @@ def svd_item_init(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
     vocab_size = dataset.vocab.size
     train = training_event_mask(dataset)
     users = event_users(dataset)[train]
-    bags = sp.csr_matrix((np.ones(users.size), (users, dataset.items[train])),
-                         shape=(dataset.num_users, vocab_size))
-    bags.sum_duplicates()
-    bags.data[:] = 1.0
+    bags = binary_matrix(users, dataset.items[train], (dataset.num_users, vocab_size))
     k = max(1, min(dim, min(bags.shape) - 1))
     factors = TruncatedSVD(k, random_state=seed).fit(
         TfidfTransformer().fit_transform(bags)).components_.T  # (V, k)

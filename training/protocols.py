@@ -160,6 +160,19 @@ def event_users(dataset: PreparedDataset) -> np.ndarray:
     return np.repeat(np.arange(dataset.num_users, dtype=np.int64), dataset.lengths())
 
 
+def binary_matrix(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """(R, C) 0/1 matrix with a one at every (rows[e], columns[e]); repeated events count once.
+
+    Every user x item bag of the project (TF-IDF baselines, SVD item init, P3 bags) is built
+    here, so "repeated events stay in sequences but a bag is binary" has one implementation.
+    """
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (rows, columns)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
 def _domain_index(dataset: PreparedDataset, domain: str) -> int:
     if domain not in dataset.domains:
         raise KeyError(f"{dataset.name}: no domain {domain!r} (have {list(dataset.domains)})")
@@ -312,13 +325,7 @@ def _bag(
     row_of_user[users] = np.arange(users.size)
     rows = row_of_user[event_users(dataset)]
     keep = mask & (rows >= 0)
-    matrix = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=np.float64), (rows[keep], columns[keep])),
-        shape=(users.size, num_columns),
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+    return binary_matrix(rows[keep], columns[keep], (users.size, num_columns))
 
 
 def _build_split(

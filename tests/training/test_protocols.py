@@ -8,6 +8,7 @@ from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
 from training.protocols import (
     AGE_BUCKETS,
     LeakError,
+    binary_matrix,
     bucket_names,
     cross_domain_split,
     event_users,
@@ -36,6 +37,12 @@ def profile_dataset(num_users: int = 100) -> object:
 
 
 # ---------------------------------------------------------------------------------------- P2
+
+
+def test_binary_matrix_counts_repeated_events_once():
+    matrix = binary_matrix(np.array([0, 0, 0, 2]), np.array([1, 1, 3, 0]), (3, 4))
+    np.testing.assert_array_equal(matrix.toarray(), [[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]])
+    assert binary_matrix(np.array([], int), np.array([], int), (2, 2)).nnz == 0
 
 
 def test_age_buckets_follow_digitize_with_readable_names():

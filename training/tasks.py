@@ -248,7 +248,8 @@ def _ttest(diff: np.ndarray) -> float | None:
     return float(stats.ttest_1samp(diff, 0.0).pvalue)
 
 
-def _per_fold(result: dict[str, Any], metric: str) -> list[float]:
+def per_fold(result: dict[str, Any], metric: str) -> list[float]:
+    """Per-fold values of ``metric`` from an ``evaluate_profile``-shaped result."""
     return [row[metric] for row in result["per_fold"]]
 
 
@@ -261,7 +262,7 @@ def profile_comparisons(methods: dict[str, Any], neural: tuple[str, ...]) -> dic
     vs_baseline = {
         method: {
             metric: {"vs": strongest[metric], **paired_folds(
-                _per_fold(methods[method], metric), _per_fold(methods[strongest[metric]], metric)
+                per_fold(methods[method], metric), per_fold(methods[strongest[metric]], metric)
             )}
             for metric in PROFILE_METRICS
         }
@@ -270,8 +271,8 @@ def profile_comparisons(methods: dict[str, Any], neural: tuple[str, ...]) -> dic
     out: dict[str, Any] = {"strongest_baseline": strongest, "paired_vs_baseline": vs_baseline}
     if "adapter" in neural:
         out["paired_adapter_vs"] = {
-            other: {metric: paired_folds(_per_fold(methods["adapter"], metric),
-                                         _per_fold(methods[other], metric))
+            other: {metric: paired_folds(per_fold(methods["adapter"], metric),
+                                         per_fold(methods[other], metric))
                     for metric in PROFILE_METRICS}
             for other in neural if other != "adapter"
         }

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from data_helpers import build_dataset
 
+from training.baselines import evaluate_profile, logistic_predictor, user_item_matrix
 from training.model import NextItNet
-from training.probe import frozen_vectors
+from training.probe import BagPlusVectorProbe, frozen_vectors, probe_attribute, probe_table
+from training.protocols import profile_folds, profile_labels
 from uservec.ids import PAD_ID
 
 
@@ -23,3 +27,56 @@ def test_frozen_readouts_match_the_encoder_and_its_embeddings() -> None:
     np.testing.assert_allclose(frozen_vectors(encoder, items, "item-mean")[0], first, rtol=1e-6)
     with pytest.raises(ValueError, match="readout"):
         frozen_vectors(encoder, items, "max")
+
+
+def noise_dataset(num_users: int = 60, on_topic: float = 0.0, seed: int = 0):
+    """Labelled users whose items follow the label with probability ``on_topic`` (else noise)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["x", "y"], num_users, p=[0.6, 0.4])
+    events = []
+    for user, label in enumerate(labels, start=1):
+        for _ in range(8):
+            topical = rng.random() < on_topic
+            item = (0 if label == "x" else 10) + rng.integers(0, 10) if topical else \
+                rng.integers(0, 20)
+            events.append((user, int(item)))
+    users, items = zip(*events, strict=True)
+    frame = pd.DataFrame({"kind": labels}, index=np.arange(1, num_users + 1))
+    return build_dataset(users, items, users=frame)
+
+
+def fold_predictions(predict, dataset, balanced: bool = False) -> list[np.ndarray]:
+    labels = profile_labels(dataset, "kind")
+    out: list[np.ndarray] = []
+
+    def capture(fold):
+        out.append(np.asarray(predict(fold)))
+        return out[-1]
+
+    evaluate_profile(capture, labels, profile_folds(labels.users, labels.labels))
+    return out
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_a_constant_vector_adds_nothing_to_the_bag(balanced: bool) -> None:
+    dataset = noise_dataset(on_topic=0.8)
+    constant = np.full((dataset.num_users, 4), 3.0)
+    plus = BagPlusVectorProbe(user_item_matrix(dataset), constant, balanced)
+    bag = logistic_predictor(dataset, balanced)
+    for a, b in zip(fold_predictions(plus, dataset), fold_predictions(bag, dataset), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_informative_vector_lifts_a_bag_that_carries_nothing() -> None:
+    dataset = noise_dataset(on_topic=0.0)
+    labels = profile_labels(dataset, "kind")
+    truth = np.zeros(dataset.num_users)
+    truth[labels.users] = (labels.labels == "y").astype(float)
+    vectors = np.stack([truth, np.random.default_rng(1).normal(size=dataset.num_users)], axis=1)
+    result = probe_attribute({"mean": vectors}, dataset, "kind")
+    assert set(result) == {"mean", "tfidf", "tfidf+mean"}
+    assert result["tfidf+mean"]["lr_accuracy"]["mean"] > 0.95
+    assert result["tfidf"]["lr_accuracy"]["mean"] < 0.8
+    gain = result["tfidf+mean"]["minus_tfidf"]["lr_accuracy"]
+    assert len(gain["per_fold"]) == 5 and gain["wins"] >= 4
+    assert "+" in probe_table({"tasks": {"kind": result}})  # the gain column is rendered

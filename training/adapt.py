@@ -47,11 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.baselines import C_GRID, evaluate_cross_domain, fit_lr, select_c
+from training.baselines import C_GRID, LAMBDA_GRID, evaluate_cross_domain, fit_lr, select_c
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
-from training.metrics import accuracy, macro_f1
+from training.metrics import accuracy, macro_f1, ndcg_at_k, top_k
 from training.model import (
     READOUTS,
     BottleneckPatch,
@@ -72,7 +72,7 @@ METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
 #: methods that leave the pretrained backbone frozen (and can share one backbone object)
 FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
-ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained")
+ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained", "probe")
 HEAD_INITS: tuple[str, ...] = ("random", "probe")
 K = 10
 
@@ -123,8 +123,10 @@ class AdaptSettings:
     #: early-stopped model trained without the validation users)
     refit: bool = False
     #: P3 target-item table at the start: "popularity" (zero vectors, bias log(1 + training
-    #: users per item): the untrained head *is* the popularity ranking) or "pretrained" (the
-    #: pretrained next-item output layer; scratch always starts from popularity)
+    #: users per item): the untrained head *is* the popularity ranking), "pretrained" (the
+    #: pretrained next-item output layer) or "probe" (ridge from the frozen user vectors to the
+    #: target bags, lambda on an inner holdout; see ``probe_item_head``). Scratch always starts
+    #: from popularity
     item_init: str = "popularity"
     #: profile: the pretrained methods' head at the start: "random", or "probe" (a class-weighted
     #: logistic regression on the frozen backbone's user vectors, C by inner CV; linear probing
@@ -996,6 +998,68 @@ def item_head(
     return head
 
 
+def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge from user vectors (N, D) to target bags (N, C): raw-vector weights (C, D), bias (C,).
+
+    The P3 ``ridge`` baseline's model (binary targets, an intercept column penalised too) with
+    the frozen user vector in place of the source bag: the vectors are standardised, solved in
+    the primal (D + 1 unknowns per item, a (D+1)^2 system), and the standardisation is folded
+    back so that ``vectors @ weight.T + bias`` are the ridge scores.
+    """
+    mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+    design = np.hstack([(vectors - mean) / std, np.ones((len(vectors), 1))])  # (N, D + 1)
+    rhs = np.asarray((targets.T @ design).T)  # (D + 1, C), targets may be sparse
+    solution = np.linalg.solve(design.T @ design + lam * np.eye(design.shape[1]), rhs)
+    weight = (solution[:-1] / std[:, None]).T  # (C, D)
+    return weight, solution[-1] - weight @ mean
+
+
+def select_ridge_lambda(
+    vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
+    grid: Sequence[float] = LAMBDA_GRID, holdout: float = 0.1, seed: int = 0,
+) -> tuple[float, dict[float, float]]:
+    """Lambda of :func:`vector_ridge` by NDCG@k on a random holdout of the fitted users.
+
+    The holdout is drawn inside the users being fitted, so the same call serves the tuning
+    round and the refit without reading any validation or test user. Ties: smaller lambda.
+    """
+    targets = targets.tocsr()
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    n_hold = max(1, round(holdout * len(vectors)))
+    held, fitted = order[:n_hold], order[n_hold:]
+    held = held[np.diff(targets.indptr)[held] > 0]  # NDCG needs a target item
+    if held.size == 0:
+        return float(min(grid)), {}
+    scores: dict[float, float] = {}
+    for lam in grid:
+        weight, bias = vector_ridge(vectors[fitted], targets[fitted], lam)
+        ranked = top_k(vectors[held] @ weight.T + bias, popularity, k)
+        scores[lam] = float(np.mean([ndcg_at_k(ranked[row], targets[user].indices, k)
+                                     for row, user in enumerate(held)]))
+    best = max(grid, key=lambda lam: (scores[lam], -lam))
+    return float(best), scores
+
+
+def probe_item_head(
+    head: nn.Module, vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
+) -> float:
+    """Set an :class:`ItemScoringHead` to the ridge probe of ``vectors``; returns its lambda.
+
+    The P3 counterpart of :func:`probe_head` (linear probing, then fine-tuning): the untrained
+    head is the best linear map from the frozen user vector to the target items, and competes
+    as epoch 0. The scores are scaled to unit spread over the fitted users, so the softmax the
+    training continues with starts neither flat nor saturated; scaling leaves the ranking as is.
+    """
+    lam, _ = select_ridge_lambda(vectors, targets, popularity, k)
+    weight, bias = vector_ridge(vectors, targets, lam)
+    spread = float((vectors @ weight.T + bias).std())
+    scale = 1.0 / spread if spread > 0 else 1.0
+    with torch.no_grad():
+        head.item_embedding.copy_(torch.from_numpy(weight * scale))  # type: ignore[operator]
+        head.item_bias.copy_(torch.from_numpy(bias * scale))  # type: ignore[operator]
+    return lam
+
+
 def cross_domain_problem(
     split: CrossDomainSplit,
     pretrained: Pretrained,
@@ -1037,7 +1101,16 @@ def cross_domain_problem(
 
             return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
 
-    return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True)
+    init_head = None
+    if settings.item_init == "probe":
+        targets = split.target_matrix(split.train_users)  # rows = ``inputs``' users
+
+        def init_head(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
+            lam = probe_item_head(head, vectors.double().numpy(), targets, split.popularity, k)
+            logger.debug("P3 %s probe head: lambda %g", split.target_domain, lam)
+
+    return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True,
+                       init_head=init_head)
 
 
 def fit_cross_domain_task(

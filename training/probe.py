@@ -16,6 +16,11 @@ user vectors instead of TF-IDF item bags, one readout at a time:
   bag does not: if it only compresses the bag, this row equals the ``lr``/``lr_bal`` baselines,
   and no head on that vector can beat them.
 
+Cross-domain (P3) tasks get the same question in ranking form: the P3 ``ridge`` baseline's
+model fitted on the frozen vector of each user's source history (``ridge-on-mean``,
+``ridge-on-item-mean``; :func:`training.adapt.vector_ridge`, lambda on the P3 validation users)
+beside ``ridge`` on the source bag itself, with per-user differences.
+
 It costs seconds, so it is the first thing to run before paying for adapters: when every
 readout is near the majority class, no head on top of it will do much better, and the fix is in
 pretraining. Results go to ``RUN_DIR/probe.json``.
@@ -33,28 +38,41 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from training.adapt import profile_inputs
+from training.adapt import (
+    profile_inputs,
+    source_inputs,
+    source_keep,
+    vector_ridge,
+)
 from training.baselines import (
+    LAMBDA_GRID,
+    K,
     LogisticPredictor,
     PredictFn,
     ProfileFold,
+    ScoreFn,
     balanced_weight,
+    evaluate_cross_domain,
     evaluate_profile,
     fit_predict,
+    ridge_scorer,
     select_c,
+    select_lambda,
     tfidf_features,
     user_item_matrix,
 )
 from training.config import ExperimentConfig
 from training.data.dataset import PreparedDataset
-from training.model import NextItNet, read_out
-from training.protocols import profile_folds, profile_labels
-from training.tasks import paired_folds, per_fold
+from training.model import NextItNet, keep_domains, read_out
+from training.protocols import CrossDomainSplit, cross_domain_split, profile_folds, profile_labels
+from training.tasks import paired_folds, paired_users, per_fold
 from uservec.ids import PAD_ID
 
 logger = logging.getLogger(__name__)
 
 PROBE_READOUTS = ("last", "mean", "item-mean")
+#: P3: the readouts a cross-domain head can read (the last position is near chance on P2)
+CROSS_DOMAIN_READOUTS = ("mean", "item-mean")
 
 
 @torch.no_grad()
@@ -166,19 +184,94 @@ def probe_attribute(
     return result
 
 
+class VectorLookup:
+    """Frozen source-history vectors of a fixed set of users, looked up by dataset user index."""
+
+    def __init__(self, users: np.ndarray, vectors: np.ndarray) -> None:
+        self.users = np.asarray(users)
+        self.vectors = vectors
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        rows = np.searchsorted(self.users, users)
+        if np.any(rows >= self.users.size) or np.any(self.users[rows] != users):
+            raise KeyError("a user without a computed vector")
+        return self.vectors[rows]
+
+
+def source_vectors(encoder: NextItNet, split: CrossDomainSplit, max_len: int,
+                   readout: str) -> VectorLookup:
+    """Frozen vectors of the source histories of every user the split fits, tunes or tests on.
+
+    The input is what a P3 head reads: source-domain events only (``source_keep``), latest
+    ``max_len``.
+    """
+    parts = [split.train_users, split.test_users]
+    if split.validation is not None:
+        parts += [split.validation.train_users, split.validation.test_users]
+    users = np.unique(np.concatenate(parts))
+    keep = source_keep(split.dataset, split.target_domain)
+    items = keep_domains(source_inputs(split, users, max_len), keep).numpy()
+    return VectorLookup(users, frozen_vectors(encoder, items, readout).astype(np.float64))
+
+
+def vector_ridge_scorer(split: CrossDomainSplit, vectors: VectorLookup, lam: float) -> ScoreFn:
+    """:func:`vector_ridge` fitted on ``split.train_users``, scoring ``split``'s candidates."""
+    weight, bias = vector_ridge(vectors(split.train_users), split.target_matrix(split.train_users),
+                                lam)
+    return lambda users: vectors(users) @ weight.T + bias
+
+
+def _ranking_summary(result: dict[str, Any], k: int, **extra: Any) -> dict[str, Any]:
+    return {name: result[f"{name}@{k}"] for name in ("ndcg", "recall", "hr")} | extra
+
+
+def probe_cross_domain(encoder: NextItNet, split: CrossDomainSplit, max_len: int,
+                       k: int = K) -> dict[str, Any]:
+    """``ridge`` on the source bag vs the same ridge on each frozen readout (P3 test users).
+
+    Lambdas come from the P3 validation round for both, as the baseline's protocol says; the
+    per-user NDCG@k differences are against ``ridge``.
+    """
+    if split.validation is None:
+        raise ValueError("the P3 split has no validation round to tune on")
+    lam, _ = select_lambda(split, k)
+    ridge = evaluate_cross_domain(ridge_scorer(split, lam), split, k)
+    ridge_users = np.asarray(ridge["per_user"][f"ndcg@{k}"])
+    out: dict[str, Any] = {"ridge": _ranking_summary(ridge, k, **{"lambda": lam})}
+    for readout in CROSS_DOMAIN_READOUTS:
+        vectors = source_vectors(encoder, split, max_len, readout)
+        valid_scores = {
+            grid_lam: evaluate_cross_domain(vector_ridge_scorer(split.validation, vectors,
+                                                                grid_lam),
+                                            split.validation, k)[f"ndcg@{k}"]["mean"]
+            for grid_lam in LAMBDA_GRID}
+        best = max(LAMBDA_GRID, key=lambda g: (valid_scores[g], -g))
+        result = evaluate_cross_domain(vector_ridge_scorer(split, vectors, best), split, k)
+        out[f"ridge-on-{readout}"] = _ranking_summary(
+            result, k, **{"lambda": best, "minus_ridge": paired_users(
+                np.asarray(result["per_user"][f"ndcg@{k}"]), ridge_users)})
+        logger.info("probe %s ridge-on-%s: NDCG@%d %.4f (ridge %.4f)", split.target_domain,
+                    readout, k, result[f"ndcg@{k}"]["mean"], ridge[f"ndcg@{k}"]["mean"])
+    return out
+
+
 def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDataset,
               encoder: NextItNet) -> dict[str, Any]:
-    """Probe every profile task of the run's config with every readout; JSON-ready."""
-    items = profile_inputs(dataset, np.arange(dataset.num_users), cfg.model.max_len).numpy()
-    vectors = {readout: frozen_vectors(encoder, items, readout) for readout in PROBE_READOUTS}
-    vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
-    tasks = [t for t in cfg.tasks if t.kind == "profile" and t.attribute]
-    return {
-        "run": str(run_dir),
-        "max_len": cfg.model.max_len,
-        "tasks": {t.name: probe_attribute(vectors, dataset, str(t.attribute), t.buckets)
-                  for t in tasks},
-    }
+    """Probe every profile and cross-domain task of the run's config; JSON-ready."""
+    profile = [t for t in cfg.tasks if t.kind == "profile" and t.attribute]
+    cross = [t for t in cfg.tasks if t.kind == "cross_domain" and t.target_domain]
+    result: dict[str, Any] = {"run": str(run_dir), "max_len": cfg.model.max_len, "tasks": {},
+                              "cross_domain": {}}
+    if profile:
+        items = profile_inputs(dataset, np.arange(dataset.num_users), cfg.model.max_len).numpy()
+        vectors = {readout: frozen_vectors(encoder, items, readout) for readout in PROBE_READOUTS}
+        vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
+        result["tasks"] = {t.name: probe_attribute(vectors, dataset, str(t.attribute), t.buckets)
+                           for t in profile}
+    for task in cross:
+        split = cross_domain_split(dataset, str(task.target_domain))
+        result["cross_domain"][task.name] = probe_cross_domain(encoder, split, cfg.model.max_len)
+    return result
 
 
 def probe_run_dir(run_dir: str | Path) -> dict[str, Any]:
@@ -195,10 +288,13 @@ def probe_run_dir(run_dir: str | Path) -> dict[str, Any]:
 
 
 def probe_table(result: dict[str, Any]) -> str:
-    """Markdown: one row per task and readout; ``tfidf+…`` rows add their gain over ``tfidf``."""
-    lines = ["| task | readout | lr accuracy | lr_bal macro-F1 | minus tfidf, per fold (wins) |",
-             "|---|---|---|---|---|"]
-    for task, readouts in result["tasks"].items():
+    """Markdown: profile tasks (one row per readout; ``tfidf+…`` rows add their gain over
+    ``tfidf``), then cross-domain tasks (``ridge`` and ``ridge-on-…`` with per-user gains)."""
+    lines = []
+    if result.get("tasks"):
+        lines += ["| task | readout | lr accuracy | lr_bal macro-F1 | "
+                  "minus tfidf, per fold (wins) |", "|---|---|---|---|---|"]
+    for task, readouts in result.get("tasks", {}).items():
         for readout, scores in readouts.items():
             acc, f1 = scores["lr_accuracy"], scores["lr_bal_macro_f1"]
             gain = ""
@@ -209,4 +305,23 @@ def probe_table(result: dict[str, Any]) -> str:
                               scores["minus_tfidf"]["lr_bal_macro_f1"]))
             lines.append(f"| {task} | {readout} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
                          f"{f1['mean']:.3f} ± {f1['std']:.3f} | {gain} |")
+    if result.get("cross_domain"):
+        if lines:
+            lines.append("")
+        lines += ["| task | model | NDCG@10 | Recall@10 | lambda | minus ridge, per user "
+                  "(wins/losses, Wilcoxon p) |", "|---|---|---|---|---|---|"]
+    for task, models in result.get("cross_domain", {}).items():
+        for name, scores in models.items():
+            gain = ""
+            if "minus_ridge" in scores:
+                d = scores["minus_ridge"]
+                gain = (f"{d['diff_mean']:+.4f} ({d['wins']}/{d['losses']}, "
+                        f"p {_p(d.get('wilcoxon_pvalue'))})")
+            lines.append(f"| {task} | {name} | {scores['ndcg']['mean']:.4f} ± "
+                         f"{scores['ndcg']['se']:.4f} | {scores['recall']['mean']:.4f} | "
+                         f"{scores['lambda']:g} | {gain} |")
     return "\n".join(lines)
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"

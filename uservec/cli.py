@@ -127,20 +127,22 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_friendly
 def probe(run_dir: Path) -> None:
-    """Linear probe of RUN_DIR's frozen encoder on each profile task of its config.
+    """Linear probe of RUN_DIR's frozen encoder on each task of its config.
 
-    Fits the P2 logistic-regression baselines on frozen user vectors (last position, mean over
-    the window, mean of item embeddings) instead of item bags, on the same folds: seconds, and it
-    shows whether the pretrained representation carries the signal before adapters are trained.
-    Writes RUN_DIR/probe.json.
+    Profile tasks: fits the P2 logistic-regression baselines on frozen user vectors (last
+    position, mean over the window, mean of item embeddings) instead of item bags, and on the bag
+    with the mean vector appended, on the same folds. Cross-domain tasks: fits the P3 ridge
+    baseline on the frozen vector of each user's source history instead of the source bag, on
+    the same users. Seconds to minutes, and it shows whether the pretrained representation
+    carries the signal before adapters are trained. Writes RUN_DIR/probe.json.
 
     Example: uservec probe runs/movielens-100k
     """
     from training.probe import probe_run_dir, probe_table
 
     result = probe_run_dir(run_dir)
-    if not result["tasks"]:
-        raise _UserError(f"{run_dir}: its config declares no profile task to probe")
+    if not result["tasks"] and not result["cross_domain"]:
+        raise _UserError(f"{run_dir}: its config declares no profile or cross-domain task")
     (run_dir / "probe.json").write_text(json.dumps(result, indent=2))
     click.echo(probe_table(result))
     click.echo(f"wrote {run_dir / 'probe.json'}")

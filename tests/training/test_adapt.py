@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from data_helpers import random_cross_domain
 
@@ -30,10 +31,13 @@ from training.adapt import (
     multi_positive_loss,
     predict_profile,
     probe_head,
+    probe_item_head,
     profile_inputs,
     profile_problem,
     run_method,
+    select_ridge_lambda,
     source_keep,
+    vector_ridge,
 )
 from training.baselines import C_GRID, evaluate_cross_domain, popularity_scorer
 from training.config import ConfigError, ExperimentConfig
@@ -436,6 +440,58 @@ def test_item_table_can_start_from_the_pretrained_output_layer(cross_domain):
     torch.testing.assert_close(head.item_embedding.detach(), pretrained.output_weight[ids])
     scratch = problem.make_head(False)  # scratch has no pretrained vectors to start from
     assert not scratch.item_embedding.detach().any()
+
+
+def test_vector_ridge_equals_sklearn_ridge_on_standardised_vectors_with_a_penalised_intercept():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(2.0, 3.0, (50, 4))
+    targets = (rng.random((50, 7)) < 0.3).astype(float)
+    weight, bias = vector_ridge(vectors, sp.csr_matrix(targets), lam=3.0)
+    scaled = (vectors - vectors.mean(0)) / (vectors.std(0) + 1e-6)
+    design = np.hstack([scaled, np.ones((50, 1))])  # the intercept is a penalised column
+    reference = Ridge(alpha=3.0, fit_intercept=False).fit(design, targets)
+    np.testing.assert_allclose(vectors @ weight.T + bias, reference.predict(design), atol=1e-9)
+
+
+def test_ridge_lambda_is_chosen_on_a_holdout_of_the_fitted_users():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(200, 3))
+    # item j is liked by users whose first coordinate is high: a signal a small lambda keeps
+    targets = sp.csr_matrix((vectors[:, :1] + rng.normal(0, 0.3, (200, 6)) > 1.0).astype(float))
+    popularity = np.asarray(targets.sum(0)).ravel()
+    lam, scores = select_ridge_lambda(vectors, targets, popularity, k=2, grid=(1.0, 1e6))
+    assert lam == 1.0 and scores[1.0] >= scores[1e6]
+
+
+def test_probe_item_head_starts_from_the_vector_ridge_and_competes_as_epoch_0(cross_domain):
+    dataset, split = cross_domain
+    pretrained = random_pretrained(dataset.vocab.size)
+    keep = source_keep(dataset, "T")
+    settings = dataclasses.replace(FAST, item_init="probe")
+    problem = cross_domain_problem(split.validation, pretrained, settings, MAX_LEN, keep, True)
+    assert problem.init_head is not None and problem.validate_untrained
+    hp = hyperparameter_grid("adapter", settings, profile=False)[0]
+    setup, result = run_method("adapter", pretrained, problem, hp, settings, "t", 0, epochs=0)
+    assert result.history[0]["epoch"] == 0 and "valid" in result.history[0]
+    network = TaskNetwork(pretrained.encoder, problem.make_head(True), None, keep, FAST.readout)
+    vectors = batched_forward(network.user_vector, problem.inputs).double().numpy()
+    targets = sp.csr_matrix(np.stack([np.isin(np.arange(split.validation.num_candidates),
+                                              split.validation.target_items(int(u)))
+                                      for u in split.validation.train_users]).astype(float))
+    assert (targets != split.validation.target_matrix(split.validation.train_users)).nnz == 0
+    head = problem.make_head(True)
+    probe_item_head(head, vectors, targets, split.validation.popularity)
+    torch.testing.assert_close(setup.network.head.item_embedding, head.item_embedding)
+    # the scale leaves the ranking of the ridge scores as it is
+    lam, _ = select_ridge_lambda(vectors, targets, split.validation.popularity)
+    weight, bias = vector_ridge(vectors, targets, lam)
+    with torch.no_grad():
+        scores = head(torch.from_numpy(vectors).float()).numpy()
+    np.testing.assert_array_equal(np.argsort(-scores[:3], 1)[:, :5],
+                                  np.argsort(-(vectors[:3] @ weight.T + bias), 1)[:, :5])
+    assert not problem.make_head(False).item_embedding.detach().any()  # scratch: popularity
 
 
 def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled):

@@ -4,13 +4,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_helpers import build_dataset
+from data_helpers import build_dataset, random_cross_domain
 
-from training.baselines import evaluate_profile, logistic_predictor, user_item_matrix
+from training.baselines import (
+    LAMBDA_GRID,
+    evaluate_cross_domain,
+    evaluate_profile,
+    logistic_predictor,
+    popularity_scorer,
+    user_item_matrix,
+)
 from training.model import NextItNet
-from training.probe import BagPlusVectorProbe, frozen_vectors, probe_attribute, probe_table
-from training.protocols import profile_folds, profile_labels
+from training.probe import (
+    BagPlusVectorProbe,
+    frozen_vectors,
+    probe_attribute,
+    probe_cross_domain,
+    probe_table,
+    source_vectors,
+)
+from training.protocols import cross_domain_split, profile_folds, profile_labels
 from uservec.ids import PAD_ID
+from uservec.sequences import encode_batch
 
 
 def test_frozen_readouts_match_the_encoder_and_its_embeddings() -> None:
@@ -80,3 +95,35 @@ def test_an_informative_vector_lifts_a_bag_that_carries_nothing() -> None:
     gain = result["tfidf+mean"]["minus_tfidf"]["lr_accuracy"]
     assert len(gain["per_fold"]) == 5 and gain["wins"] >= 4
     assert "+" in probe_table({"tasks": {"kind": result}})  # the gain column is rendered
+
+
+def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:
+    dataset = random_cross_domain(num_users=200, items_per_domain=12, seed=0)
+    split = cross_domain_split(dataset, "T")
+    torch.manual_seed(0)
+    encoder = NextItNet(dataset.vocab.size, 16, (1, 2)).eval()
+    result = probe_cross_domain(encoder, split, max_len=16)
+    assert set(result) == {"ridge", "ridge-on-mean", "ridge-on-item-mean"}
+    for name, scores in result.items():
+        assert scores["lambda"] in LAMBDA_GRID, name
+        assert 0.0 <= scores["ndcg"]["mean"] <= 1.0
+    assert result["ridge-on-mean"]["minus_ridge"]["users"] == split.test_users.size
+    # a random projection of the source items still carries the user's taste
+    popular = evaluate_cross_domain(popularity_scorer(split), split)
+    assert result["ridge-on-item-mean"]["ndcg"]["mean"] > popular["ndcg@10"]["mean"] + 0.05
+    table = probe_table({"tasks": {}, "cross_domain": {"T": result}})
+    assert "ridge-on-item-mean" in table and "Wilcoxon" in table
+
+
+def test_source_vectors_ignore_target_events_and_refuse_unknown_users() -> None:
+    dataset = random_cross_domain(num_users=60, items_per_domain=12, seed=1)
+    split = cross_domain_split(dataset, "T")
+    torch.manual_seed(0)
+    encoder = NextItNet(dataset.vocab.size, 8, (1, 2)).eval()
+    lookup = source_vectors(encoder, split, 16, "mean")
+    users = split.train_users[:4]
+    sources = [split.source_sequence(int(u)) for u in users]
+    expected = frozen_vectors(encoder, encode_batch(sources, 16), "mean")
+    np.testing.assert_allclose(lookup(users), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(KeyError):
+        lookup(np.array([dataset.num_users + 5]))

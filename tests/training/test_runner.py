@@ -122,14 +122,19 @@ def test_int8_export_reports_task_metrics_measured_like_the_run(run_dir: Path, t
     assert "held out" in (tmp_path / "bench" / "bench.md").read_text()
 
 
-def test_probe_fits_the_p2_baselines_on_each_frozen_readout(run_dir: Path):
+def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):
     result = CliRunner().invoke(main, ["probe", str(run_dir)])
     assert result.exit_code == 0, result.output
     probe = json.loads((run_dir / "probe.json").read_text())
-    assert set(probe["tasks"]) == {"gender"}  # the cross-domain task has nothing to probe
+    assert set(probe["tasks"]) == {"gender"}
     readouts = probe["tasks"]["gender"]
-    assert set(readouts) == {"last", "mean", "item-mean", "tfidf-svd"}
+    assert set(readouts) == {"last", "mean", "item-mean", "tfidf-svd", "tfidf", "tfidf+mean"}
     for scores in readouts.values():
         assert 0.0 <= scores["lr_accuracy"]["mean"] <= 1.0
         assert 0.0 <= scores["lr_bal_macro_f1"]["mean"] <= 1.0
+    assert len(readouts["tfidf+mean"]["minus_tfidf"]["lr_accuracy"]["per_fold"]) == 5
     assert "| gender | mean |" in result.output
+    # the cross-domain task: ridge on the source bag vs ridge on the frozen source vectors
+    (name, models), = probe["cross_domain"].items()
+    assert set(models) == {"ridge", "ridge-on-mean", "ridge-on-item-mean"}
+    assert f"| {name} | ridge-on-mean |" in result.output

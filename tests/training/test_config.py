@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
+from training.adapt import adapt_settings
 from training.config import ConfigError, ExperimentConfig, apply_overrides, load_config
+from training.runner import export_settings
 
 
 def write(tmp_path, name, text):
@@ -59,3 +63,21 @@ def test_missing_file_and_bad_extension(tmp_path):
 def test_defaults_are_complete():
     cfg = ExperimentConfig(name="x")
     assert cfg.seed == 0 and cfg.model.kernel_size == 3
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads_with_its_task_settings(path):
+    """A typo in a shipped config (an unknown key, a bad choice) fails here, not an hour in."""
+    cfg = load_config(path)
+    settings = adapt_settings(cfg)
+    assert settings.methods
+    export_settings(cfg)  # [extra.export] keys checked too
+    assert all(task.kind in ("profile", "cross_domain") for task in cfg.tasks)
+
+
+def test_the_shipped_configs_are_all_found():
+    assert {p.name for p in SHIPPED} >= {"movielens-100k.toml", "ciao.toml",
+                                         "amazon-game-video.toml", "demo.toml", "tiny.toml"}

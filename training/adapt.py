@@ -823,6 +823,15 @@ def profile_problem(
                        init_head=init_head, validate_untrained=init_head is not None)
 
 
+def column_scale(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std (+1e-6, so constant columns map to 0) of the fitted rows.
+
+    Every probe standardises the frozen vectors with these before its penalised fit, so the
+    penalty treats all coordinates alike, and folds them back into the weights afterwards.
+    """
+    return vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+
+
 def probe_head(
     head: nn.Module, vectors: np.ndarray, codes: np.ndarray, n_classes: int, power: float,
     metric: str,
@@ -844,7 +853,7 @@ def probe_head(
             linear.bias.fill_(-10.0)
             linear.bias[int(present[0])] = 0.0
         return math.nan
-    mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+    mean, std = column_scale(vectors)
     x = (vectors - mean) / std
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
@@ -1006,7 +1015,7 @@ def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndar
     the primal (D + 1 unknowns per item, a (D+1)^2 system), and the standardisation is folded
     back so that ``vectors @ weight.T + bias`` are the ridge scores.
     """
-    mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+    mean, std = column_scale(vectors)
     design = np.hstack([(vectors - mean) / std, np.ones((len(vectors), 1))])  # (N, D + 1)
     rhs = np.asarray((targets.T @ design).T)  # (D + 1, C), targets may be sparse
     solution = np.linalg.solve(design.T @ design + lam * np.eye(design.shape[1]), rhs)

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from training.adapt import (
+    column_scale,
     profile_inputs,
     source_inputs,
     source_keep,
@@ -119,7 +120,7 @@ class LinearProbe:
 
 def standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale both by the training rows' per-column mean and std (the probe's only fitted step)."""
-    mean, std = train.mean(axis=0), train.std(axis=0) + 1e-6
+    mean, std = column_scale(train)
     return (train - mean) / std, (test - mean) / std
 
 

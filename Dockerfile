@@ -12,13 +12,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY uservec ./uservec
 COPY export ./export
 COPY service ./service
-# The project itself is the pinned artefact here; its serve extra states the version floors.
+# Third-party versions come from constraints.txt, the same pins as `make install` and CI.
 # hadolint ignore=DL3013
-RUN pip install ".[serve]" \
+RUN pip install -c constraints.txt ".[serve]" \
     && useradd --create-home --uid 10001 uservec
 USER 10001
 

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 def test_dockerfile_installs_only_the_serving_extra_and_drops_root():
     text = DOCKERFILE.read_text()
-    assert 'pip install ".[serve]"' in text
+    assert 'pip install -c constraints.txt ".[serve]"' in text
     assert "torch" not in text.split("FROM", 1)[1].lower().replace("no torch", "")
     assert re.search(r"^USER\s+(?!root\b|0\b)\S+", text, flags=re.MULTILINE)
 

@@ -19,7 +19,8 @@ user vectors instead of TF-IDF item bags, one readout at a time:
 Cross-domain (P3) tasks get the same question in ranking form: the P3 ``ridge`` baseline's
 model fitted on the frozen vector of each user's source history (``ridge-on-mean``,
 ``ridge-on-item-mean``; :func:`training.adapt.vector_ridge`, lambda on the P3 validation users)
-beside ``ridge`` on the source bag itself, with per-user differences.
+and on the source bag with the mean readout appended (``ridge-on-bag+mean``, the twin of
+``tfidf+mean``) beside ``ridge`` on the source bag itself, with per-user differences.
 
 It costs seconds, so it is the first thing to run before paying for adapters: when every
 readout is near the majority class, no head on top of it will do much better, and the fix is in
@@ -56,6 +57,7 @@ from training.baselines import (
     evaluate_cross_domain,
     evaluate_profile,
     fit_predict,
+    fit_ridge,
     ridge_scorer,
     select_c,
     select_lambda,
@@ -215,11 +217,43 @@ def source_vectors(encoder: NextItNet, split: CrossDomainSplit, max_len: int,
     return VectorLookup(users, frozen_vectors(encoder, items, readout).astype(np.float64))
 
 
-def vector_ridge_scorer(split: CrossDomainSplit, vectors: VectorLookup, lam: float) -> ScoreFn:
+def vector_ridge_scorer(split: CrossDomainSplit, lam: float, *, vectors: VectorLookup) -> ScoreFn:
     """:func:`vector_ridge` fitted on ``split.train_users``, scoring ``split``'s candidates."""
     weight, bias = vector_ridge(vectors(split.train_users), split.target_matrix(split.train_users),
                                 lam)
     return lambda users: vectors(users) @ weight.T + bias
+
+
+def bag_plus_vector_scorer(split: CrossDomainSplit, lam: float, *,
+                           vectors: VectorLookup) -> ScoreFn:
+    """The ``ridge`` baseline on the source bag with the frozen vector appended.
+
+    The vector block is standardised on ``split.train_users`` and scaled so that its mean
+    squared norm equals the binary bag rows' (their mean item count): neither block dominates
+    the shared penalty. Everything else is the baseline's solver (``fit_ridge``).
+    """
+    bags = split.source_matrix(split.train_users)
+    mean, std = column_scale(vectors(split.train_users))
+    dim = vectors.vectors.shape[1]
+    scale = float(np.sqrt(max(bags.getnnz(axis=1).mean(), 1.0) / dim))
+
+    def features(users: np.ndarray) -> sp.csr_matrix:
+        block = (vectors(users) - mean) / std * scale
+        return sp.hstack([split.source_matrix(users), sp.csr_matrix(block)], format="csr")
+
+    train = features(split.train_users)
+    solver = fit_ridge(train, split.target_matrix(split.train_users),
+                       columns=np.arange(train.shape[1]))
+    return lambda users: solver.scores(features(users), lam)
+
+
+def _best_lambda(make: Callable[[CrossDomainSplit, float], ScoreFn], split: CrossDomainSplit,
+                 k: int) -> float:
+    """Lambda by NDCG@k on the P3 validation round (ties: smaller), as the ridge baseline."""
+    assert split.validation is not None
+    scores = {lam: evaluate_cross_domain(make(split.validation, lam), split.validation,
+                                         k)[f"ndcg@{k}"]["mean"] for lam in LAMBDA_GRID}
+    return max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
 
 
 def _ranking_summary(result: dict[str, Any], k: int, **extra: Any) -> dict[str, Any]:
@@ -228,9 +262,10 @@ def _ranking_summary(result: dict[str, Any], k: int, **extra: Any) -> dict[str, 
 
 def probe_cross_domain(encoder: NextItNet, split: CrossDomainSplit, max_len: int,
                        k: int = K) -> dict[str, Any]:
-    """``ridge`` on the source bag vs the same ridge on each frozen readout (P3 test users).
+    """``ridge`` on the source bag vs the same ridge on each frozen readout and on the bag with
+    the mean readout appended (P3 test users).
 
-    Lambdas come from the P3 validation round for both, as the baseline's protocol says; the
+    Lambdas come from the P3 validation round for all, as the baseline's protocol says; the
     per-user NDCG@k differences are against ``ridge``.
     """
     if split.validation is None:
@@ -239,20 +274,20 @@ def probe_cross_domain(encoder: NextItNet, split: CrossDomainSplit, max_len: int
     ridge = evaluate_cross_domain(ridge_scorer(split, lam), split, k)
     ridge_users = np.asarray(ridge["per_user"][f"ndcg@{k}"])
     out: dict[str, Any] = {"ridge": _ranking_summary(ridge, k, **{"lambda": lam})}
+    models: list[tuple[str, Callable[[CrossDomainSplit, float], ScoreFn]]] = []
     for readout in CROSS_DOMAIN_READOUTS:
         vectors = source_vectors(encoder, split, max_len, readout)
-        valid_scores = {
-            grid_lam: evaluate_cross_domain(vector_ridge_scorer(split.validation, vectors,
-                                                                grid_lam),
-                                            split.validation, k)[f"ndcg@{k}"]["mean"]
-            for grid_lam in LAMBDA_GRID}
-        best = max(LAMBDA_GRID, key=lambda g: (valid_scores[g], -g))
-        result = evaluate_cross_domain(vector_ridge_scorer(split, vectors, best), split, k)
-        out[f"ridge-on-{readout}"] = _ranking_summary(
+        models.append((f"ridge-on-{readout}", partial(vector_ridge_scorer, vectors=vectors)))
+        if readout == "mean":
+            models.append(("ridge-on-bag+mean", partial(bag_plus_vector_scorer, vectors=vectors)))
+    for name, make in models:
+        best = _best_lambda(make, split, k)
+        result = evaluate_cross_domain(make(split, best), split, k)
+        out[name] = _ranking_summary(
             result, k, **{"lambda": best, "minus_ridge": paired_users(
                 np.asarray(result["per_user"][f"ndcg@{k}"]), ridge_users)})
-        logger.info("probe %s ridge-on-%s: NDCG@%d %.4f (ridge %.4f)", split.target_domain,
-                    readout, k, result[f"ndcg@{k}"]["mean"], ridge[f"ndcg@{k}"]["mean"])
+        logger.info("probe %s %s: NDCG@%d %.4f (ridge %.4f)", split.target_domain, name, k,
+                    result[f"ndcg@{k}"]["mean"], ridge[f"ndcg@{k}"]["mean"])
     return out
 
 

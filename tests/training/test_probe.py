@@ -12,11 +12,14 @@ from training.baselines import (
     evaluate_profile,
     logistic_predictor,
     popularity_scorer,
+    ridge_scorer,
     user_item_matrix,
 )
 from training.model import NextItNet
 from training.probe import (
     BagPlusVectorProbe,
+    VectorLookup,
+    bag_plus_vector_scorer,
     frozen_vectors,
     probe_attribute,
     probe_cross_domain,
@@ -103,7 +106,7 @@ def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:
     torch.manual_seed(0)
     encoder = NextItNet(dataset.vocab.size, 16, (1, 2)).eval()
     result = probe_cross_domain(encoder, split, max_len=16)
-    assert set(result) == {"ridge", "ridge-on-mean", "ridge-on-item-mean"}
+    assert set(result) == {"ridge", "ridge-on-mean", "ridge-on-bag+mean", "ridge-on-item-mean"}
     for name, scores in result.items():
         assert scores["lambda"] in LAMBDA_GRID, name
         assert 0.0 <= scores["ndcg"]["mean"] <= 1.0
@@ -111,6 +114,8 @@ def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:
     # a random projection of the source items still carries the user's taste
     popular = evaluate_cross_domain(popularity_scorer(split), split)
     assert result["ridge-on-item-mean"]["ndcg"]["mean"] > popular["ndcg@10"]["mean"] + 0.05
+    # appending the vector to the bag keeps the bag's signal
+    assert result["ridge-on-bag+mean"]["ndcg"]["mean"] > popular["ndcg@10"]["mean"] + 0.05
     table = probe_table({"tasks": {}, "cross_domain": {"T": result}})
     assert "ridge-on-item-mean" in table and "Wilcoxon" in table
 
@@ -127,3 +132,13 @@ def test_source_vectors_ignore_target_events_and_refuse_unknown_users() -> None:
     np.testing.assert_allclose(lookup(users), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(KeyError):
         lookup(np.array([dataset.num_users + 5]))
+
+
+def test_bag_plus_a_constant_vector_scores_like_the_ridge_baseline() -> None:
+    """A constant vector standardises to zeros: the appended block changes no score."""
+    dataset = random_cross_domain(num_users=120, items_per_domain=12, seed=2)
+    split = cross_domain_split(dataset, "T")
+    users = np.unique(np.concatenate([split.train_users, split.test_users]))
+    constant = VectorLookup(users, np.full((users.size, 4), 2.5))
+    plus = bag_plus_vector_scorer(split, 10.0, vectors=constant)(split.test_users)
+    np.testing.assert_allclose(plus, ridge_scorer(split, 10.0)(split.test_users), atol=1e-8)

@@ -136,5 +136,5 @@ def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):
     assert "| gender | mean |" in result.output
     # the cross-domain task: ridge on the source bag vs ridge on the frozen source vectors
     (name, models), = probe["cross_domain"].items()
-    assert set(models) == {"ridge", "ridge-on-mean", "ridge-on-item-mean"}
+    assert set(models) == {"ridge", "ridge-on-mean", "ridge-on-bag+mean", "ridge-on-item-mean"}
     assert f"| {name} | ridge-on-mean |" in result.output

@@ -846,7 +846,7 @@ def probe_head(
     the head stays one linear layer on the raw user vector (nothing changes for export).
     """
     linear: nn.Linear = head.linear  # type: ignore[assignment]
-    present = np.unique(codes)
+    present, counts = np.unique(codes, return_counts=True)
     if present.size < 2:
         with torch.no_grad():
             linear.weight.zero_()
@@ -858,7 +858,6 @@ def probe_head(
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
     c = C_GRID[0]
-    _, counts = np.unique(codes, return_counts=True)
     if counts.max() >= 3:
         c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
                         score=lambda truth, predicted: profile_score(truth, predicted, n_classes,

@@ -217,42 +217,57 @@ def source_vectors(encoder: NextItNet, split: CrossDomainSplit, max_len: int,
     return VectorLookup(users, frozen_vectors(encoder, items, readout).astype(np.float64))
 
 
-def vector_ridge_scorer(split: CrossDomainSplit, lam: float, *, vectors: VectorLookup) -> ScoreFn:
-    """:func:`vector_ridge` fitted on ``split.train_users``, scoring ``split``'s candidates."""
-    weight, bias = vector_ridge(vectors(split.train_users), split.target_matrix(split.train_users),
-                                lam)
-    return lambda users: vectors(users) @ weight.T + bias
+#: fit(split) -> lam -> ScoreFn: whatever does not depend on lambda is fitted once per split
+RidgeFamily = Callable[[CrossDomainSplit], Callable[[float], ScoreFn]]
 
 
-def bag_plus_vector_scorer(split: CrossDomainSplit, lam: float, *,
-                           vectors: VectorLookup) -> ScoreFn:
+def vector_ridge_family(vectors: VectorLookup) -> RidgeFamily:
+    """:func:`vector_ridge` on ``split.train_users``' vectors, scoring ``split``'s candidates."""
+
+    def fit(split: CrossDomainSplit) -> Callable[[float], ScoreFn]:
+        train, targets = vectors(split.train_users), split.target_matrix(split.train_users)
+
+        def at(lam: float) -> ScoreFn:
+            weight, bias = vector_ridge(train, targets, lam)
+            return lambda users: vectors(users) @ weight.T + bias
+
+        return at
+
+    return fit
+
+
+def bag_plus_vector_family(vectors: VectorLookup) -> RidgeFamily:
     """The ``ridge`` baseline on the source bag with the frozen vector appended.
 
     The vector block is standardised on ``split.train_users`` and scaled so that its mean
     squared norm equals the binary bag rows' (their mean item count): neither block dominates
-    the shared penalty. Everything else is the baseline's solver (``fit_ridge``).
+    the shared penalty. Everything else is the baseline's solver (``fit_ridge``), whose
+    eigendecomposition is computed once per split and serves every lambda.
     """
-    bags = split.source_matrix(split.train_users)
-    mean, std = column_scale(vectors(split.train_users))
-    dim = vectors.vectors.shape[1]
-    scale = float(np.sqrt(max(bags.getnnz(axis=1).mean(), 1.0) / dim))
 
-    def features(users: np.ndarray) -> sp.csr_matrix:
-        block = (vectors(users) - mean) / std * scale
-        return sp.hstack([split.source_matrix(users), sp.csr_matrix(block)], format="csr")
+    def fit(split: CrossDomainSplit) -> Callable[[float], ScoreFn]:
+        bags = split.source_matrix(split.train_users)
+        mean, std = column_scale(vectors(split.train_users))
+        scale = float(np.sqrt(max(bags.getnnz(axis=1).mean(), 1.0) / vectors.vectors.shape[1]))
 
-    train = features(split.train_users)
-    solver = fit_ridge(train, split.target_matrix(split.train_users),
-                       columns=np.arange(train.shape[1]))
-    return lambda users: solver.scores(features(users), lam)
+        def features(users: np.ndarray) -> sp.csr_matrix:
+            block = (vectors(users) - mean) / std * scale
+            return sp.hstack([split.source_matrix(users), sp.csr_matrix(block)], format="csr")
+
+        train = features(split.train_users)
+        solver = fit_ridge(train, split.target_matrix(split.train_users),
+                           columns=np.arange(train.shape[1]))
+        return lambda lam: lambda users: solver.scores(features(users), lam)
+
+    return fit
 
 
-def _best_lambda(make: Callable[[CrossDomainSplit, float], ScoreFn], split: CrossDomainSplit,
-                 k: int) -> float:
+def _best_lambda(family: RidgeFamily, split: CrossDomainSplit, k: int) -> float:
     """Lambda by NDCG@k on the P3 validation round (ties: smaller), as the ridge baseline."""
     assert split.validation is not None
-    scores = {lam: evaluate_cross_domain(make(split.validation, lam), split.validation,
-                                         k)[f"ndcg@{k}"]["mean"] for lam in LAMBDA_GRID}
+    at = family(split.validation)
+    scores = {lam: evaluate_cross_domain(at(lam), split.validation, k)[f"ndcg@{k}"]["mean"]
+              for lam in LAMBDA_GRID}
     return max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
 
 
@@ -274,15 +289,15 @@ def probe_cross_domain(encoder: NextItNet, split: CrossDomainSplit, max_len: int
     ridge = evaluate_cross_domain(ridge_scorer(split, lam), split, k)
     ridge_users = np.asarray(ridge["per_user"][f"ndcg@{k}"])
     out: dict[str, Any] = {"ridge": _ranking_summary(ridge, k, **{"lambda": lam})}
-    models: list[tuple[str, Callable[[CrossDomainSplit, float], ScoreFn]]] = []
+    models: list[tuple[str, RidgeFamily]] = []
     for readout in CROSS_DOMAIN_READOUTS:
         vectors = source_vectors(encoder, split, max_len, readout)
-        models.append((f"ridge-on-{readout}", partial(vector_ridge_scorer, vectors=vectors)))
+        models.append((f"ridge-on-{readout}", vector_ridge_family(vectors)))
         if readout == "mean":
-            models.append(("ridge-on-bag+mean", partial(bag_plus_vector_scorer, vectors=vectors)))
-    for name, make in models:
-        best = _best_lambda(make, split, k)
-        result = evaluate_cross_domain(make(split, best), split, k)
+            models.append(("ridge-on-bag+mean", bag_plus_vector_family(vectors)))
+    for name, family in models:
+        best = _best_lambda(family, split, k)
+        result = evaluate_cross_domain(family(split)(best), split, k)
         out[name] = _ranking_summary(
             result, k, **{"lambda": best, "minus_ridge": paired_users(
                 np.asarray(result["per_user"][f"ndcg@{k}"]), ridge_users)})

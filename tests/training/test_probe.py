@@ -19,7 +19,7 @@ from training.model import NextItNet
 from training.probe import (
     BagPlusVectorProbe,
     VectorLookup,
-    bag_plus_vector_scorer,
+    bag_plus_vector_family,
     frozen_vectors,
     probe_attribute,
     probe_cross_domain,
@@ -140,5 +140,5 @@ def test_bag_plus_a_constant_vector_scores_like_the_ridge_baseline() -> None:
     split = cross_domain_split(dataset, "T")
     users = np.unique(np.concatenate([split.train_users, split.test_users]))
     constant = VectorLookup(users, np.full((users.size, 4), 2.5))
-    plus = bag_plus_vector_scorer(split, 10.0, vectors=constant)(split.test_users)
+    plus = bag_plus_vector_family(constant)(split)(10.0)(split.test_users)
     np.testing.assert_allclose(plus, ridge_scorer(split, 10.0)(split.test_users), atol=1e-8)

@@ -47,7 +47,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.baselines import C_GRID, LAMBDA_GRID, evaluate_cross_domain, fit_lr, select_c
+from training.baselines import (
+    C_GRID,
+    LAMBDA_GRID,
+    best_lambda,
+    evaluate_cross_domain,
+    fit_lr,
+    select_c,
+)
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
@@ -1044,8 +1051,7 @@ def select_ridge_lambda(
         ranked = top_k(vectors[held] @ weight.T + bias, popularity, k)
         scores[lam] = float(np.mean([ndcg_at_k(ranked[row], targets[user].indices, k)
                                      for row, user in enumerate(held)]))
-    best = max(grid, key=lambda lam: (scores[lam], -lam))
-    return float(best), scores
+    return best_lambda(scores), scores
 
 
 def probe_item_head(

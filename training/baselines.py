@@ -428,6 +428,15 @@ def ridge_scorer(split: CrossDomainSplit, lam: float, solver: RidgeSolver | None
     return lambda users: solver.scores(split.source_matrix(users), lam)
 
 
+def best_lambda(scores: Mapping[float, float]) -> float:
+    """P3's rule for a penalty grid: the highest validation NDCG, ties -> the smaller lambda.
+
+    One rule for every ridge the project tunes (the baseline, the probes, the P3 probe head), so
+    "ridge on the vector" and "ridge on the bag" are compared under the same selection.
+    """
+    return float(max(scores, key=lambda lam: (scores[lam], -lam)))
+
+
 def select_lambda(split: CrossDomainSplit, k: int = K) -> tuple[float, dict[str, float]]:
     """Lambda by NDCG@k on the validation users (treated like test users); ties -> smaller."""
     if split.validation is None:
@@ -438,16 +447,14 @@ def select_lambda(split: CrossDomainSplit, k: int = K) -> tuple[float, dict[str,
     # The validation users' eigenbasis rows do not depend on lambda: compute them once.
     basis = solver.basis(valid.source_matrix(valid.test_users))
     row_of = {int(user): row for row, user in enumerate(valid.test_users)}
-    scores = {}
+    scores: dict[float, float] = {}
     for lam in LAMBDA_GRID:
 
         def score(users: np.ndarray, lam: float = lam) -> np.ndarray:
             return solver.scores_from_basis(basis[[row_of[int(u)] for u in users]], lam)
 
-        result = evaluate_cross_domain(score, valid, k)
-        scores[f"{lam:g}"] = result[f"ndcg@{k}"]["mean"]
-    best = LAMBDA_GRID[int(np.argmax(list(scores.values())))]
-    return best, scores
+        scores[lam] = evaluate_cross_domain(score, valid, k)[f"ndcg@{k}"]["mean"]
+    return best_lambda(scores), {f"{lam:g}": value for lam, value in scores.items()}
 
 
 def _summary(result: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from training.baselines import (
     ProfileFold,
     ScoreFn,
     balanced_weight,
+    best_lambda,
     evaluate_cross_domain,
     evaluate_profile,
     fit_predict,
@@ -268,7 +269,7 @@ def _best_lambda(family: RidgeFamily, split: CrossDomainSplit, k: int) -> float:
     at = family(split.validation)
     scores = {lam: evaluate_cross_domain(at(lam), split.validation, k)[f"ndcg@{k}"]["mean"]
               for lam in LAMBDA_GRID}
-    return max(LAMBDA_GRID, key=lambda lam: (scores[lam], -lam))
+    return best_lambda(scores)
 
 
 def _ranking_summary(result: dict[str, Any], k: int, **extra: Any) -> dict[str, Any]:

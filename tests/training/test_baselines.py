@@ -9,6 +9,7 @@ from data_helpers import build_dataset, random_cross_domain
 
 from training.baselines import (
     LAMBDA_GRID,
+    best_lambda,
     cooc_scorer,
     evaluate_cross_domain,
     evaluate_profile,
@@ -220,6 +221,11 @@ def test_select_lambda_tunes_on_validation_users_only():
     assert lam in LAMBDA_GRID and len(scores) == len(LAMBDA_GRID)
     assert scores[f"{lam:g}"] == max(scores.values())
     assert lam == next(g for g in LAMBDA_GRID if scores[f"{g:g}"] == max(scores.values()))
+
+
+def test_best_lambda_takes_the_highest_score_and_the_smaller_lambda_on_ties():
+    assert best_lambda({1.0: 0.2, 10.0: 0.3, 100.0: 0.1}) == 10.0
+    assert best_lambda({100.0: 0.3, 1.0: 0.2, 10.0: 0.3}) == 10.0  # order of the keys is irrelevant
 
 
 def test_run_cross_domain_baselines_is_json_ready_and_ridge_learns_the_signal():

@@ -233,6 +233,32 @@ def _peterrec_file(path: Path) -> Path:
     )
 
 
+#: file endings the generic loader reads (``_read_table``)
+_TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _generic_file(path: Path) -> Path:
+    """The interactions table, or the one to use in a folder (a dataset folder is a natural path).
+
+    A folder resolves to its single table, or to its single ``interactions.*`` table; anything
+    else is ambiguous and named in the error rather than guessed.
+    """
+    if path.is_file():
+        return path
+    tables = sorted(p for p in path.iterdir()
+                    if p.is_file() and p.name.lower().endswith(_TABLE_SUFFIXES))
+    named = [p for p in tables if p.name.lower().startswith("interactions.")]
+    if len(named) == 1:
+        return named[0]
+    if len(tables) == 1:
+        return tables[0]
+    raise DataError(
+        f"{path}: generic data.path is a folder with {len(tables)} tables "
+        f"{[p.name for p in tables]} and no single 'interactions.*' among them; "
+        "pass the interactions file itself as data.path"
+    )
+
+
 def _cdrib_folders(path: Path) -> dict[str, Path]:
     """{domain: folder}: folder ``<A>_<B>`` holds domain ``A`` (CDRIB's naming and loader)."""
     if not path.is_dir():
@@ -274,7 +300,7 @@ def describe_source(config: DataConfig) -> tuple[list[Path], dict[str, Any]]:
             timestamp_col=config.timestamp_col, domain_col=config.domain_col,
             rating_col=config.rating_col,
         )
-        files = [path]
+        files = [_generic_file(path)]
         if config.users_path:
             users_path = Path(config.users_path).expanduser()
             _check_exists(users_path, "users file")

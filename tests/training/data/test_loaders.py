@@ -193,6 +193,31 @@ def test_peterrec_folder_prefers_the_finetune_file(tmp_path):
     assert raw.interactions["domain"].tolist() == ["source", "source", "target"]
 
 
+def test_generic_folder_resolves_to_its_interactions_table(tmp_path):
+    """A dataset folder (as shipped: interactions.csv.gz beside README and SOURCE.txt) is a
+    natural data.path; it must load the same as the file, not fail on reading a directory."""
+    table = "user_id,item_id,timestamp\n1,10,5\n1,11,6\n2,10,7\n"
+    with gzip.open(tmp_path / "interactions.csv.gz", "wt") as handle:
+        handle.write(table)
+    write(tmp_path / "SOURCE.txt", "where it came from\n")
+    write(tmp_path / "users.csv", "user_id,gender\n1,M\n2,F\n")
+    from_folder = load_raw(DataConfig(format="generic", path=str(tmp_path)))
+    from_file = load_raw(DataConfig(format="generic", path=str(tmp_path / "interactions.csv.gz")))
+    assert from_folder.files == from_file.files
+    assert from_folder.interactions.equals(from_file.interactions)
+
+
+def test_generic_folder_without_a_single_table_names_the_candidates(tmp_path):
+    write(tmp_path / "a.csv", "user_id,item_id,timestamp\n1,2,3\n")
+    write(tmp_path / "b.csv", "user_id,item_id,timestamp\n1,2,3\n")
+    with pytest.raises(DataError, match=r"2 tables \['a.csv', 'b.csv'\].*pass the interactions"):
+        load_raw(DataConfig(format="generic", path=str(tmp_path)))
+    (tmp_path / "a.csv").unlink()
+    (tmp_path / "b.csv").unlink()
+    with pytest.raises(DataError, match=r"0 tables"):
+        load_raw(DataConfig(format="generic", path=str(tmp_path)))
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -290,8 +290,9 @@ def describe_source(config: DataConfig) -> tuple[list[Path], dict[str, Any]]:
         raise DataError(f"unknown data format {config.format!r}; expected one of {list(FORMATS)}")
     path = _required_path(config)
     if config.format == "movielens":
-        if not path.is_dir():
-            raise DataError(f"{path}: movielens data.path must be the ml-100k folder")
+        if not path.is_dir() or not (path / "u.data").is_file():
+            raise DataError(f"{path}: movielens data.path must be the ml-100k folder (with "
+                            "u.data); get it with 'uservec download movielens-100k'")
         files = [path / "u.data"] + ([path / "u.user"] if (path / "u.user").is_file() else [])
         return files, settings
     if config.format == "generic":
@@ -304,6 +305,8 @@ def describe_source(config: DataConfig) -> tuple[list[Path], dict[str, Any]]:
         if config.users_path:
             users_path = Path(config.users_path).expanduser()
             _check_exists(users_path, "users file")
+            if not users_path.is_file():
+                raise DataError(f"{users_path}: data.users_path must be a file, not a folder")
             files.append(users_path)
         return files, settings
     if config.format == "peterrec":
@@ -311,6 +314,8 @@ def describe_source(config: DataConfig) -> tuple[list[Path], dict[str, Any]]:
     folders = _cdrib_folders(path)
     settings["domains"] = sorted(folders)
     files = [folders[d] / f"{split}.txt" for d in sorted(folders) for split, _ in _CDRIB_SPLITS]
+    for file in files:
+        _check_exists(file, "CDRIB split file")
     return files, settings
 
 

@@ -207,6 +207,19 @@ def test_generic_folder_resolves_to_its_interactions_table(tmp_path):
     assert from_folder.interactions.equals(from_file.interactions)
 
 
+def test_wrong_folders_are_named_not_crashed_on(tmp_path):
+    """Each loader says which path is wrong and what it expected (no OSError from deep inside)."""
+    write(tmp_path / "interactions.csv", "user_id,item_id,timestamp\n1,2,3\n")
+    with pytest.raises(DataError, match=r"users_path must be a file"):
+        load_raw(DataConfig(format="generic", path=str(tmp_path), users_path=str(tmp_path)))
+    with pytest.raises(DataError, match=r"ml-100k folder \(with u\.data\)"):
+        load_raw(DataConfig(format="movielens", path=str(tmp_path)))
+    (tmp_path / "game_video").mkdir()
+    (tmp_path / "video_game").mkdir()
+    with pytest.raises(DataError, match=r"game_video/train\.txt: CDRIB split file does not exist"):
+        load_raw(DataConfig(format="amazon-cdrib", path=str(tmp_path)))
+
+
 def test_generic_folder_without_a_single_table_names_the_candidates(tmp_path):
     write(tmp_path / "a.csv", "user_id,item_id,timestamp\n1,2,3\n")
     write(tmp_path / "b.csv", "user_id,item_id,timestamp\n1,2,3\n")

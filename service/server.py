@@ -29,6 +29,8 @@ def configure_logging(level: str, json_logs: bool) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # FAISS logs each instruction set it tries at import: keep that out of the service log.
+    logging.getLogger("faiss").setLevel(max(root.level, logging.WARNING))
 
 
 def serve(settings: Settings | None = None) -> None:

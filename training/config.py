@@ -9,15 +9,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 
 class ConfigError(ValueError):
     """The experiment config is malformed; the message names the key."""
+
+
+#: (test, what it asks) for a numeric setting; a tuple setting applies it to every element
+Rule = tuple[Callable[[float], bool], str]
+POSITIVE: Rule = (lambda v: v > 0, "> 0")
+NON_NEGATIVE: Rule = (lambda v: v >= 0, ">= 0")
+FRACTION: Rule = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,11 @@ class DataConfig:
     #: where prepared arrays are cached (default: OUT/prepared)
     cache_dir: str | None = None
 
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "min_count": POSITIVE, "synthetic_users": POSITIVE, "synthetic_items": POSITIVE,
+        "synthetic_domains": POSITIVE,
+    }
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -60,6 +73,11 @@ class ModelConfig:
     kernel_size: int = 3
     max_len: int = 50
     dropout: float = 0.2
+
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "dim": POSITIVE, "dilations": POSITIVE, "kernel_size": POSITIVE, "max_len": POSITIVE,
+        "dropout": FRACTION,
+    }
 
 
 @dataclass(frozen=True)
@@ -95,11 +113,20 @@ class PretrainConfig:
     #: faster, and a mean readout over a long window summarises more of a user's taste.
     window: int = 0
 
+    RANGES: ClassVar[dict[str, Rule]] = {
+        "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "grad_clip": NON_NEGATIVE, "num_negatives": POSITIVE, "patience": POSITIVE,
+        "max_seconds": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "bag_weight": NON_NEGATIVE,
+        "window": NON_NEGATIVE,
+    }
+
 
 @dataclass(frozen=True)
 class EvalConfig:
     k: int = 10
     batch_size: int = 256
+
+    RANGES: ClassVar[dict[str, Rule]] = {"k": POSITIVE, "batch_size": POSITIVE}
 
 
 @dataclass(frozen=True)
@@ -166,10 +193,20 @@ def build_dataclass(cls: type[T], values: dict[str, Any], where: str = "config")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()}
+    _check_ranges(getattr(cls, "RANGES", {}), kwargs, where)
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _check_ranges(rules: dict[str, Rule], values: dict[str, Any], where: str) -> None:
+    """Reject out-of-range numbers here, with their key, rather than deep inside torch."""
+    for key, (ok, wanted) in rules.items():
+        value = values.get(key)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, int | float) and not ok(item):
+                raise ConfigError(f"{where}.{key} must be {wanted}, got {value!r}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

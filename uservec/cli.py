@@ -32,6 +32,9 @@ def _setup_logging(verbose: int) -> None:
     # Training and export report progress through INFO logs; keep them visible by default.
     for name in ("uservec", "training", "export", "service"):
         logging.getLogger(name).setLevel(min(level, logging.INFO))
+    # FAISS logs every instruction set it tries at import (ten lines of ModuleNotFoundError on a
+    # CPU without AVX512): noise unless debugging.
+    logging.getLogger("faiss").setLevel(level if level <= logging.DEBUG else logging.WARNING)
 
 
 class _UserError(click.ClickException):
@@ -256,12 +259,36 @@ def serve(
 
     Example: uservec serve --bundle bundles/movielens-100k --port 8000
     """
+    from pydantic import ValidationError
+
     from service.server import serve as serve_forever
     from service.settings import Settings
+    from uservec.manifest import BundleError, read_manifest
 
     flags: dict[str, Any] = {"bundle_path": bundle_path, "host": host, "port": port,
                              "redis_url": redis_url, "use_int8": use_int8}
-    serve_forever(Settings(**{k: v for k, v in flags.items() if v is not None}))
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise _UserError(settings_problems(exc)) from exc
+    if settings.bundle_path is not None:
+        # Fail before the server starts: a wrong path or a foreign folder is the usual mistake,
+        # and inside the app's startup it would end in uvicorn's traceback instead of one line.
+        try:
+            read_manifest(settings.bundle_path)
+        except BundleError as exc:
+            raise _UserError(f"cannot serve {settings.bundle_path}: {exc}") from exc
+    serve_forever(settings)
+
+
+def settings_problems(exc: Any) -> str:
+    """One line per invalid service setting, naming its USERVEC_* variable and the bad value."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        lines.append(f"invalid setting {field} (USERVEC_{field.upper()}={error.get('input')!r}): "
+                     f"{error['msg']}")
+    return "; ".join(lines) or str(exc)
 
 
 @main.command()

@@ -42,6 +42,30 @@ def test_wrong_type_is_named(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dim=-3", r"config\.model\.dim must be > 0, got -3"),
+        ("model.dilations=[1, 0]", r"config\.model\.dilations must be > 0, got \(1, 0\)"),
+        ("model.dropout=1.0", r"config\.model\.dropout must be in \[0, 1\)"),
+        ("pretrain.lr=0", r"config\.pretrain\.lr must be > 0"),
+        ("pretrain.window=-1", r"config\.pretrain\.window must be >= 0"),
+        ("data.min_count=0", r"config\.data\.min_count must be > 0"),
+        ("eval.k=0", r"config\.eval\.k must be > 0"),
+    ],
+)
+def test_out_of_range_numbers_are_named(tmp_path, override, message):
+    """A negative width used to surface as torch's 'negative dimension' traceback mid-run."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, "a.toml", ""), [override])
+
+
+def test_boundary_values_are_accepted(tmp_path):
+    cfg = load_config(write(tmp_path, "a.toml", ""),
+                      ["model.dropout=0", "pretrain.window=0", "pretrain.weight_decay=0"])
+    assert cfg.model.dropout == 0.0 and cfg.pretrain.window == 0
+
+
 def test_tasks_are_parsed(tmp_path):
     text = '[[tasks]]\nname = "age"\nkind = "profile"\nattribute = "age"\nbuckets = [18, 25]\n'
     cfg = load_config(write(tmp_path, "a.toml", text))

@@ -43,3 +43,17 @@ def test_bundle_verify_refuses_a_folder_that_is_not_a_bundle(tmp_path):
     result = CliRunner().invoke(main, ["bundle", "verify", str(tmp_path)])
     assert result.exit_code == 1
     assert "manifest not found" in result.output
+
+
+def test_serve_refuses_a_folder_that_is_not_a_bundle_before_starting(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--bundle", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "cannot serve" in result.output and "manifest not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_names_a_bad_environment_setting(monkeypatch):
+    monkeypatch.setenv("USERVEC_PORT", "eighty")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 1
+    assert "USERVEC_PORT='eighty'" in result.output and "valid integer" in result.output

@@ -267,4 +267,11 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ConfigError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
-    return build_dataclass(ExperimentConfig, json.loads(path.read_text()), "config.json")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); the run folder is damaged, re-run it "
+                          "or restore config.json") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    return build_dataclass(ExperimentConfig, raw, "config.json")

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from training.adapt import adapt_settings
-from training.config import ConfigError, ExperimentConfig, apply_overrides, load_config
+from training.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    read_run_config,
+)
 from training.runner import export_settings
 
 
@@ -64,6 +70,14 @@ def test_boundary_values_are_accepted(tmp_path):
     cfg = load_config(write(tmp_path, "a.toml", ""),
                       ["model.dropout=0", "pretrain.window=0", "pretrain.weight_decay=0"])
     assert cfg.model.dropout == 0.0 and cfg.pretrain.window == 0
+
+
+@pytest.mark.parametrize("text", ['{"name": 3', "[1, 2]"])
+def test_a_damaged_run_config_is_named(tmp_path, text):
+    """`uservec probe/export` on a run whose config.json was truncated: one line, no traceback."""
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ConfigError, match=r"config\.json: (not valid JSON|expected a JSON object)"):
+        read_run_config(tmp_path)
 
 
 def test_tasks_are_parsed(tmp_path):

@@ -75,7 +75,7 @@ def main(verbose: int) -> None:
     Pretrain a NextItNet encoder on behaviour sequences, add per-task adapters and heads, export
     everything to one ONNX + FAISS bundle and serve it over REST.
     """
-    _setup_logging(verbose + 1)
+    _setup_logging(verbose)
 
 
 @main.command()

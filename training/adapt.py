@@ -80,6 +80,7 @@ METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
 FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
 ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained", "probe")
+PLACEMENTS: tuple[str, ...] = ("serial", "parallel")
 HEAD_INITS: tuple[str, ...] = ("random", "probe")
 K = 10
 
@@ -99,6 +100,9 @@ class AdaptSettings:
     bottleneck_grid: tuple[int, ...] = (8,)
     #: adapter: "serial" (patch after the convolution) or "parallel" (beside it)
     placement: str = "serial"
+    #: adapter: placements tuned on validation users like the learning rate (empty = only
+    #: ``placement``); PeterRec reports both, and which one suits a task is an empirical question
+    placement_grid: tuple[str, ...] = ()
     #: adapter: train a copy of every layer norm per task (PeterRec) instead of sharing them
     own_layer_norms: bool = True
     adapter_lr_grid: tuple[float, ...] = (1e-3,)
@@ -149,8 +153,9 @@ class AdaptSettings:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"extra.adapt.methods: unknown {unknown}; allowed {list(METHODS)}")
-        if self.placement not in ("serial", "parallel"):
-            raise ValueError(f"extra.adapt.placement must be serial|parallel: {self.placement!r}")
+        for placement in (self.placement, *self.placement_grid):
+            if placement not in PLACEMENTS:
+                raise ValueError(f"extra.adapt.placement must be serial|parallel: {placement!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"extra.adapt.select_metric must be one of {SELECT_METRICS}")
         if self.head_init not in HEAD_INITS:
@@ -186,6 +191,8 @@ class Hyperparameters:
     weight_decay: float = 0.0
     #: adapter only
     bottleneck: int | None = None
+    #: adapter only: "serial" | "parallel"
+    placement: str | None = None
     #: profile only: class-weight power (0 = unweighted, 1 = balanced)
     class_weight: float = 0.0
     epochs: int | None = None
@@ -197,14 +204,16 @@ def hyperparameter_grid(
     """Every grid point of ``method`` (in a fixed order: ties go to the earlier point)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    bottlenecks: Sequence[int | None] = (
-        settings.bottleneck_grid if method == "adapter" else (None,)
+    adapter = method == "adapter"
+    bottlenecks: Sequence[int | None] = settings.bottleneck_grid if adapter else (None,)
+    placements: Sequence[str | None] = (
+        (settings.placement_grid or (settings.placement,)) if adapter else (None,)
     )
     weights = settings.class_weight_grid if profile else (0.0,)
     return [
-        Hyperparameters(lr=lr, weight_decay=wd, bottleneck=b, class_weight=cw)
-        for b, lr, wd, cw in itertools.product(
-            bottlenecks, settings.lr_grid(method), settings.weight_decay_grid, weights
+        Hyperparameters(lr=lr, weight_decay=wd, bottleneck=b, placement=pl, class_weight=cw)
+        for b, pl, lr, wd, cw in itertools.product(
+            bottlenecks, placements, settings.lr_grid(method), settings.weight_decay_grid, weights
         )
     ]
 
@@ -363,8 +372,8 @@ def build_method(
             if hp.bottleneck is None:
                 raise ValueError("the adapter method needs a bottleneck size")
             torch.manual_seed(seed)
-            add_or_reset_task(encoder, task_name, hp.bottleneck, settings.placement,
-                              settings.own_layer_norms)
+            add_or_reset_task(encoder, task_name, hp.bottleneck,
+                              hp.placement or settings.placement, settings.own_layer_norms)
             patches = task_name
         encoder.freeze_backbone()
         task_params = encoder.task_parameters(task_name) if patches else []

@@ -107,9 +107,29 @@ def test_grid_covers_every_combination_in_order():
                              class_weight_grid=(0.0, 1.0))
     grid = hyperparameter_grid("adapter", settings, profile=True)
     assert len(grid) == 8
-    assert grid[0] == Hyperparameters(lr=1e-3, bottleneck=4, class_weight=0.0)
+    assert grid[0] == Hyperparameters(lr=1e-3, bottleneck=4, placement="serial", class_weight=0.0)
     assert {hp.bottleneck for hp in hyperparameter_grid("fine-tune-all", settings, True)} == {None}
     assert {hp.class_weight for hp in hyperparameter_grid("adapter", settings, False)} == {0.0}
+
+
+def test_placement_grid_is_tuned_for_the_adapter_only():
+    settings = AdaptSettings(placement_grid=("serial", "parallel"), adapter_lr_grid=(1e-3, 3e-3))
+    grid = hyperparameter_grid("adapter", settings, profile=False)
+    assert [(hp.placement, hp.lr) for hp in grid] == [
+        ("serial", 1e-3), ("serial", 3e-3), ("parallel", 1e-3), ("parallel", 3e-3)]
+    assert {hp.placement for hp in hyperparameter_grid("head-only", settings, False)} == {None}
+    fixed = hyperparameter_grid("adapter", AdaptSettings(placement="parallel"), profile=False)
+    assert [hp.placement for hp in fixed] == ["parallel"]
+    with pytest.raises(ValueError, match=r"must be serial\|parallel: .beside."):
+        AdaptSettings(placement_grid=("serial", "beside"))
+
+
+@pytest.mark.parametrize("placement", ["serial", "parallel"])
+def test_build_method_patches_with_the_chosen_placement(placement):
+    pretrained = random_pretrained(VOCAB)
+    hp = Hyperparameters(1e-3, bottleneck=4, placement=placement)
+    setup = build_method("adapter", pretrained.encoder, ClassificationHead(DIM, 3), hp, FAST, "t")
+    assert setup.network.encoder.tasks["t"].placement == placement
 
 
 def test_class_weights_balanced_and_unweighted():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,18 +220,8 @@ def _required_path(config: DataConfig) -> Path:
 
 def _peterrec_file(path: Path) -> Path:
     """A PeterRec file, or the one to use in a folder: the finetune file holds both domains."""
-    if path.is_file():
-        return path
-    candidates = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
-    finetune = [p for p in candidates if "finetune" in p.name.lower()]
-    if len(finetune) == 1:
-        return finetune[0]
-    if len(candidates) == 1:
-        return candidates[0]
-    raise DataError(
-        f"{path}: expected one PeterRec CSV (or one '*finetune*' file) in the folder, found "
-        f"{[p.name for p in candidates]}; pass the file itself as data.path"
-    )
+    return _file_in(path, (".csv",), lambda name: "finetune" in name,
+                    "one PeterRec CSV (or one '*finetune*' file)")
 
 
 #: file endings the generic loader reads (``_read_table``)
@@ -238,24 +229,30 @@ _TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
 def _generic_file(path: Path) -> Path:
-    """The interactions table, or the one to use in a folder (a dataset folder is a natural path).
+    """The interactions table, or the one to use in a folder (a dataset folder is a natural path,
+    e.g. one holding ``interactions.csv.gz`` beside a users table and a README)."""
+    return _file_in(path, _TABLE_SUFFIXES, lambda name: name.startswith("interactions."),
+                    "one table (CSV, CSV.GZ, Parquet) or one 'interactions.*' table")
 
-    A folder resolves to its single table, or to its single ``interactions.*`` table; anything
-    else is ambiguous and named in the error rather than guessed.
+
+def _file_in(path: Path, suffixes: tuple[str, ...], preferred: Callable[[str], bool],
+             expected: str) -> Path:
+    """``path`` if it is a file; in a folder, its one ``preferred`` file, else its only candidate.
+
+    Anything else is ambiguous and is named in the error rather than guessed.
     """
     if path.is_file():
         return path
-    tables = sorted(p for p in path.iterdir()
-                    if p.is_file() and p.name.lower().endswith(_TABLE_SUFFIXES))
-    named = [p for p in tables if p.name.lower().startswith("interactions.")]
-    if len(named) == 1:
-        return named[0]
-    if len(tables) == 1:
-        return tables[0]
+    candidates = sorted(p for p in path.iterdir()
+                        if p.is_file() and p.name.lower().endswith(suffixes))
+    chosen = [p for p in candidates if preferred(p.name.lower())]
+    if len(chosen) == 1:
+        return chosen[0]
+    if len(candidates) == 1:
+        return candidates[0]
     raise DataError(
-        f"{path}: generic data.path is a folder with {len(tables)} tables "
-        f"{[p.name for p in tables]} and no single 'interactions.*' among them; "
-        "pass the interactions file itself as data.path"
+        f"{path}: expected {expected} in the folder, found {[p.name for p in candidates]}; "
+        "pass the file itself as data.path"
     )
 
 

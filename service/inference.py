@@ -89,12 +89,14 @@ def _profile_heads(bundle: Bundle, names: Sequence[str] | None) -> list[ProfileH
         names = available
     unknown = [name for name in names if name not in bundle.profile_heads]
     if unknown or not names:
-        raise InvalidRequest(
-            f"unknown profile attributes {unknown}" if unknown
-            else "this bundle has no profile heads",
-            code="unknown_attribute",
-            details={"unknown": unknown, "available": available},
-        )
+        if unknown:
+            message = f"unknown profile attributes {unknown}"
+        elif available:
+            message = "attributes is empty: name at least one, or leave it out for all"
+        else:
+            message = "this bundle has no profile heads"
+        raise InvalidRequest(message, code="unknown_attribute",
+                             details={"unknown": unknown, "available": available})
     return [bundle.profile_heads[name] for name in dict.fromkeys(names)]
 
 

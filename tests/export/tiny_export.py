@@ -32,7 +32,8 @@ def build_fused(vocab: Vocabulary, seed: int = 0) -> FusedUserModel:
     torch.manual_seed(seed)
     encoder = NextItNet(vocab.size, DIM, (1, 2, 1, 2), 3)
     encoder.add_task("gender", bottleneck=4, placement="serial", own_layer_norms=True)
-    encoder.add_task("games", bottleneck=4, placement="serial", own_layer_norms=True)
+    # both placements go through the export and parity checks (gender serial, games parallel)
+    encoder.add_task("games", bottleneck=4, placement="parallel", own_layer_norms=True)
     keep = torch.from_numpy(vocab.domain_ids() == vocab.domains().index(SOURCE))
     fused = FusedUserModel(
         encoder,

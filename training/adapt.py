@@ -60,6 +60,7 @@ from training.config import ExperimentConfig, build_dataclass
 from training.data.dataset import PreparedDataset
 from training.metrics import accuracy, macro_f1, ndcg_at_k, top_k
 from training.model import (
+    PLACEMENTS,
     READOUTS,
     BottleneckPatch,
     ClassificationHead,
@@ -80,7 +81,6 @@ METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
 FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
 ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained", "probe")
-PLACEMENTS: tuple[str, ...] = ("serial", "parallel")
 HEAD_INITS: tuple[str, ...] = ("random", "probe")
 K = 10
 

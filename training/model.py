@@ -12,7 +12,7 @@ left padding precedes the sequence: serving may pad a batch only to its longest 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from torch import nn
 from uservec.ids import PAD_ID
 
 Placement = Literal["serial", "parallel"]
+PLACEMENTS: tuple[str, ...] = get_args(Placement)
 #: how a sequence's hidden states become one user vector (see :func:`read_out`)
 Readout = Literal["last", "mean"]
 READOUTS: tuple[str, ...] = ("last", "mean")
@@ -194,7 +195,7 @@ class NextItNet(nn.Module):
         """Register a task's patches (identity at start) in every block."""
         if name in self.tasks:
             raise ValueError(f"task {name!r} already exists")
-        if placement not in ("serial", "parallel"):
+        if placement not in PLACEMENTS:
             raise ValueError(f"placement must be 'serial' or 'parallel', got {placement!r}")
         spec = TaskSpec(bottleneck, placement, own_layer_norms)
         for block in self.blocks:

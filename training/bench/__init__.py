@@ -21,21 +21,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.bench.common import DEFAULT_MODEL, QUICK_MODEL, build_bench_bundle
+from training.bench.common import (
+    DEFAULT_MODEL,
+    QUICK_MODEL,
+    build_bench_bundle,
+    cpu_description,
+)
 
 __all__ = ["run_bench"]
 
 logger = logging.getLogger(__name__)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def _load() -> str:
@@ -75,7 +70,7 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     work.mkdir()
     model = QUICK_MODEL if quick else DEFAULT_MODEL
     results: dict[str, Any] = {"meta": {
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
+        "cpu": cpu_description(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
         "load_before": _load(),
         "model_source": str(bundle) if bundle else
         f"random NextItNet {model.to_dict()} (built for this run)",

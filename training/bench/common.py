@@ -25,6 +25,41 @@ from uservec.vocab import Vocabulary
 
 logger = logging.getLogger(__name__)
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def describe_cpu(cpuinfo: str) -> str:
+    """'<model name>, <int8 dot-product support>' from the text of /proc/cpuinfo.
+
+    int8 inference only pays off with int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI);
+    a benchmark states what the machine it ran on had, because these machines vary.
+    """
+    name, flags = "unknown CPU", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and name == "unknown CPU":
+            name = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    if "avx512_vnni" in flags:
+        isa = "AVX-512 VNNI"
+    elif "avx_vnni" in flags:
+        isa = "AVX-VNNI"
+    elif "avx2" in flags:
+        isa = "AVX2 only (no VNNI)"
+    else:
+        isa = "instruction set unknown" if not flags else "no AVX2"
+    return f"{name}, {isa}"
+
+
+def cpu_description() -> str:
+    """:func:`describe_cpu` of this machine ('unknown CPU' where /proc/cpuinfo is missing)."""
+    try:
+        return describe_cpu(CPUINFO.read_text())
+    except OSError:
+        return describe_cpu("")
+
+
 BOOKS, GAMES = "books", "games"
 #: core the server (and the in-process raw engine it is compared with) runs on
 SERVER_CORE = 0

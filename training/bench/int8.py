@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 
 from export.quantize import accuracy_report, quantize, time_models
 from export.task_metrics import evaluator_for_bundle, metric_change
-from training.bench.common import SERVER_CORE, calibration_items, pinned, random_sequences, ratio
+from training.bench.common import (
+    SERVER_CORE,
+    calibration_items,
+    cpu_description,
+    pinned,
+    random_sequences,
+    ratio,
+)
 from uservec.manifest import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -49,7 +56,7 @@ def run_int8(bundle: Path, quick: bool, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     repeats = 3 if quick else 30
     vectors = _item_vectors(bundle)
-    result: dict[str, Any] = {"cpu_note": "AMD EPYC, AVX2 only (no AVX-512 VNNI)", "methods": {}}
+    result: dict[str, Any] = {"cpu_note": cpu_description(), "methods": {}}
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, str | Path] = {"fp32": fp32}
         if real is not None:

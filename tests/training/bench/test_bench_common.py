@@ -5,10 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from training.bench.common import (
     DEFAULT_MODEL,
     bundle_items,
+    cpu_description,
+    describe_cpu,
     interleaved_times,
     percentiles_ms,
     random_sequences,
@@ -62,3 +65,24 @@ def test_quick_bundle_serves_every_head(quick_bundle: Path) -> None:
     assert names == ["user_vector", "profile.gender", "profile.age", "query.games"]
     items = bundle_items(quick_bundle)
     assert {domain for domain, _ in items} == {"books", "games"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "isa"),
+    [
+        ("fpu sse2 avx2 avx512f avx512_vnni avx_vnni", "AVX-512 VNNI"),
+        ("fpu sse2 avx2 avx_vnni", "AVX-VNNI"),
+        ("fpu sse2 avx2 fma", "AVX2 only (no VNNI)"),
+        ("fpu sse2", "no AVX2"),
+    ],
+)
+def test_describe_cpu_names_the_model_and_its_int8_dot_product_support(flags, isa):
+    """The int8 benchmark once printed a hard-coded 'AMD EPYC, AVX2 only' on an Intel machine
+    with AVX-512 VNNI; the description now comes from the machine it runs on."""
+    text = f"processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+    assert describe_cpu(text) == f"Some CPU 9000, {isa}"
+
+
+def test_describe_cpu_without_cpuinfo():
+    assert describe_cpu("") == "unknown CPU, instruction set unknown"
+    assert cpu_description()  # this machine: never raises

@@ -1022,20 +1022,37 @@ def item_head(
     return head
 
 
-def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge from user vectors (N, D) to target bags (N, C): raw-vector weights (C, D), bias (C,).
+#: lam -> (weight (C, D), bias (C,)) of one fitted ridge problem
+RidgeSolve = Callable[[float], tuple[np.ndarray, np.ndarray]]
+
+
+def vector_ridge_solver(vectors: np.ndarray, targets: Any) -> RidgeSolve:
+    """Ridge from user vectors (N, D) to target bags (N, C), for any lambda: raw-vector weights.
 
     The P3 ``ridge`` baseline's model (binary targets, an intercept column penalised too) with
     the frozen user vector in place of the source bag: the vectors are standardised, solved in
     the primal (D + 1 unknowns per item, a (D+1)^2 system), and the standardisation is folded
-    back so that ``vectors @ weight.T + bias`` are the ridge scores.
+    back so that ``vectors @ weight.T + bias`` are the ridge scores. The standardisation, the
+    Gram matrix and the right-hand side do not depend on lambda, so a lambda search computes
+    them once and pays only the solve per grid point.
     """
     mean, std = column_scale(vectors)
     design = np.hstack([(vectors - mean) / std, np.ones((len(vectors), 1))])  # (N, D + 1)
     rhs = np.asarray((targets.T @ design).T)  # (D + 1, C), targets may be sparse
-    solution = np.linalg.solve(design.T @ design + lam * np.eye(design.shape[1]), rhs)
-    weight = (solution[:-1] / std[:, None]).T  # (C, D)
-    return weight, solution[-1] - weight @ mean
+    gram = design.T @ design
+    eye = np.eye(design.shape[1])
+
+    def solve(lam: float) -> tuple[np.ndarray, np.ndarray]:
+        solution = np.linalg.solve(gram + lam * eye, rhs)
+        weight = (solution[:-1] / std[:, None]).T  # (C, D)
+        return weight, solution[-1] - weight @ mean
+
+    return solve
+
+
+def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vector_ridge_solver` at one lambda."""
+    return vector_ridge_solver(vectors, targets)(lam)
 
 
 def select_ridge_lambda(
@@ -1054,9 +1071,10 @@ def select_ridge_lambda(
     held = held[np.diff(targets.indptr)[held] > 0]  # NDCG needs a target item
     if held.size == 0:
         return float(min(grid)), {}
+    solve = vector_ridge_solver(vectors[fitted], targets[fitted])
     scores: dict[float, float] = {}
     for lam in grid:
-        weight, bias = vector_ridge(vectors[fitted], targets[fitted], lam)
+        weight, bias = solve(lam)
         ranked = top_k(vectors[held] @ weight.T + bias, popularity, k)
         scores[lam] = float(np.mean([ndcg_at_k(ranked[row], targets[user].indices, k)
                                      for row, user in enumerate(held)]))

@@ -44,7 +44,7 @@ from training.adapt import (
     profile_inputs,
     source_inputs,
     source_keep,
-    vector_ridge,
+    vector_ridge_solver,
 )
 from training.baselines import (
     LAMBDA_GRID,
@@ -223,13 +223,15 @@ RidgeFamily = Callable[[CrossDomainSplit], Callable[[float], ScoreFn]]
 
 
 def vector_ridge_family(vectors: VectorLookup) -> RidgeFamily:
-    """:func:`vector_ridge` on ``split.train_users``' vectors, scoring ``split``'s candidates."""
+    """:func:`~training.adapt.vector_ridge_solver` on ``split.train_users``' vectors, scoring
+    ``split``'s candidates; the lambda-free part is computed once per split."""
 
     def fit(split: CrossDomainSplit) -> Callable[[float], ScoreFn]:
-        train, targets = vectors(split.train_users), split.target_matrix(split.train_users)
+        solve = vector_ridge_solver(vectors(split.train_users),
+                                    split.target_matrix(split.train_users))
 
         def at(lam: float) -> ScoreFn:
-            weight, bias = vector_ridge(train, targets, lam)
+            weight, bias = solve(lam)
             return lambda users: vectors(users) @ weight.T + bias
 
         return at

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import uservec
+from service.engine import Bundle
 from service.errors import ServiceError, install_error_handlers
 from service.metrics import Metrics
 from service.middleware import LimitsMiddleware, RequestContextMiddleware
@@ -57,8 +58,14 @@ def _install_sighup(runtime: Runtime) -> bool:
     return True
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` defaults to :func:`get_settings` (the environment)."""
+def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -> FastAPI:
+    """Build the app; ``settings`` defaults to :func:`get_settings` (the environment).
+
+    ``loaded``: a bundle already loaded with :func:`service.engine.load_bundle`, served from startup
+    instead of loading ``settings.bundle_path`` again (the first lifespan only; a restart of the
+    same app object loads from the path).
+    """
+    preloaded = [loaded] if loaded is not None else []
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -67,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = Runtime(settings, metrics)
         app.state.runtime = runtime
         try:
-            await runtime.start()
+            await runtime.start(preloaded.pop() if preloaded else None)
         except BaseException:
             await runtime.close()
             raise

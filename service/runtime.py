@@ -87,11 +87,17 @@ class Runtime:
         self.background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle
-    async def start(self) -> None:
-        """Start the batcher and load the configured bundle (a bad bundle fails startup)."""
+    async def start(self, preloaded: Bundle | None = None) -> None:
+        """Start the batcher and load the configured bundle (a bad bundle fails startup).
+
+        ``preloaded`` is a bundle the caller already loaded and checked (``uservec serve`` loads
+        it before uvicorn starts, so a corrupt bundle ends in one line, not a startup traceback).
+        """
         if self.batcher is not None:
             self.batcher.start()
-        if self.bundle_path is not None:
+        if preloaded is not None:
+            self._swap_in(preloaded, preloaded.path)
+        elif self.bundle_path is not None:
             await self.reload(self.bundle_path)
 
     async def close(self) -> None:
@@ -144,14 +150,17 @@ class Runtime:
                     f"bundle refused: {exc}",
                     details={"bundle_path": str(target), "serving": current},
                 ) from exc
-            previous = self._bundle.version if self._bundle else None
-            self._bundle, self.bundle_path = bundle, target
-            self.metrics.set_bundle(
-                bundle.version, bundle.manifest.schema_version, bundle.model_file
-            )
-            self.metrics.reloads.labels(result="ok").inc()
-            logger.info("serving bundle %s (was %s)", bundle.version, previous)
+            previous = self._swap_in(bundle, target)
             return ReloadResult(previous, bundle, time.perf_counter() - start)
+
+    def _swap_in(self, bundle: Bundle, path: Path) -> str | None:
+        """Make ``bundle`` the one new requests use; returns the version it replaced."""
+        previous = self._bundle.version if self._bundle else None
+        self._bundle, self.bundle_path = bundle, path
+        self.metrics.set_bundle(bundle.version, bundle.manifest.schema_version, bundle.model_file)
+        self.metrics.reloads.labels(result="ok").inc()
+        logger.info("serving bundle %s (was %s)", bundle.version, previous)
+        return previous
 
     # --- work
     async def in_thread(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:

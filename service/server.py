@@ -12,8 +12,10 @@ import logging
 import uvicorn
 
 from service.app import create_app
+from service.engine import Bundle
 from service.middleware import JsonFormatter
 from service.settings import Settings, get_settings
+from uservec.logs import quiet_third_party
 
 
 def configure_logging(level: str, json_logs: bool) -> None:
@@ -29,16 +31,15 @@ def configure_logging(level: str, json_logs: bool) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # FAISS logs each instruction set it tries at import: keep that out of the service log.
-    logging.getLogger("faiss").setLevel(max(root.level, logging.WARNING))
+    quiet_third_party(root.level)
 
 
-def serve(settings: Settings | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; blocks."""
+def serve(settings: Settings | None = None, loaded: Bundle | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; blocks. ``loaded``: the bundle, already loaded and checked."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.json_logs)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, loaded),
         host=settings.host,
         port=settings.port,
         log_config=None,

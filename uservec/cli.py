@@ -15,11 +15,15 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import uservec
+from uservec.logs import quiet_third_party
+
+if TYPE_CHECKING:  # the service extra may not be installed; imported lazily below
+    from service.settings import Settings
 
 log = logging.getLogger("uservec")
 
@@ -32,9 +36,7 @@ def _setup_logging(verbose: int) -> None:
     # Training and export report progress through INFO logs; keep them visible by default.
     for name in ("uservec", "training", "export", "service"):
         logging.getLogger(name).setLevel(min(level, logging.INFO))
-    # FAISS logs every instruction set it tries at import (ten lines of ModuleNotFoundError on a
-    # CPU without AVX512): noise unless debugging.
-    logging.getLogger("faiss").setLevel(level if level <= logging.DEBUG else logging.WARNING)
+    quiet_third_party(level)
 
 
 class _UserError(click.ClickException):
@@ -208,11 +210,10 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     if no_serve:
         click.echo(f"serve it later with: uservec serve --bundle {bundle_dir}")
         return
-    from service.server import serve as serve_forever
     from service.settings import Settings
 
     click.echo(f"serving on {base} (Ctrl-C to stop)")
-    serve_forever(Settings(bundle_path=bundle_dir, host=host, port=port, json_logs=False))
+    _serve(Settings(bundle_path=bundle_dir, host=host, port=port, json_logs=False))
 
 
 @main.command("export")
@@ -261,9 +262,7 @@ def serve(
     """
     from pydantic import ValidationError
 
-    from service.server import serve as serve_forever
     from service.settings import Settings
-    from uservec.manifest import BundleError, read_manifest
 
     flags: dict[str, Any] = {"bundle_path": bundle_path, "host": host, "port": port,
                              "redis_url": redis_url, "use_int8": use_int8}
@@ -271,14 +270,32 @@ def serve(
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
         raise _UserError(settings_problems(exc)) from exc
+    _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    """Load and check the bundle, then serve it until SIGTERM / Ctrl-C.
+
+    Loading happens before the server starts: a wrong path, a foreign folder or a corrupt file
+    then ends in one line, where inside the app's startup it would end in uvicorn's traceback.
+    The app serves the bundle loaded here, so it is read once.
+    """
+    from service.engine import load_bundle
+    from service.server import configure_logging
+    from service.server import serve as serve_forever
+    from uservec.manifest import BundleError
+
+    loaded = None
     if settings.bundle_path is not None:
-        # Fail before the server starts: a wrong path or a foreign folder is the usual mistake,
-        # and inside the app's startup it would end in uvicorn's traceback instead of one line.
+        configure_logging(settings.log_level, settings.json_logs)
         try:
-            read_manifest(settings.bundle_path)
+            loaded = load_bundle(
+                settings.bundle_path, verify_checksums=settings.verify_checksums,
+                use_int8=settings.use_int8, intra_op_threads=settings.ort_intra_op_threads,
+            )
         except BundleError as exc:
             raise _UserError(f"cannot serve {settings.bundle_path}: {exc}") from exc
-    serve_forever(settings)
+    serve_forever(settings, loaded)
 
 
 def settings_problems(exc: Any) -> str:

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from service_helpers import user
 
 from service.app import create_app
+from service.engine import load_bundle
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +71,19 @@ async def test_each_app_counts_on_its_own_registry(serve, make_settings):
         await first.client.post("/embed", json={"users": [user("b0")]})
         assert first.metric("uservec_users_total", endpoint="embed") == 1
         assert second.metric("uservec_users_total", endpoint="embed") == 0
+
+
+async def test_a_bundle_loaded_before_startup_is_served_without_reading_the_path_again(
+    make_settings, main_bundle, corrupt_bundle
+):
+    # `uservec serve` loads the bundle first; the app must serve that object, not load it again
+    loaded = load_bundle(main_bundle)
+    app = create_app(make_settings(bundle_path=corrupt_bundle), loaded)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            assert (await client.get("/health/ready")).status_code == 200
+            assert (await client.post("/embed", json={"users": [user("b0")]})).status_code == 200
+        assert app.state.runtime.current is loaded
+        assert app.state.runtime.bundle_path == main_bundle
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from service_helpers import free_port, user
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +83,18 @@ def test_serve_answers_reloads_on_sighup_and_drains_on_sigterm(main_bundle):
     messages = [r["message"] for r in records]
     assert any(m.startswith("SIGHUP: reloading bundle") for m in messages)
     assert sum(m.startswith("loaded bundle") for m in messages) == 2  # startup + SIGHUP
+
+
+@pytest.mark.parametrize("verify", ["true", "false"])
+def test_uservec_serve_refuses_a_corrupt_model_in_one_line_before_starting(corrupt_bundle, verify):
+    """The manifest parses, the model file is truncated: one error line, no uvicorn traceback."""
+    env = {**os.environ, "USERVEC_VERIFY_CHECKSUMS": verify}
+    process = subprocess.run(
+        [sys.executable, "-c", "from uservec.cli import main; main()", "serve",
+         "--bundle", str(corrupt_bundle), "--port", str(free_port())],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert process.returncode == 1
+    assert "cannot serve" in process.stderr and "model.onnx" in process.stderr
+    assert "Traceback" not in process.stderr and "Application startup failed" not in process.stderr
+

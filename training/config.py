@@ -28,8 +28,24 @@ NON_NEGATIVE: Rule = (lambda v: v >= 0, ">= 0")
 FRACTION: Rule = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
+class _Ranged:
+    """A config section whose numbers are checked when it is built, from a file or in code.
+
+    Checking here rather than where a config file is parsed means a section built in code
+    (tests, ``dataclasses.replace``, a notebook) cannot carry a negative width into torch either.
+    """
+
+    #: the section's key in the config file, for messages: ``config.<SECTION>.<key>``
+    SECTION: ClassVar[str] = ""
+    RANGES: ClassVar[dict[str, Rule]] = {}
+
+    def __post_init__(self) -> None:
+        values = {key: getattr(self, key) for key in self.RANGES}
+        _check_ranges(self.RANGES, values, f"config.{self.SECTION}")
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Ranged):
     """Where the behaviour data comes from and how it is prepared."""
 
     #: movielens | generic | peterrec | amazon-cdrib | synthetic
@@ -53,6 +69,7 @@ class DataConfig:
     #: where prepared arrays are cached (default: OUT/prepared)
     cache_dir: str | None = None
 
+    SECTION = "data"
     RANGES: ClassVar[dict[str, Rule]] = {
         "min_count": POSITIVE, "synthetic_users": POSITIVE, "synthetic_items": POSITIVE,
         "synthetic_domains": POSITIVE,
@@ -60,7 +77,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Ranged):
     """NextItNet encoder sizes.
 
     Defaults are sized for MovieLens-100K on two shared CPU cores: about 2 CPU-minutes of
@@ -74,6 +91,7 @@ class ModelConfig:
     max_len: int = 50
     dropout: float = 0.2
 
+    SECTION = "model"
     RANGES: ClassVar[dict[str, Rule]] = {
         "dim": POSITIVE, "dilations": POSITIVE, "kernel_size": POSITIVE, "max_len": POSITIVE,
         "dropout": FRACTION,
@@ -81,7 +99,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(_Ranged):
     """Self-supervised next-item pretraining."""
 
     epochs: int = 20
@@ -113,6 +131,7 @@ class PretrainConfig:
     #: faster, and a mean readout over a long window summarises more of a user's taste.
     window: int = 0
 
+    SECTION = "pretrain"
     RANGES: ClassVar[dict[str, Rule]] = {
         "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "grad_clip": NON_NEGATIVE, "num_negatives": POSITIVE, "patience": POSITIVE,
@@ -122,10 +141,11 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Ranged):
     k: int = 10
     batch_size: int = 256
 
+    SECTION = "eval"
     RANGES: ClassVar[dict[str, Rule]] = {"k": POSITIVE, "batch_size": POSITIVE}
 
 
@@ -193,8 +213,7 @@ def build_dataclass(cls: type[T], values: dict[str, Any], where: str = "config")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()}
-    _check_ranges(getattr(cls, "RANGES", {}), kwargs, where)
-    try:
+    try:  # out-of-range numbers: ConfigError from the section's __post_init__ (_Ranged)
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc

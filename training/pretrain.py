@@ -118,12 +118,7 @@ def _pretrain(
     resume: bool,
 ) -> PretrainResult:
 
-    if pretrain_cfg.epochs < 1:
-        raise ValueError(f"pretrain.epochs must be at least 1, got {pretrain_cfg.epochs}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if pretrain_cfg.window < 0:
-        raise ValueError(f"pretrain.window must be >= 0 (0 = model.max_len), got "
-                         f"{pretrain_cfg.window}")
     windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")

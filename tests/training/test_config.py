@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,8 @@ from training.adapt import adapt_settings
 from training.config import (
     ConfigError,
     ExperimentConfig,
+    ModelConfig,
+    PretrainConfig,
     apply_overrides,
     load_config,
     read_run_config,
@@ -64,6 +67,13 @@ def test_out_of_range_numbers_are_named(tmp_path, override, message):
     """A negative width used to surface as torch's 'negative dimension' traceback mid-run."""
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, "a.toml", ""), [override])
+
+
+def test_sections_built_in_code_are_checked_too():
+    with pytest.raises(ConfigError, match=r"config\.model\.dim must be > 0, got 0"):
+        ModelConfig(dim=0)
+    with pytest.raises(ConfigError, match=r"config\.pretrain\.epochs must be > 0"):
+        dataclasses.replace(PretrainConfig(), epochs=0)
 
 
 def test_boundary_values_are_accepted(tmp_path):

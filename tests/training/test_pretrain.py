@@ -81,8 +81,9 @@ def test_checkpoint_records_what_makes_it_reproducible(tiny_dataset, tmp_path: P
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_dataset, tmp_path: Path) -> None:
-    # lr 0: validation never improves after epoch 1, so patience 2 stops after epoch 3
-    result = pretrain(tiny_dataset, MODEL, config(epochs=10, lr=0.0, patience=2), EVAL,
+    # lr 1e-12 (0 is refused): updates far below float32 resolution, so validation never
+    # improves after epoch 1 and patience 2 stops after epoch 3
+    result = pretrain(tiny_dataset, MODEL, config(epochs=10, lr=1e-12, patience=2), EVAL,
                       tmp_path, seed=0)
     assert result.stop_reason == "early_stopping"
     assert result.best_epoch == 1 and len(result.history) == 3

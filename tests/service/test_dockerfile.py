@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,15 @@ def test_entrypoint_serves_and_healthcheck_turns_healthy(main_bundle: Path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_image_copies_every_file_the_package_metadata_reads():
+    """`pip install .` in the image fails if pyproject's readme or license file was not copied."""
+    project = tomllib.loads((DOCKERFILE.parent / "pyproject.toml").read_text())["project"]
+    needed = {"pyproject.toml", project["readme"], *project.get("license-files", [])}
+    copied = {
+        source
+        for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY ")
+        for source in line.split()[1:-1] if not source.startswith("--")
+    }
+    assert needed <= copied, f"Dockerfile does not COPY {sorted(needed - copied)}"

@@ -227,6 +227,9 @@ def load_bundle(
     # session that will serve, so it is not opened twice
     manifest = load_and_verify(root, smoke=False) if verify_checksums else read_manifest(root)
     model_file = manifest.model.int8_file if use_int8 and manifest.model.int8_file else None
+    if use_int8 and model_file is None:
+        logger.warning("int8 requested but bundle %s has no int8 model (export it with --int8); "
+                       "serving the fp32 model", root)
     model_path = root / (model_file or manifest.model.file)
     try:
         vocab = Vocabulary.load(root / manifest.vocab_file)

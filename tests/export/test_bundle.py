@@ -12,6 +12,7 @@ from tiny_export import MAX_LEN, make_items
 from export import ExportError, bundle
 from export.bundle import write_bundle
 from export.parity import ParityError
+from service.engine import load_bundle
 from uservec.fingerprint import sha256_file
 from uservec.manifest import SCHEMA_VERSION, read_manifest
 from uservec.vocab import Vocabulary
@@ -138,3 +139,8 @@ def test_calibration_sequences_must_fit_the_window_and_vocabulary(tmp_path, fuse
         write_bundle(
             tmp_path / "b", fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8) + vocab.size
         )
+
+
+def test_the_service_serves_the_int8_twin_only_when_asked(bundle_dir):
+    assert load_bundle(bundle_dir).model_file == "model.onnx"
+    assert load_bundle(bundle_dir, use_int8=True).model_file == "model.int8.onnx"

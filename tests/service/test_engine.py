@@ -106,3 +106,10 @@ def test_an_index_that_does_not_fit_its_item_keys_is_refused(main_bundle, tmp_pa
     faiss.write_index(small, str(copy / "index/games.faiss"))
     with pytest.raises(BundleError, match="index holds 3 vectors"):
         load_bundle(copy, verify_checksums=False)
+
+
+def test_int8_requested_of_a_bundle_without_one_serves_fp32_and_says_so(main_bundle, caplog):
+    with caplog.at_level("WARNING", logger="service.engine"):
+        loaded = load_bundle(main_bundle, use_int8=True)
+    assert loaded.model_file == "model.onnx"
+    assert "no int8 model" in caplog.text

@@ -35,6 +35,7 @@ from training.adapt import (
     profile_inputs,
     profile_problem,
     run_method,
+    score_spread,
     select_ridge_lambda,
     source_keep,
     vector_ridge,
@@ -512,6 +513,15 @@ def test_probe_item_head_starts_from_the_vector_ridge_and_competes_as_epoch_0(cr
     np.testing.assert_array_equal(np.argsort(-scores[:3], 1)[:, :5],
                                   np.argsort(-(vectors[:3] @ weight.T + bias), 1)[:, :5])
     assert not problem.make_head(False).item_embedding.detach().any()  # scratch: popularity
+
+
+def test_score_spread_is_the_std_of_the_score_matrix_without_building_it():
+    rng = np.random.default_rng(0)
+    vectors, weight = rng.normal(size=(37, 5)) + 2.0, rng.normal(size=(11, 5))
+    bias = rng.normal(size=11)
+    assert score_spread(vectors, weight, bias) == pytest.approx(
+        float((vectors @ weight.T + bias).std()), rel=1e-10)
+    assert score_spread(vectors[:0], weight, bias) == 0.0
 
 
 def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled):

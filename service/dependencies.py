@@ -1,10 +1,4 @@
-"""How endpoints reach the app's runtime: ``Annotated`` dependency aliases and the inference path.
-
-The inference endpoints (``/embed``, ``/recommend``, ``/predict-profile``) read the runtime and
-their stage timer with :func:`inference_context` instead of dependencies: they run on every
-cache hit, where FastAPI's resolver cost about as much as the cache lookup itself (README,
-Benchmarks). The other endpoints use the dependency aliases.
-"""
+"""``Annotated`` dependency aliases shared by the routers."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ from fastapi import Depends, Request
 
 from service.metrics import Timings
 from service.runtime import Runtime
+from service.settings import Settings
 
 
 # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per dependency
@@ -23,14 +18,20 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def inference_context(request: Request) -> tuple[Runtime, Timings]:
-    """The runtime and the request's stage timer (created by the request middleware, or fresh)."""
+async def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_timings(request: Request) -> Timings:
+    """The request's stage timer, created by the request middleware (a fresh one otherwise)."""
     timings = getattr(request.state, "timings", None)
     if timings is None:
         timings = Timings()
         request.state.timings = timings
-    runtime: Runtime = request.app.state.runtime
-    return runtime, timings
+    return timings
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+TimingsDep = Annotated[Timings, Depends(get_timings)]

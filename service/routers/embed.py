@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from service.auth import require_api_key
-from service.dependencies import inference_context
+from service.dependencies import RuntimeDep, TimingsDep
 from service.errors import error_responses
 from service.inference import embed_users
 from service.routers.common import INFERENCE_ERRORS
@@ -21,6 +21,5 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
     "model reads the latest `max_len` events; unknown item ids are reported, not rejected.",
     responses=error_responses(*INFERENCE_ERRORS),
 )
-async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
-    runtime, timings = inference_context(request)
+async def embed(body: EmbedRequest, runtime: RuntimeDep, timings: TimingsDep) -> EmbedResponse:
     return await embed_users(runtime, body, timings)

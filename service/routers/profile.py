@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from service.auth import require_api_key
-from service.dependencies import inference_context
+from service.dependencies import RuntimeDep, TimingsDep
 from service.errors import error_responses
 from service.inference import predict_profiles
 from service.routers.common import INFERENCE_ERRORS
@@ -22,7 +22,6 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
     responses=error_responses(*INFERENCE_ERRORS, "unknown_attribute"),
 )
 async def predict_profile(
-    body: ProfileRequest, request: Request
+    body: ProfileRequest, runtime: RuntimeDep, timings: TimingsDep
 ) -> ProfileResponse:
-    runtime, timings = inference_context(request)
     return await predict_profiles(runtime, body, timings)

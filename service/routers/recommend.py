@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from service.auth import require_api_key
-from service.dependencies import inference_context
+from service.dependencies import RuntimeDep, TimingsDep
 from service.errors import error_responses
 from service.inference import recommend_items
 from service.routers.common import INFERENCE_ERRORS
@@ -27,7 +27,6 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
     ),
 )
 async def recommend(
-    body: RecommendRequest, request: Request
+    body: RecommendRequest, runtime: RuntimeDep, timings: TimingsDep
 ) -> RecommendResponse:
-    runtime, timings = inference_context(request)
     return await recommend_items(runtime, body, timings)

@@ -221,8 +221,8 @@ class LogisticPredictor:
     Keeps the C chosen in each fold (``chosen_c``) for the report.
     """
 
-    def __init__(self, dataset: PreparedDataset, balanced: bool) -> None:
-        self.matrix = user_item_matrix(dataset)
+    def __init__(self, matrix: sp.csr_matrix, balanced: bool) -> None:
+        self.matrix = matrix  # user x item counts (user_item_matrix), shared by both variants
         self.balanced = balanced
         self.chosen_c: list[float] = []
 
@@ -237,7 +237,7 @@ class LogisticPredictor:
 
 def logistic_predictor(dataset: PreparedDataset, balanced: bool) -> LogisticPredictor:
     """The ``lr`` / ``lr_bal`` baseline for ``dataset`` (see :class:`LogisticPredictor`)."""
-    return LogisticPredictor(dataset, balanced)
+    return LogisticPredictor(user_item_matrix(dataset), balanced)
 
 
 def run_profile_baselines(
@@ -250,10 +250,11 @@ def run_profile_baselines(
     labels = profile_labels(dataset, attribute, buckets)
     folds = profile_folds(labels.users, labels.labels, low_label=low_label)
     results: dict[str, Any] = {}
+    matrix = user_item_matrix(dataset)
     methods: dict[str, PredictFn] = {
         "majority": majority_predict,
-        "lr": logistic_predictor(dataset, balanced=False),
-        "lr_bal": logistic_predictor(dataset, balanced=True),
+        "lr": LogisticPredictor(matrix, balanced=False),
+        "lr_bal": LogisticPredictor(matrix, balanced=True),
     }
     for name, predict in methods.items():
         start = time.perf_counter()

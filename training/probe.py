@@ -168,7 +168,7 @@ def probe_attribute(
         readout: partial(LinearProbe, matrix) for readout, matrix in vectors.items()}
     if bag_plus is not None:
         matrix = user_item_matrix(dataset)
-        probes["tfidf"] = partial(LogisticPredictor, dataset)
+        probes["tfidf"] = partial(LogisticPredictor, matrix)
         probes[f"tfidf+{bag_plus}"] = partial(BagPlusVectorProbe, matrix, vectors[bag_plus])
     result: dict[str, Any] = {}
     for readout, make in probes.items():

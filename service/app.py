@@ -61,11 +61,9 @@ def _install_sighup(runtime: Runtime) -> bool:
 def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -> FastAPI:
     """Build the app; ``settings`` defaults to :func:`get_settings` (the environment).
 
-    ``loaded``: a bundle already loaded with :func:`service.engine.load_bundle`, served from startup
-    instead of loading ``settings.bundle_path`` again (the first lifespan only; a restart of the
-    same app object loads from the path).
+    ``loaded``: a bundle already loaded with :func:`service.engine.load_bundle`, served from
+    startup instead of loading ``settings.bundle_path`` again.
     """
-    preloaded = [loaded] if loaded is not None else []
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -74,7 +72,7 @@ def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -
         runtime = Runtime(settings, metrics)
         app.state.runtime = runtime
         try:
-            await runtime.start(preloaded.pop() if preloaded else None)
+            await runtime.start(loaded)
         except BaseException:
             await runtime.close()
             raise

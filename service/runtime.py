@@ -62,6 +62,19 @@ def build_cache(settings: Settings, metrics: Metrics) -> Cache:
     return NullCache()
 
 
+def load_configured(settings: Settings, path: Path) -> Bundle:
+    """:func:`~service.engine.load_bundle` with the loading settings (checksums, int8, threads).
+
+    The one place they are read: start-up (``service.server.serve``) and every reload load alike.
+    """
+    return load_bundle(
+        path,
+        verify_checksums=settings.verify_checksums,
+        use_int8=settings.use_int8,
+        intra_op_threads=settings.ort_intra_op_threads,
+    )
+
+
 class Runtime:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -90,13 +103,14 @@ class Runtime:
     async def start(self, preloaded: Bundle | None = None) -> None:
         """Start the batcher and load the configured bundle (a bad bundle fails startup).
 
-        ``preloaded`` is a bundle the caller already loaded and checked (``uservec serve`` loads
-        it before uvicorn starts, so a corrupt bundle ends in one line, not a startup traceback).
+        ``preloaded`` is a bundle the caller already loaded and checked (``service.server.serve``
+        loads it before uvicorn starts, so a corrupt bundle fails there with its message, not in
+        uvicorn's startup traceback).
         """
         if self.batcher is not None:
             self.batcher.start()
         if preloaded is not None:
-            self._swap_in(preloaded, preloaded.path)
+            self._swap_in(preloaded)
         elif self.bundle_path is not None:
             await self.reload(self.bundle_path)
 
@@ -132,13 +146,7 @@ class Runtime:
         async with self._reload_lock:
             start = time.perf_counter()
             try:
-                bundle = await self.in_thread(
-                    load_bundle,
-                    target,
-                    verify_checksums=self.settings.verify_checksums,
-                    use_int8=self.settings.use_int8,
-                    intra_op_threads=self.settings.ort_intra_op_threads,
-                )
+                bundle = await self.in_thread(load_configured, self.settings, target)
             except Exception as exc:  # whatever fails while loading, the bundle is refused
                 self.metrics.reloads.labels(result="rejected").inc()
                 if isinstance(exc, BundleError):
@@ -150,13 +158,13 @@ class Runtime:
                     f"bundle refused: {exc}",
                     details={"bundle_path": str(target), "serving": current},
                 ) from exc
-            previous = self._swap_in(bundle, target)
+            previous = self._swap_in(bundle)
             return ReloadResult(previous, bundle, time.perf_counter() - start)
 
-    def _swap_in(self, bundle: Bundle, path: Path) -> str | None:
+    def _swap_in(self, bundle: Bundle) -> str | None:
         """Make ``bundle`` the one new requests use; returns the version it replaced."""
         previous = self._bundle.version if self._bundle else None
-        self._bundle, self.bundle_path = bundle, path
+        self._bundle, self.bundle_path = bundle, bundle.path
         self.metrics.set_bundle(bundle.version, bundle.manifest.schema_version, bundle.model_file)
         self.metrics.reloads.labels(result="ok").inc()
         logger.info("serving bundle %s (was %s)", bundle.version, previous)

@@ -12,8 +12,8 @@ import logging
 import uvicorn
 
 from service.app import create_app
-from service.engine import Bundle
 from service.middleware import JsonFormatter
+from service.runtime import load_configured
 from service.settings import Settings, get_settings
 from uservec.logs import quiet_third_party
 
@@ -34,10 +34,18 @@ def configure_logging(level: str, json_logs: bool) -> None:
     quiet_third_party(root.level)
 
 
-def serve(settings: Settings | None = None, loaded: Bundle | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; blocks. ``loaded``: the bundle, already loaded and checked."""
+def serve(settings: Settings | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; blocks.
+
+    The bundle is loaded and checked before uvicorn starts, so a bad one raises
+    :class:`~uservec.manifest.BundleError` here, with what is wrong, rather than ending in
+    uvicorn's startup traceback; the app then serves that bundle without loading it again.
+    """
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.json_logs)
+    loaded = None
+    if settings.bundle_path is not None:
+        loaded = load_configured(settings, settings.bundle_path)
     config = uvicorn.Config(
         create_app(settings, loaded),
         host=settings.host,

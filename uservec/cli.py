@@ -274,28 +274,15 @@ def serve(
 
 
 def _serve(settings: Settings) -> None:
-    """Load and check the bundle, then serve it until SIGTERM / Ctrl-C.
-
-    Loading happens before the server starts: a wrong path, a foreign folder or a corrupt file
-    then ends in one line, where inside the app's startup it would end in uvicorn's traceback.
-    The app serves the bundle loaded here, so it is read once.
-    """
-    from service.engine import load_bundle
-    from service.server import configure_logging
+    """Serve until SIGTERM / Ctrl-C; a bundle that fails its checks is one line, not a traceback
+    (``service.server.serve`` loads it before the server starts)."""
     from service.server import serve as serve_forever
     from uservec.manifest import BundleError
 
-    loaded = None
-    if settings.bundle_path is not None:
-        configure_logging(settings.log_level, settings.json_logs)
-        try:
-            loaded = load_bundle(
-                settings.bundle_path, verify_checksums=settings.verify_checksums,
-                use_int8=settings.use_int8, intra_op_threads=settings.ort_intra_op_threads,
-            )
-        except BundleError as exc:
-            raise _UserError(f"cannot serve {settings.bundle_path}: {exc}") from exc
-    serve_forever(settings, loaded)
+    try:
+        serve_forever(settings)
+    except BundleError as exc:
+        raise _UserError(f"cannot serve {settings.bundle_path}: {exc}") from exc
 
 
 def settings_problems(exc: Any) -> str:

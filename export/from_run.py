@@ -140,11 +140,8 @@ def int8_comparison(
     tasks: dict[str, TaskExport],
 ) -> Callable[[Path, Path], dict[str, Any]]:
     """fp32 vs int8 on the run's own evaluation data (P1 test, P3 test users, P2 labels)."""
-    from export.task_metrics import compare_on_tasks, next_item_layer, run_evaluator
-    from training.runner import pretraining_view
+    from export.task_metrics import compare_on_tasks, evaluator_of_run
 
     with torch.no_grad():
         vectors = {name: fused.item_vectors(name).float().numpy() for name in fused.recommend_heads}
-    evaluate = run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, vectors,
-                             next_item_layer(run_dir))
-    return compare_on_tasks(evaluate)
+    return compare_on_tasks(evaluator_of_run(run_dir, cfg, dataset, tasks, vectors))

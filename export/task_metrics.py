@@ -177,6 +177,21 @@ def run_evaluator(
     return evaluate
 
 
+def evaluator_of_run(
+    run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDataset,
+    tasks: Mapping[str, Any], item_vectors: Mapping[str, np.ndarray],
+) -> Evaluator:
+    """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer.
+
+    One assembly for both callers: the export's fp32-vs-int8 check (item vectors from the fused
+    model) and ``uservec bench``'s int8 suite (item vectors from the bundle on disk).
+    """
+    from training.runner import pretraining_view
+
+    return run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, item_vectors,
+                         next_item_layer(run_dir))
+
+
 def metric_change(fp32: Mapping[str, Mapping[str, Any]], int8: Mapping[str, Mapping[str, Any]]
                   ) -> dict[str, dict[str, float]]:
     """int8 minus fp32, per task and numeric metric (in metric units; x100 = points)."""
@@ -209,7 +224,6 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     from export.from_run import calibration_items
     from training.config import read_run_config
     from training.data.prepare import load_run_dataset
-    from training.runner import pretraining_view
     from uservec.manifest import read_manifest
 
     bundle_dir = Path(bundle_dir)
@@ -220,9 +234,8 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     run_dir = Path(source)
     cfg = read_run_config(run_dir)
     dataset = load_run_dataset(cfg.data, run_dir)
-    layer = next_item_layer(run_dir)
     tasks = {task.name: task for task in manifest.tasks}
     vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks
                if task.kind == "recommend" and task.items_file}
-    evaluate = run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, vectors, layer)
+    evaluate = evaluator_of_run(run_dir, cfg, dataset, tasks, vectors)
     return evaluate, calibration_items(dataset, cfg.model.max_len, cfg.seed)

@@ -235,11 +235,6 @@ class LogisticPredictor:
         return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))
 
 
-def logistic_predictor(dataset: PreparedDataset, balanced: bool) -> LogisticPredictor:
-    """The ``lr`` / ``lr_bal`` baseline for ``dataset`` (see :class:`LogisticPredictor`)."""
-    return LogisticPredictor(user_item_matrix(dataset), balanced)
-
-
 def run_profile_baselines(
     dataset: PreparedDataset,
     attribute: str,
@@ -438,6 +433,18 @@ def best_lambda(scores: Mapping[float, float]) -> float:
     return float(max(scores, key=lambda lam: (scores[lam], -lam)))
 
 
+def validation_ndcg(
+    score_at: Callable[[float], ScoreFn], valid: CrossDomainSplit, k: int = K
+) -> dict[float, float]:
+    """Mean NDCG@k on ``valid``'s test users (the P3 validation users) at each lambda of the grid.
+
+    ``score_at(lam)`` is the model at one penalty; the baseline and every probe tune through this
+    one loop and :func:`best_lambda`, so their lambdas are chosen the same way.
+    """
+    return {lam: evaluate_cross_domain(score_at(lam), valid, k)[f"ndcg@{k}"]["mean"]
+            for lam in LAMBDA_GRID}
+
+
 def select_lambda(split: CrossDomainSplit, k: int = K) -> tuple[float, dict[str, float]]:
     """Lambda by NDCG@k on the validation users (treated like test users); ties -> smaller."""
     if split.validation is None:
@@ -448,13 +455,11 @@ def select_lambda(split: CrossDomainSplit, k: int = K) -> tuple[float, dict[str,
     # The validation users' eigenbasis rows do not depend on lambda: compute them once.
     basis = solver.basis(valid.source_matrix(valid.test_users))
     row_of = {int(user): row for row, user in enumerate(valid.test_users)}
-    scores: dict[float, float] = {}
-    for lam in LAMBDA_GRID:
 
-        def score(users: np.ndarray, lam: float = lam) -> np.ndarray:
-            return solver.scores_from_basis(basis[[row_of[int(u)] for u in users]], lam)
+    def score_at(lam: float) -> ScoreFn:
+        return lambda users: solver.scores_from_basis(basis[[row_of[int(u)] for u in users]], lam)
 
-        scores[lam] = evaluate_cross_domain(score, valid, k)[f"ndcg@{k}"]["mean"]
+    scores = validation_ndcg(score_at, valid, k)
     return best_lambda(scores), {f"{lam:g}": value for lam, value in scores.items()}
 
 

@@ -47,7 +47,6 @@ from training.adapt import (
     vector_ridge_solver,
 )
 from training.baselines import (
-    LAMBDA_GRID,
     K,
     LogisticPredictor,
     PredictFn,
@@ -64,6 +63,7 @@ from training.baselines import (
     select_lambda,
     tfidf_features,
     user_item_matrix,
+    validation_ndcg,
 )
 from training.config import ExperimentConfig
 from training.data.dataset import PreparedDataset
@@ -268,10 +268,7 @@ def bag_plus_vector_family(vectors: VectorLookup) -> RidgeFamily:
 def _best_lambda(family: RidgeFamily, split: CrossDomainSplit, k: int) -> float:
     """Lambda by NDCG@k on the P3 validation round (ties: smaller), as the ridge baseline."""
     assert split.validation is not None
-    at = family(split.validation)
-    scores = {lam: evaluate_cross_domain(at(lam), split.validation, k)[f"ndcg@{k}"]["mean"]
-              for lam in LAMBDA_GRID}
-    return best_lambda(scores)
+    return best_lambda(validation_ndcg(family(split.validation), split.validation, k))
 
 
 def _ranking_summary(result: dict[str, Any], k: int, **extra: Any) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from data_helpers import build_dataset, random_cross_domain
 
 from training.baselines import (
     LAMBDA_GRID,
+    LogisticPredictor,
     best_lambda,
     cooc_scorer,
     evaluate_cross_domain,
     evaluate_profile,
     fit_ridge,
-    logistic_predictor,
     majority_predict,
     popularity_scorer,
     ridge_scorer,
@@ -70,7 +70,7 @@ def test_logistic_regression_learns_the_signal_without_seeing_test_labels():
     labels = profile_labels(dataset, "kind")
     folds = profile_folds(labels.users, labels.labels)
     seen = []
-    inner = logistic_predictor(dataset, balanced=False)
+    inner = LogisticPredictor(user_item_matrix(dataset), balanced=False)
 
     def spy(fold):
         assert np.intersect1d(fold.train_users, fold.test_users).size == 0
@@ -83,7 +83,7 @@ def test_logistic_regression_learns_the_signal_without_seeing_test_labels():
 
     def predictions(profile, fold):
         captured = {}
-        predict = logistic_predictor(dataset, balanced=False)
+        predict = LogisticPredictor(user_item_matrix(dataset), balanced=False)
 
         def capture(data):
             captured["labels"] = predict(data)

@@ -8,9 +8,9 @@ from data_helpers import build_dataset, random_cross_domain
 
 from training.baselines import (
     LAMBDA_GRID,
+    LogisticPredictor,
     evaluate_cross_domain,
     evaluate_profile,
-    logistic_predictor,
     popularity_scorer,
     ridge_scorer,
     user_item_matrix,
@@ -80,7 +80,7 @@ def test_a_constant_vector_adds_nothing_to_the_bag(balanced: bool) -> None:
     dataset = noise_dataset(on_topic=0.8)
     constant = np.full((dataset.num_users, 4), 3.0)
     plus = BagPlusVectorProbe(user_item_matrix(dataset), constant, balanced)
-    bag = logistic_predictor(dataset, balanced)
+    bag = LogisticPredictor(user_item_matrix(dataset), balanced)
     for a, b in zip(fold_predictions(plus, dataset), fold_predictions(bag, dataset), strict=True):
         np.testing.assert_array_equal(a, b)
 

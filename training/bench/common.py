@@ -8,6 +8,7 @@ noisy machine even when the absolute numbers drift between runs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -52,8 +53,12 @@ def describe_cpu(cpuinfo: str) -> str:
     return f"{name}, {isa}"
 
 
+@functools.cache
 def cpu_description() -> str:
-    """:func:`describe_cpu` of this machine ('unknown CPU' where /proc/cpuinfo is missing)."""
+    """:func:`describe_cpu` of this machine ('unknown CPU' where /proc/cpuinfo is missing).
+
+    Cached: every suite of one ``uservec bench`` run records it, and the CPU does not change.
+    """
     try:
         return describe_cpu(CPUINFO.read_text())
     except OSError:

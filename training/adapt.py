@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -594,6 +595,8 @@ def train_loop(
 
 #: validate(user_vectors, head) -> validation score (higher is better)
 Validator = Callable[[Callable[[torch.Tensor], torch.Tensor], nn.Module], float]
+#: init_head(head, frozen user vectors (N, D), hyperparameters): sets a fresh head in place
+HeadInit = Callable[[nn.Module, torch.Tensor, Hyperparameters], None]
 
 
 @dataclass(eq=False)
@@ -614,9 +617,34 @@ class TaskProblem:
     validate_untrained: bool = False
     #: resample(generator) -> fresh (N, L) training inputs for an epoch (augmentation)
     resample: Callable[[torch.Generator], torch.Tensor] | None = None
-    #: init_head(head, frozen user vectors of ``inputs``, hyperparameters): a pretrained
-    #: method's head before training (LP-FT); scratch never gets it
-    init_head: Callable[[nn.Module, torch.Tensor, Hyperparameters], None] | None = None
+    #: a pretrained method's head before training (LP-FT), on the frozen vectors of ``inputs``;
+    #: scratch never gets it
+    init_head: HeadInit | None = None
+
+
+def fit_once(init_head: HeadInit, reads: Callable[[Hyperparameters], Hashable]) -> HeadInit:
+    """``init_head`` fitted once per distinct (frozen vectors, hyperparameters it ``reads``).
+
+    Every grid point of a frozen or fine-tuned method starts from the same pretrained vectors,
+    and a probe reads few of the hyperparameters (P2: the class weighting; P3: none), so the
+    tuning grid would otherwise refit an identical probe per point. The vectors are keyed by
+    their bytes, not trusted to be equal: a head is only reused for exactly the same input.
+    Fresh heads are built under the same seed, so restoring the fitted state is the same head.
+    """
+    fitted: dict[tuple[Hashable, str], dict[str, torch.Tensor]] = {}
+
+    def init(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
+        digest = hashlib.blake2b(vectors.detach().contiguous().numpy().tobytes(),
+                                 digest_size=16).hexdigest()
+        key = (reads(hp), f"{tuple(vectors.shape)}:{digest}")
+        state = fitted.get(key)
+        if state is None:
+            init_head(head, vectors, hp)
+            fitted[key] = {name: t.detach().clone() for name, t in head.state_dict().items()}
+        else:
+            head.load_state_dict(state)
+
+    return init
 
 
 def _memoised(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -828,12 +856,14 @@ def profile_problem(
             return augment_windows(histories, max_len, settings.crop_probability,
                                    settings.event_dropout, generator)
 
-    init_head = None
+    init_head: HeadInit | None = None
     if settings.head_init == "probe":
 
-        def init_head(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
+        def probe(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
             probe_head(head, vectors.numpy(), codes, n_classes, hp.class_weight,
                        settings.select_metric)
+
+        init_head = fit_once(probe, reads=lambda hp: hp.class_weight)
 
     return TaskProblem(inputs, make_head, loss_fn, validate, resample=resample,
                        init_head=init_head, validate_untrained=init_head is not None)
@@ -1160,13 +1190,15 @@ def cross_domain_problem(
 
             return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
 
-    init_head = None
+    init_head: HeadInit | None = None
     if settings.item_init == "probe":
         targets = split.target_matrix(split.train_users)  # rows = ``inputs``' users
 
-        def init_head(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
+        def probe(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
             lam = probe_item_head(head, vectors.double().numpy(), targets, split.popularity, k)
             logger.debug("P3 %s probe head: lambda %g", split.target_domain, lam)
+
+        init_head = fit_once(probe, reads=lambda _: None)
 
     return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True,
                        init_head=init_head)

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 from data_helpers import random_cross_domain
 
+import training.adapt
 from training.adapt import (
     METHODS,
     AdaptSettings,
@@ -25,6 +26,7 @@ from training.adapt import (
     cross_domain_scorer,
     final_payload,
     fit_cross_domain_task,
+    fit_once,
     fit_profile_task,
     hyperparameter_grid,
     length_batches,
@@ -351,6 +353,43 @@ def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled)
     assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
     with pytest.raises(ValueError, match="head_init"):
         AdaptSettings(head_init="zeros")
+
+
+def test_fit_once_reuses_a_probe_only_for_the_same_vectors_and_hyperparameters():
+    calls = []
+
+    def probe(head, vectors, hp):
+        calls.append(hp.class_weight)
+        with torch.no_grad():
+            head.linear.weight.fill_(float(len(calls)))
+
+    init = fit_once(probe, reads=lambda hp: hp.class_weight)
+    hp = Hyperparameters(lr=1e-3, class_weight=1.0)
+    vectors = torch.randn(6, DIM)
+    first, again = ClassificationHead(DIM, 2), ClassificationHead(DIM, 2)
+    init(first, vectors, hp)
+    init(again, vectors.clone(), dataclasses.replace(hp, lr=3e-3))  # lr is not read: reused
+    assert calls == [1.0]
+    assert torch.equal(again.linear.weight, first.linear.weight)
+    other = ClassificationHead(DIM, 2)
+    init(other, vectors + 1e-3, hp)  # different vectors: fitted again
+    init(other, vectors, dataclasses.replace(hp, class_weight=0.5))  # read hyperparameter
+    assert calls == [1.0, 1.0, 0.5]
+    assert torch.equal(other.linear.weight, torch.full_like(other.linear.weight, 3.0))
+
+
+def test_a_tuning_grid_fits_the_profile_probe_once(labelled, monkeypatch):
+    dataset, users, labels, _ = labelled
+    fitted = []
+    real = training.adapt.probe_head
+    monkeypatch.setattr(training.adapt, "probe_head",
+                        lambda *args, **kwargs: fitted.append(1) or real(*args, **kwargs))
+    settings = dataclasses.replace(FAST, head_init="probe", adapter_lr_grid=(1e-3, 3e-3),
+                                   max_epochs=1, refit=False)
+    fit = fit_profile_task("adapter", random_pretrained(), dataset, users, labels,
+                           np.array(["a", "b"]), settings, MAX_LEN)
+    assert len(fit.tuning) == 2
+    assert len(fitted) == 1  # one probe for both grid points (the winner is kept: no refit)
 
 
 def test_probe_head_survives_inner_folds_with_a_single_class():

@@ -27,13 +27,18 @@ import onnxruntime as ort
 import torch
 
 from export.parity import open_session, session_outputs
-from training.adapt import profile_inputs, source_inputs
 from training.batching import evaluation_examples
 from training.config import ExperimentConfig
+from training.cross_domain_task import (
+    source_inputs,
+)
 from training.data.dataset import PreparedDataset
 from training.evaluate import metrics_from_ranks, rank_of_targets
 from training.fused import profile_output, query_output
 from training.metrics import accuracy, macro_f1
+from training.profile_task import (
+    profile_inputs,
+)
 from training.protocols import CrossDomainSplit, cross_domain_split, profile_labels
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,10 @@
 * ``fine-tune-all``: every parameter, starting from a deep copy of the pretrained weights.
 * ``scratch``: the same architecture, randomly initialised.
 
-Profile tasks (P2) put a :class:`~training.model.ClassificationHead` on the user vector (the
-``readout`` of the latest ``max_len`` events) and train with class-weighted cross-entropy; with
-``head_init = "probe"`` the head of a pretrained method starts from a logistic regression on the
-frozen vectors (:func:`probe_head`). Cross-domain tasks (P3) read only the user's source-domain
-events (``keep_domains``) and score the candidate target items with an
-:class:`~training.model.ItemScoringHead` trained with softmax cross-entropy averaged over each
-training user's target items.
+The task kinds build on this: :mod:`training.profile_task` (P2, a classification head per
+profile attribute) and :mod:`training.cross_domain_task` (P3, a new target-item table), each
+turning its data into a :class:`TaskProblem` (inputs, head, loss, validation) for
+:func:`fit_task`.
 
 Hyperparameters (learning rate, weight decay, bottleneck, class weighting) and the number of epochs
 are chosen on validation users *inside* the training data (a stratified holdout of the training
@@ -25,8 +22,8 @@ training user for the chosen number of epochs. Settings come from ``extra["adapt
 experiment config (:class:`AdaptSettings`, every key optional)::
 
     pretrained = load_pretrained("runs/ml100k/pretrain/best.pt")
-    fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, settings, 100)
-    predicted = predict_profile(fit, dataset, test_users, 100)
+    settings = adapt_settings(cfg)
+    setup, hp, tuning, seconds = fit_task("adapter", pretrained, tune, refit, settings, "gender")
 """
 
 from __future__ import annotations
@@ -45,35 +42,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from training.baselines import (
-    C_GRID,
-    LAMBDA_GRID,
-    best_lambda,
-    evaluate_cross_domain,
-    fit_lr,
-    select_c,
-)
 from training.checkpoint import load_checkpoint, load_encoder
 from training.config import ExperimentConfig, build_dataclass
-from training.data.dataset import PreparedDataset
-from training.metrics import accuracy, macro_f1, ndcg_at_k, top_k
 from training.model import (
     PLACEMENTS,
     READOUTS,
     BottleneckPatch,
-    ClassificationHead,
-    ItemScoringHead,
     NextItNet,
     Readout,
     keep_domains,
 )
-from training.protocols import CrossDomainSplit, holdout_split
+from training.protocols import CrossDomainSplit
 from uservec.fingerprint import code_version
-from uservec.ids import NUM_RESERVED, PAD_ID, split_item_key
-from uservec.sequences import encode_batch
+from uservec.ids import PAD_ID
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +66,6 @@ FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
 ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained", "probe")
 HEAD_INITS: tuple[str, ...] = ("random", "probe")
-K = 10
 
 
 @dataclass(frozen=True)
@@ -741,10 +723,11 @@ def fit_task(
     return setup, chosen, tuning, time.perf_counter() - started
 
 
-def _task_fit(
+def make_task_fit(
     method: str, setup: MethodSetup, hp: Hyperparameters, tuning: list[dict[str, Any]],
     seconds: float, outputs: np.ndarray, task_name: str, split: CrossDomainSplit | None = None,
 ) -> TaskFit:
+    """The :class:`TaskFit` of a fitted setup, with its trainable counts split head / encoder."""
     head_ids = {id(p) for p in setup.network.head.parameters()}
     encoder_params = [p for p in setup.params if id(p) not in head_ids]
     return TaskFit(
@@ -761,114 +744,6 @@ def _task_fit(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# P2: profile tasks
-# --------------------------------------------------------------------------------------------
-
-
-def profile_inputs(dataset: PreparedDataset, users: np.ndarray, max_len: int) -> torch.Tensor:
-    """(N, max_len) the users' whole sequences, latest ``max_len`` events, left-padded."""
-    return torch.from_numpy(encode_batch([dataset.sequence(int(u)) for u in users], max_len))
-
-
-def augment_windows(
-    sequences: Sequence[np.ndarray], max_len: int, crop_probability: float,
-    event_dropout: float, generator: torch.Generator,
-) -> torch.Tensor:
-    """(N, max_len) randomly perturbed training windows (the label is the user's either way).
-
-    With ``crop_probability`` a user's window ends at a random event of the newer half of their
-    history; then each event is dropped with probability ``event_dropout`` (at least one is
-    kept). Without this, a sequence model memorises a few hundred users by their exact
-    histories in a handful of epochs instead of learning what the label depends on.
-    """
-    windows = []
-    for sequence in sequences:
-        end = len(sequence)
-        if end > 1 and float(torch.rand(1, generator=generator)) < crop_probability:
-            first = (end + 1) // 2
-            end = first + int(torch.randint(0, end - first + 1, (1,), generator=generator))
-        window = sequence[:end]
-        if event_dropout > 0 and window.size > 1:
-            kept = torch.rand(window.size, generator=generator).numpy() >= event_dropout
-            kept[-1] |= not kept.any()
-            window = window[kept]
-        windows.append(window[-max_len:])
-    return torch.from_numpy(encode_batch(windows, max_len))
-
-
-def class_weights(codes: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
-    """(C,) (n / (C_present * n_c)) ** power; classes absent from ``codes`` get weight 0."""
-    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(n_classes)
-    weights[present] = (codes.size / (present.sum() * counts[present])) ** power
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-def profile_score(truth: np.ndarray, predicted: np.ndarray, n_classes: int, metric: str) -> float:
-    """The validation criterion: accuracy, macro-F1 over all classes, or their mean."""
-    acc = accuracy(truth, predicted)
-    f1 = macro_f1(truth, predicted, np.arange(n_classes))
-    return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]
-
-
-def profile_problem(
-    inputs: torch.Tensor,
-    codes: np.ndarray,
-    n_classes: int,
-    settings: AdaptSettings,
-    dim: int,
-    valid_inputs: torch.Tensor | None = None,
-    valid_codes: np.ndarray | None = None,
-    sequences: Sequence[np.ndarray] | None = None,
-) -> TaskProblem:
-    """Class-weighted cross-entropy on ``codes`` (class indices); validation on the holdout.
-
-    With ``sequences`` (the users' whole histories) the training windows are perturbed anew
-    every epoch as ``settings.crop_probability`` and ``settings.event_dropout`` say.
-    """
-    targets = torch.from_numpy(codes.astype(np.int64))
-    weights: dict[float, torch.Tensor] = {}
-
-    def loss_fn(logits: torch.Tensor, rows: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
-        if hp.class_weight not in weights:
-            weights[hp.class_weight] = class_weights(codes, n_classes, hp.class_weight)
-        return F.cross_entropy(logits, targets[rows], weight=weights[hp.class_weight])
-
-    def make_head(_: bool) -> nn.Module:
-        return ClassificationHead(dim, n_classes, settings.head_dropout)
-
-    validate = None
-    if valid_inputs is not None and valid_codes is not None:
-        valid_x, valid_y = valid_inputs, valid_codes
-
-        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
-            with torch.no_grad():
-                predicted = head(vectors(valid_x)).argmax(1).numpy()
-            return profile_score(valid_y, predicted, n_classes, settings.select_metric)
-
-    resample = None
-    if sequences is not None and (settings.crop_probability > 0 or settings.event_dropout > 0):
-        histories, max_len = list(sequences), inputs.shape[1]
-
-        def resample(generator: torch.Generator) -> torch.Tensor:
-            return augment_windows(histories, max_len, settings.crop_probability,
-                                   settings.event_dropout, generator)
-
-    init_head: HeadInit | None = None
-    if settings.head_init == "probe":
-
-        def probe(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
-            probe_head(head, vectors.numpy(), codes, n_classes, hp.class_weight,
-                       settings.select_metric)
-
-        init_head = fit_once(probe, reads=lambda hp: hp.class_weight)
-
-    return TaskProblem(inputs, make_head, loss_fn, validate, resample=resample,
-                       init_head=init_head, validate_untrained=init_head is not None)
-
-
 def column_scale(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and std (+1e-6, so constant columns map to 0) of the fitted rows.
 
@@ -876,375 +751,6 @@ def column_scale(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     penalty treats all coordinates alike, and folds them back into the weights afterwards.
     """
     return vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
-
-
-def probe_head(
-    head: nn.Module, vectors: np.ndarray, codes: np.ndarray, n_classes: int, power: float,
-    metric: str,
-) -> float:
-    """Set ``head.linear`` to a logistic regression on ``vectors`` (N, D); returns the chosen C.
-
-    Linear probing before fine-tuning (LP-FT): a randomly initialised head makes the first
-    epochs of adapter training chase a random decision boundary through the patches, which on a
-    few hundred labelled users distorts the pretrained features more than it adapts them. The
-    probe is fitted on standardised vectors with class weights ``(n / (C n_c)) ** power`` and C
-    chosen by inner 3-fold CV on ``metric``; the standardisation is folded into the weights, so
-    the head stays one linear layer on the raw user vector (nothing changes for export).
-    """
-    linear: nn.Linear = head.linear  # type: ignore[assignment]
-    present, counts = np.unique(codes, return_counts=True)
-    if present.size < 2:
-        with torch.no_grad():
-            linear.weight.zero_()
-            linear.bias.fill_(-10.0)
-            linear.bias[int(present[0])] = 0.0
-        return math.nan
-    mean, std = column_scale(vectors)
-    x = (vectors - mean) / std
-    weights = class_weights(codes, n_classes, power).numpy()
-    class_weight = {int(c): float(weights[c]) for c in present}
-    c = C_GRID[0]
-    if counts.max() >= 3:
-        c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
-                        score=lambda truth, predicted: profile_score(truth, predicted, n_classes,
-                                                                     metric))
-    model = fit_lr(x, codes, c, class_weight)
-    coef, intercept = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # binary: sklearn keeps one row, the logit of classes_[1]
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-1, 1]) * intercept / 2
-    weight = np.zeros((n_classes, vectors.shape[1]))
-    bias = np.full(n_classes, float(intercept.min()) - 10.0)  # absent classes: never predicted
-    rows = model.classes_.astype(np.int64)
-    weight[rows] = coef / std
-    bias[rows] = intercept - (coef / std) @ mean
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(weight))
-        linear.bias.copy_(torch.from_numpy(bias))
-    return c
-
-
-def fit_profile_task(
-    method: str,
-    pretrained: Pretrained,
-    dataset: PreparedDataset,
-    users: np.ndarray,
-    labels: np.ndarray,
-    classes: np.ndarray,
-    settings: AdaptSettings,
-    max_len: int,
-    seed: int = 0,
-    task_name: str = "task",
-    shared: bool = False,
-) -> TaskFit:
-    """Tune on a stratified holdout of ``users``, refit on all of them (module docstring).
-
-    ``labels`` are class names, ``classes`` every class in head output order. With ``shared`` a
-    frozen method's refit is added to ``pretrained.encoder`` itself as task ``task_name``.
-    """
-    classes = np.asarray(classes).astype(str)
-    position = {name: pos for pos, name in enumerate(classes)}
-    codes = np.array([position[str(label)] for label in labels], dtype=np.int64)
-    users = np.asarray(users, dtype=np.int64)
-    histories = [dataset.sequence(int(u)) for u in users]
-    inputs = profile_inputs(dataset, users, max_len)
-    holdout = holdout_split(codes, settings.valid_fraction)
-    dim = pretrained.encoder.dim
-    tune = profile_problem(inputs[holdout.train], codes[holdout.train], classes.size, settings,
-                           dim, inputs[holdout.test], codes[holdout.test],
-                           [histories[i] for i in holdout.train])
-    refit = profile_problem(inputs, codes, classes.size, settings, dim, sequences=histories)
-    setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
-                                          seed, profile=True, shared=shared)
-    logger.info("P2 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
-                count_parameters(setup.params), seconds)
-    return _task_fit(method, setup, hp, tuning, seconds, classes, task_name)
-
-
-def profile_logits(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
-                   max_len: int) -> np.ndarray:
-    """(N, C) class logits of a fitted profile task."""
-    fit.network.eval()
-    inputs = profile_inputs(dataset, np.asarray(users, dtype=np.int64), max_len)
-    return batched_forward(fit.network, inputs).numpy()
-
-
-def predict_profile(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
-                    max_len: int) -> np.ndarray:
-    """(N,) predicted class names."""
-    return fit.outputs[profile_logits(fit, dataset, users, max_len).argmax(1)]
-
-
-# --------------------------------------------------------------------------------------------
-# P3: cross-domain tasks
-# --------------------------------------------------------------------------------------------
-
-
-def source_keep(dataset: PreparedDataset, target_domain: str) -> torch.Tensor:
-    """(V,) bool: True for vocabulary ids of source-domain items (reserved ids and T: False).
-
-    UNK is dropped too: it may stand for a rare target item, which a cold-start input must not see.
-    """
-    keep = torch.zeros(dataset.vocab.size, dtype=torch.bool)
-    for pos, key in enumerate(dataset.vocab.keys):
-        keep[NUM_RESERVED + pos] = split_item_key(key)[0] != target_domain
-    return keep
-
-
-def source_inputs(split: CrossDomainSplit, users: np.ndarray, max_len: int) -> torch.Tensor:
-    """(N, max_len) the users' source-domain events (latest ``max_len``), left-padded."""
-    return torch.from_numpy(encode_batch(split.source_sequences(np.asarray(users)), max_len))
-
-
-def _positives(split: CrossDomainSplit, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """CSR (offsets (N + 1,), candidate positions (P,)) of each user's training target items."""
-    lists = [split.target_items(int(u)) for u in users]
-    counts = np.array([x.size for x in lists], dtype=np.int64)
-    if np.any(counts == 0):
-        raise ValueError("every training user needs at least one target item among the candidates")
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return torch.from_numpy(offsets), torch.from_numpy(np.concatenate(lists).astype(np.int64))
-
-
-def multi_positive_loss(
-    logits: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor, positives: torch.Tensor
-) -> torch.Tensor:
-    """Mean over users of the mean softmax cross-entropy of each of the user's target items.
-
-    logits (B, C) over candidates; user ``rows[i]``'s positives are
-    ``positives[offsets[r]:offsets[r + 1]]``.
-    """
-    log_prob = F.log_softmax(logits, dim=1)  # (B, C)
-    counts = offsets[rows + 1] - offsets[rows]  # (B,)
-    batch_row = torch.repeat_interleave(torch.arange(rows.numel()), counts)  # (P_b,)
-    first = torch.repeat_interleave(offsets[rows], counts)  # (P_b,)
-    within = torch.arange(batch_row.numel()) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    )
-    items = positives[first + within]  # (P_b,)
-    picked = log_prob[batch_row, items] / counts[batch_row].to(log_prob.dtype)
-    return -picked.sum() / rows.numel()
-
-
-def item_head(
-    candidate_ids: np.ndarray,
-    popularity: np.ndarray,
-    dim: int,
-    pretrained: Pretrained,
-    init: str,
-) -> ItemScoringHead:
-    """A candidate-item head, starting as the popularity ranking or from pretrained vectors.
-
-    "popularity": zero item vectors and bias log(1 + training users per candidate), so training
-    starts from the popularity baseline and learns per-user deviations (a random table starts
-    far below it). "pretrained": in-vocabulary candidates take their rows of the pretrained
-    next-item output layer (the rest keep popularity).
-    """
-    head = ItemScoringHead(dim, int(candidate_ids.size))
-    with torch.no_grad():
-        head.item_embedding.zero_()
-        head.item_bias.copy_(torch.log1p(torch.as_tensor(popularity, dtype=torch.float32)))
-        if init == "pretrained" and pretrained.output_weight is not None:
-            ids = torch.from_numpy(np.asarray(candidate_ids, dtype=np.int64))
-            known = ids >= NUM_RESERVED
-            head.item_embedding[known] = pretrained.output_weight[ids[known]].float()
-            if pretrained.output_bias is not None:
-                head.item_bias[known] = pretrained.output_bias[ids[known]].float()
-    return head
-
-
-#: lam -> (weight (C, D), bias (C,)) of one fitted ridge problem
-RidgeSolve = Callable[[float], tuple[np.ndarray, np.ndarray]]
-
-
-def vector_ridge_solver(vectors: np.ndarray, targets: Any) -> RidgeSolve:
-    """Ridge from user vectors (N, D) to target bags (N, C), for any lambda: raw-vector weights.
-
-    The P3 ``ridge`` baseline's model (binary targets, an intercept column penalised too) with
-    the frozen user vector in place of the source bag: the vectors are standardised, solved in
-    the primal (D + 1 unknowns per item, a (D+1)^2 system), and the standardisation is folded
-    back so that ``vectors @ weight.T + bias`` are the ridge scores. The standardisation, the
-    Gram matrix and the right-hand side do not depend on lambda, so a lambda search computes
-    them once and pays only the solve per grid point.
-    """
-    mean, std = column_scale(vectors)
-    design = np.hstack([(vectors - mean) / std, np.ones((len(vectors), 1))])  # (N, D + 1)
-    rhs = np.asarray((targets.T @ design).T)  # (D + 1, C), targets may be sparse
-    gram = design.T @ design
-    eye = np.eye(design.shape[1])
-
-    def solve(lam: float) -> tuple[np.ndarray, np.ndarray]:
-        solution = np.linalg.solve(gram + lam * eye, rhs)
-        weight = (solution[:-1] / std[:, None]).T  # (C, D)
-        return weight, solution[-1] - weight @ mean
-
-    return solve
-
-
-def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`vector_ridge_solver` at one lambda."""
-    return vector_ridge_solver(vectors, targets)(lam)
-
-
-def select_ridge_lambda(
-    vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
-    grid: Sequence[float] = LAMBDA_GRID, holdout: float = 0.1, seed: int = 0,
-) -> tuple[float, dict[float, float]]:
-    """Lambda of :func:`vector_ridge` by NDCG@k on a random holdout of the fitted users.
-
-    The holdout is drawn inside the users being fitted, so the same call serves the tuning
-    round and the refit without reading any validation or test user. Ties: smaller lambda.
-    """
-    targets = targets.tocsr()
-    order = np.random.default_rng(seed).permutation(len(vectors))
-    n_hold = max(1, round(holdout * len(vectors)))
-    held, fitted = order[:n_hold], order[n_hold:]
-    held = held[np.diff(targets.indptr)[held] > 0]  # NDCG needs a target item
-    if held.size == 0:
-        return float(min(grid)), {}
-    solve = vector_ridge_solver(vectors[fitted], targets[fitted])
-    scores: dict[float, float] = {}
-    for lam in grid:
-        weight, bias = solve(lam)
-        ranked = top_k(vectors[held] @ weight.T + bias, popularity, k)
-        scores[lam] = float(np.mean([ndcg_at_k(ranked[row], targets[user].indices, k)
-                                     for row, user in enumerate(held)]))
-    return best_lambda(scores), scores
-
-
-def probe_item_head(
-    head: nn.Module, vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
-) -> float:
-    """Set an :class:`ItemScoringHead` to the ridge probe of ``vectors``; returns its lambda.
-
-    The P3 counterpart of :func:`probe_head` (linear probing, then fine-tuning): the untrained
-    head is the best linear map from the frozen user vector to the target items, and competes
-    as epoch 0. The scores are scaled to unit spread over the fitted users, so the softmax the
-    training continues with starts neither flat nor saturated; scaling leaves the ranking as is.
-    """
-    lam, _ = select_ridge_lambda(vectors, targets, popularity, k)
-    weight, bias = vector_ridge(vectors, targets, lam)
-    spread = score_spread(vectors, weight, bias)
-    scale = 1.0 / spread if spread > 0 else 1.0
-    with torch.no_grad():
-        head.item_embedding.copy_(torch.from_numpy(weight * scale))  # type: ignore[operator]
-        head.item_bias.copy_(torch.from_numpy(bias * scale))  # type: ignore[operator]
-    return lam
-
-
-def score_spread(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> float:
-    """Standard deviation of every entry of ``vectors @ weight.T + bias`` (N x C), in O(D^2).
-
-    The score matrix itself would be users x candidates (Amazon: 1,736 x 12,319 floats, 170 MB);
-    its first two moments follow from D x D Gram matrices of the two factors.
-    """
-    n, c = vectors.shape[0], weight.shape[0]
-    if n == 0 or c == 0:
-        return 0.0
-    x = vectors.astype(np.float64)
-    w = weight.astype(np.float64)
-    b = bias.astype(np.float64)
-    x_sum, w_sum = x.sum(axis=0), w.sum(axis=0)
-    mean = (x_sum @ w_sum + n * b.sum()) / (n * c)
-    square = (np.sum((x.T @ x) * (w.T @ w)) + 2.0 * x_sum @ (w.T @ b) + n * b @ b) / (n * c)
-    return float(np.sqrt(max(square - mean * mean, 0.0)))
-
-
-def cross_domain_problem(
-    split: CrossDomainSplit,
-    pretrained: Pretrained,
-    settings: AdaptSettings,
-    max_len: int,
-    keep: torch.Tensor,
-    validate_on_test_users: bool,
-    k: int = K,
-) -> TaskProblem:
-    """Fit on ``split.train_users``' target items; validate (NDCG@10) on ``split.test_users``.
-
-    Used with ``split.validation`` for tuning (its test users are the P3 validation users) and
-    with the split itself (``validate_on_test_users=False``) for the refit.
-    """
-    inputs = source_inputs(split, split.train_users, max_len)
-    offsets, positives = _positives(split, split.train_users)
-    candidate_ids = split.candidate_vocab_ids
-    dim = pretrained.encoder.dim
-
-    def loss_fn(logits: torch.Tensor, rows: torch.Tensor, _: Hyperparameters) -> torch.Tensor:
-        return multi_positive_loss(logits, rows, offsets, positives)
-
-    def make_head(from_pretrained: bool) -> nn.Module:
-        init = settings.item_init if from_pretrained else "popularity"
-        return item_head(candidate_ids, split.popularity, dim, pretrained, init)
-
-    validate = None
-    if validate_on_test_users:
-        valid_users = split.test_users
-        valid_x = source_inputs(split, valid_users, max_len)
-        row_of = {int(u): row for row, u in enumerate(valid_users)}
-
-        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
-            with torch.no_grad():
-                scores = head(vectors(valid_x)).numpy()
-
-            def score_fn(users: np.ndarray) -> np.ndarray:
-                return scores[[row_of[int(u)] for u in users]]
-
-            return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
-
-    init_head: HeadInit | None = None
-    if settings.item_init == "probe":
-        targets = split.target_matrix(split.train_users)  # rows = ``inputs``' users
-
-        def probe(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
-            lam = probe_item_head(head, vectors.double().numpy(), targets, split.popularity, k)
-            logger.debug("P3 %s probe head: lambda %g", split.target_domain, lam)
-
-        init_head = fit_once(probe, reads=lambda _: None)
-
-    return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True,
-                       init_head=init_head)
-
-
-def fit_cross_domain_task(
-    method: str,
-    pretrained: Pretrained,
-    split: CrossDomainSplit,
-    settings: AdaptSettings,
-    max_len: int,
-    seed: int = 0,
-    task_name: str = "task",
-    shared: bool = False,
-    k: int = K,
-) -> TaskFit:
-    """Tune (NDCG@k) on the P3 validation round, refit on every training user of ``split``.
-
-    The refitted head scores ``split.candidates``; nothing here reads a test user's target events.
-    """
-    if split.validation is None:
-        raise ValueError("the P3 split has no validation round to tune on")
-    # what the fits below read: every user's source events and the training users' targets
-    split.check_no_leak(split.training_view())
-    keep = source_keep(split.dataset, split.target_domain)
-    tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k)
-    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False)
-    # always refit: the tuned head scores the validation round's candidates, not the test's
-    setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
-                                          seed, profile=False, shared=shared, always_refit=True)
-    logger.info("P3 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
-                count_parameters(setup.params), seconds)
-    return _task_fit(method, setup, hp, tuning, seconds, split.candidate_keys, task_name, split)
-
-
-def cross_domain_scorer(fit: TaskFit, max_len: int) -> Callable[[np.ndarray], np.ndarray]:
-    """P3 ``score_fn(users) -> (len(users), C)`` of a fitted cross-domain task."""
-    if fit.split is None:
-        raise ValueError("not a cross-domain fit")
-    split = fit.split
-
-    def score(users: np.ndarray) -> np.ndarray:
-        fit.network.eval()
-        return batched_forward(fit.network, source_inputs(split, users, max_len)).numpy()
-
-    return score
 
 
 # --------------------------------------------------------------------------------------------

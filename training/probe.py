@@ -16,10 +16,10 @@ user vectors instead of TF-IDF item bags, one readout at a time:
   bag does not: if it only compresses the bag, this row equals the ``lr``/``lr_bal`` baselines,
   and no head on that vector can beat them.
 
-Cross-domain (P3) tasks get the same question in ranking form: the P3 ``ridge`` baseline's
-model fitted on the frozen vector of each user's source history (``ridge-on-mean``,
-``ridge-on-item-mean``; :func:`training.adapt.vector_ridge`, lambda on the P3 validation users)
-and on the source bag with the mean readout appended (``ridge-on-bag+mean``, the twin of
+Cross-domain (P3) tasks get the same question in ranking form: the P3 ``ridge`` baseline's model
+fitted on the frozen vector of each user's source history (``ridge-on-mean``,
+``ridge-on-item-mean``; :func:`training.cross_domain_task.vector_ridge`, lambda on the P3 validation
+users) and on the source bag with the mean readout appended (``ridge-on-bag+mean``, the twin of
 ``tfidf+mean``) beside ``ridge`` on the source bag itself, with per-user differences.
 
 It costs seconds, so it is the first thing to run before paying for adapters: when every
@@ -41,10 +41,6 @@ import torch
 
 from training.adapt import (
     column_scale,
-    profile_inputs,
-    source_inputs,
-    source_keep,
-    vector_ridge_solver,
 )
 from training.baselines import (
     K,
@@ -66,8 +62,16 @@ from training.baselines import (
     validation_ndcg,
 )
 from training.config import ExperimentConfig
+from training.cross_domain_task import (
+    source_inputs,
+    source_keep,
+    vector_ridge_solver,
+)
 from training.data.dataset import PreparedDataset
 from training.model import NextItNet, keep_domains, read_out
+from training.profile_task import (
+    profile_inputs,
+)
 from training.protocols import CrossDomainSplit, cross_domain_split, profile_folds, profile_labels
 from training.tasks import paired_folds, paired_users, per_fold
 from uservec.ids import PAD_ID
@@ -223,8 +227,8 @@ RidgeFamily = Callable[[CrossDomainSplit], Callable[[float], ScoreFn]]
 
 
 def vector_ridge_family(vectors: VectorLookup) -> RidgeFamily:
-    """:func:`~training.adapt.vector_ridge_solver` on ``split.train_users``' vectors, scoring
-    ``split``'s candidates; the lambda-free part is computed once per split."""
+    """:func:`~training.cross_domain_task.vector_ridge_solver` on ``split.train_users``' vectors,
+    scoring ``split``'s candidates; the lambda-free part is computed once per split."""
 
     def fit(split: CrossDomainSplit) -> Callable[[float], ScoreFn]:
         solve = vector_ridge_solver(vectors(split.train_users),

@@ -41,14 +41,8 @@ from training.adapt import (
     TaskFit,
     adapt_settings,
     batched_forward,
-    cross_domain_scorer,
     final_payload,
-    fit_cross_domain_task,
-    fit_profile_task,
     load_pretrained,
-    predict_profile,
-    profile_inputs,
-    source_inputs,
 )
 from training.baselines import (
     ProfileFold,
@@ -59,9 +53,19 @@ from training.baselines import (
 )
 from training.checkpoint import save_checkpoint
 from training.config import ExperimentConfig, TaskConfig
+from training.cross_domain_task import (
+    cross_domain_scorer,
+    fit_cross_domain_task,
+    source_inputs,
+)
 from training.data.dataset import PreparedDataset
 from training.metrics import mean_se, mean_std, tie_break_order
 from training.pretrain import torch_threads
+from training.profile_task import (
+    fit_profile_task,
+    predict_profile,
+    profile_inputs,
+)
 from training.protocols import cross_domain_split, profile_folds, profile_labels
 
 logger = logging.getLogger(__name__)

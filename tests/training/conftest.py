@@ -65,3 +65,12 @@ def tiny_dataset() -> PreparedDataset:
             item = (item + step) % num_real
         sequences.append(sequence)
     return make_dataset(sequences, vocab_size)
+
+
+@pytest.fixture
+def labelled(dataset_from_sequences):
+    """80 users in two classes with mostly disjoint items (:func:`adapt_helpers.labelled_data`)."""
+    from adapt_helpers import labelled_data
+
+    return labelled_data(dataset_from_sequences, 80)
+

@@ -1,0 +1,162 @@
+"""training.profile_task: P2 heads, class weighting and the linear-probe start."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from adapt_helpers import (
+    DIM,
+    FAST,
+    MAX_LEN,
+    labelled_data,
+    random_pretrained,
+)
+
+import training.profile_task
+from training.adapt import (
+    METHODS,
+    AdaptSettings,
+    Hyperparameters,
+    batched_forward,
+    hyperparameter_grid,
+    run_method,
+)
+from training.baselines import C_GRID
+from training.model import ClassificationHead
+from training.profile_task import (
+    class_weights,
+    fit_profile_task,
+    predict_profile,
+    probe_head,
+    profile_inputs,
+    profile_problem,
+)
+from uservec.ids import PAD_ID
+
+
+def test_class_weights_balanced_and_unweighted():
+    codes = np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(class_weights(codes, 3, 1.0).numpy(), [4 / 6, 2.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(class_weights(codes, 3, 0.0).numpy(), [1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_profile_method_learns(labelled, method):
+    dataset, users, labels, _ = labelled
+    pretrained = random_pretrained()
+    codes = (labels == "b").astype(np.int64)
+    inputs = profile_inputs(dataset, users, MAX_LEN)
+    problem = profile_problem(inputs, codes, 2, FAST, DIM)
+    hp = hyperparameter_grid(method, FAST, profile=True)[0]
+    setup, result = run_method(method, pretrained, problem, hp, FAST, "t", 0, epochs=8)
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    setup.network.eval()
+    predicted = batched_forward(setup.network, inputs).argmax(1).numpy()
+    assert np.mean(predicted == codes) > 0.75  # the majority class is 2/3
+
+
+def test_profile_fit_predicts_held_out_users_better_than_the_majority(dataset_from_sequences):
+    dataset, users, labels, classes = labelled_data(dataset_from_sequences, 300)
+    settings = dataclasses.replace(FAST, max_epochs=8, patience=3, batch_size=32)
+    train, test = users[:200], users[200:]
+    fit = fit_profile_task("fine-tune-all", random_pretrained(), dataset, train, labels[:200],
+                           classes, settings, MAX_LEN)
+    assert fit.hyperparameters.epochs is not None
+    assert [row["epoch"] for row in fit.tuning] == [fit.hyperparameters.epochs]
+    predicted = predict_profile(fit, dataset, test, MAX_LEN)
+    assert set(predicted) <= {"a", "b"}
+    majority = max(np.mean(labels[200:] == "a"), np.mean(labels[200:] == "b"))
+    assert np.mean(predicted == labels[200:]) > majority + 0.1
+
+
+def test_class_weighting_raises_minority_recall(labelled):
+    dataset, users, labels, _ = labelled
+    codes = (labels == "b").astype(np.int64)
+    inputs = profile_inputs(dataset, users, MAX_LEN)
+    recalls = []
+    for power in (0.0, 1.0):
+        hp = Hyperparameters(lr=1e-2, class_weight=power)
+        setup, _ = run_method("head-only", random_pretrained(), profile_problem(
+            inputs, codes, 2, FAST, DIM), hp, FAST, "t", 0, epochs=3)
+        predicted = batched_forward(setup.network, inputs).argmax(1).numpy()
+        recalls.append(np.mean(predicted[codes == 1] == 1))
+    assert recalls[1] > recalls[0]
+
+
+def test_probe_head_equals_a_logistic_regression_on_the_raw_vectors():
+    """The standardisation is folded into the weights: same predictions as sklearn's model."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(3.0, 5.0, (120, DIM))
+    codes = (vectors[:, 0] + rng.normal(0, 2.0, 120) > 3.0).astype(np.int64) * 2  # classes 0, 2
+    head = ClassificationHead(DIM, 3, dropout=0.0)
+    c = probe_head(head, vectors, codes, 3, power=0.0, metric="accuracy")
+    assert c in C_GRID
+    with torch.no_grad():
+        logits = head(torch.from_numpy(vectors).float()).numpy()
+    assert set(logits.argmax(1)) <= {0, 2}  # the class without examples is never predicted
+    scaled = (vectors - vectors.mean(0)) / (vectors.std(0) + 1e-6)
+    reference = LogisticRegression(C=c, max_iter=1000).fit(scaled, codes)
+    np.testing.assert_array_equal(logits.argmax(1), reference.predict(scaled))
+    probs = torch.softmax(torch.from_numpy(logits[:, [0, 2]]), 1).numpy()
+    np.testing.assert_allclose(probs, reference.predict_proba(scaled), atol=1e-4)
+
+
+def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled):
+    dataset, users, labels, _ = labelled
+    codes = (labels == "b").astype(np.int64)
+    inputs = profile_inputs(dataset, users, MAX_LEN)
+    settings = dataclasses.replace(FAST, head_init="probe")
+    problem = profile_problem(inputs[:60], codes[:60], 2, settings, DIM, inputs[60:], codes[60:])
+    assert problem.validate_untrained
+    hp = hyperparameter_grid("adapter", settings, profile=True)[0]
+    pretrained = random_pretrained()
+    setup, result = run_method("adapter", pretrained, problem, hp, settings, "t", 0, epochs=0)
+    assert result.history[0]["epoch"] == 0 and "valid" in result.history[0]
+    vectors = batched_forward(lambda x: pretrained.encoder.user_vector(x), inputs[:60]).numpy()
+    head = ClassificationHead(DIM, 2)
+    probe_head(head, vectors, codes[:60], 2, hp.class_weight, settings.select_metric)
+    assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
+    with pytest.raises(ValueError, match="head_init"):
+        AdaptSettings(head_init="zeros")
+
+
+def test_a_tuning_grid_fits_the_profile_probe_once(labelled, monkeypatch):
+    dataset, users, labels, _ = labelled
+    fitted = []
+    real = training.profile_task.probe_head
+    monkeypatch.setattr(training.profile_task, "probe_head",
+                        lambda *args, **kwargs: fitted.append(1) or real(*args, **kwargs))
+    settings = dataclasses.replace(FAST, head_init="probe", adapter_lr_grid=(1e-3, 3e-3),
+                                   max_epochs=1, refit=False)
+    fit = fit_profile_task("adapter", random_pretrained(), dataset, users, labels,
+                           np.array(["a", "b"]), settings, MAX_LEN)
+    assert len(fit.tuning) == 2
+    assert len(fitted) == 1  # one probe for both grid points (the winner is kept: no refit)
+
+
+def test_probe_head_survives_inner_folds_with_a_single_class():
+    """Low-label folds: a class with one row leaves some inner training folds one-class."""
+    rng = np.random.default_rng(1)
+    codes = np.array([0, 0, 0, 0, 0, 1])
+    head = ClassificationHead(DIM, 3)
+    probe_head(head, rng.normal(size=(6, DIM)), codes, 3, power=1.0, metric="macro_f1")
+    assert torch.isfinite(head.linear.weight).all()
+    single = ClassificationHead(DIM, 3)
+    probe_head(single, rng.normal(size=(4, DIM)), np.array([2, 2, 2, 2]), 3, 1.0, "mean")
+    with torch.no_grad():
+        assert set(single(torch.randn(5, DIM)).argmax(1).tolist()) == {2}
+
+
+def test_inputs_keep_the_latest_events_left_padded(labelled):
+    dataset, users, *_ = labelled
+    inputs = profile_inputs(dataset, users[:3], MAX_LEN)
+    for row, user in enumerate(users[:3]):
+        sequence = dataset.sequence(int(user))[-MAX_LEN:]
+        assert inputs[row, -len(sequence):].tolist() == sequence.tolist()
+        assert (inputs[row, : MAX_LEN - len(sequence)] == PAD_ID).all()

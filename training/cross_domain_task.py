@@ -1,0 +1,316 @@
+"""P3 cross-domain cold start on a pretrained encoder: a new target-item table per target domain.
+
+The network reads only the user's source-domain events (:func:`source_keep`) and scores the
+candidate target items with an :class:`~training.model.ItemScoringHead`, trained with softmax
+cross-entropy averaged over each training user's target items (:func:`multi_positive_loss`).
+With ``item_init = "probe"`` the table starts from ridge on the frozen user vectors
+(:func:`probe_item_head`). Tuned on the P3 validation round, always refitted on every training
+user (the candidates change)::
+
+    split = cross_domain_split(dataset, "books")
+    fit = fit_cross_domain_task("adapter", pretrained, split, settings, 50)
+    result = evaluate_cross_domain(cross_domain_scorer(fit, 50), split)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.adapt import (
+    AdaptSettings,
+    HeadInit,
+    Hyperparameters,
+    Pretrained,
+    TaskFit,
+    TaskProblem,
+    batched_forward,
+    column_scale,
+    count_parameters,
+    fit_once,
+    fit_task,
+    make_task_fit,
+)
+from training.baselines import LAMBDA_GRID, K, best_lambda, evaluate_cross_domain
+from training.data.dataset import PreparedDataset
+from training.metrics import ndcg_at_k, top_k
+from training.model import ItemScoringHead
+from training.protocols import CrossDomainSplit
+from uservec.ids import NUM_RESERVED, split_item_key
+from uservec.sequences import encode_batch
+
+logger = logging.getLogger(__name__)
+
+def source_keep(dataset: PreparedDataset, target_domain: str) -> torch.Tensor:
+    """(V,) bool: True for vocabulary ids of source-domain items (reserved ids and T: False).
+
+    UNK is dropped too: it may stand for a rare target item, which a cold-start input must not see.
+    """
+    keep = torch.zeros(dataset.vocab.size, dtype=torch.bool)
+    for pos, key in enumerate(dataset.vocab.keys):
+        keep[NUM_RESERVED + pos] = split_item_key(key)[0] != target_domain
+    return keep
+
+
+def source_inputs(split: CrossDomainSplit, users: np.ndarray, max_len: int) -> torch.Tensor:
+    """(N, max_len) the users' source-domain events (latest ``max_len``), left-padded."""
+    return torch.from_numpy(encode_batch(split.source_sequences(np.asarray(users)), max_len))
+
+
+def _positives(split: CrossDomainSplit, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR (offsets (N + 1,), candidate positions (P,)) of each user's training target items."""
+    lists = [split.target_items(int(u)) for u in users]
+    counts = np.array([x.size for x in lists], dtype=np.int64)
+    if np.any(counts == 0):
+        raise ValueError("every training user needs at least one target item among the candidates")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return torch.from_numpy(offsets), torch.from_numpy(np.concatenate(lists).astype(np.int64))
+
+
+def multi_positive_loss(
+    logits: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """Mean over users of the mean softmax cross-entropy of each of the user's target items.
+
+    logits (B, C) over candidates; user ``rows[i]``'s positives are
+    ``positives[offsets[r]:offsets[r + 1]]``.
+    """
+    log_prob = F.log_softmax(logits, dim=1)  # (B, C)
+    counts = offsets[rows + 1] - offsets[rows]  # (B,)
+    batch_row = torch.repeat_interleave(torch.arange(rows.numel()), counts)  # (P_b,)
+    first = torch.repeat_interleave(offsets[rows], counts)  # (P_b,)
+    within = torch.arange(batch_row.numel()) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    items = positives[first + within]  # (P_b,)
+    picked = log_prob[batch_row, items] / counts[batch_row].to(log_prob.dtype)
+    return -picked.sum() / rows.numel()
+
+
+def item_head(
+    candidate_ids: np.ndarray,
+    popularity: np.ndarray,
+    dim: int,
+    pretrained: Pretrained,
+    init: str,
+) -> ItemScoringHead:
+    """A candidate-item head, starting as the popularity ranking or from pretrained vectors.
+
+    "popularity": zero item vectors and bias log(1 + training users per candidate), so training
+    starts from the popularity baseline and learns per-user deviations (a random table starts
+    far below it). "pretrained": in-vocabulary candidates take their rows of the pretrained
+    next-item output layer (the rest keep popularity).
+    """
+    head = ItemScoringHead(dim, int(candidate_ids.size))
+    with torch.no_grad():
+        head.item_embedding.zero_()
+        head.item_bias.copy_(torch.log1p(torch.as_tensor(popularity, dtype=torch.float32)))
+        if init == "pretrained" and pretrained.output_weight is not None:
+            ids = torch.from_numpy(np.asarray(candidate_ids, dtype=np.int64))
+            known = ids >= NUM_RESERVED
+            head.item_embedding[known] = pretrained.output_weight[ids[known]].float()
+            if pretrained.output_bias is not None:
+                head.item_bias[known] = pretrained.output_bias[ids[known]].float()
+    return head
+
+
+#: lam -> (weight (C, D), bias (C,)) of one fitted ridge problem
+RidgeSolve = Callable[[float], tuple[np.ndarray, np.ndarray]]
+
+
+def vector_ridge_solver(vectors: np.ndarray, targets: Any) -> RidgeSolve:
+    """Ridge from user vectors (N, D) to target bags (N, C), for any lambda: raw-vector weights.
+
+    The P3 ``ridge`` baseline's model (binary targets, an intercept column penalised too) with
+    the frozen user vector in place of the source bag: the vectors are standardised, solved in
+    the primal (D + 1 unknowns per item, a (D+1)^2 system), and the standardisation is folded
+    back so that ``vectors @ weight.T + bias`` are the ridge scores. The standardisation, the
+    Gram matrix and the right-hand side do not depend on lambda, so a lambda search computes
+    them once and pays only the solve per grid point.
+    """
+    mean, std = column_scale(vectors)
+    design = np.hstack([(vectors - mean) / std, np.ones((len(vectors), 1))])  # (N, D + 1)
+    rhs = np.asarray((targets.T @ design).T)  # (D + 1, C), targets may be sparse
+    gram = design.T @ design
+    eye = np.eye(design.shape[1])
+
+    def solve(lam: float) -> tuple[np.ndarray, np.ndarray]:
+        solution = np.linalg.solve(gram + lam * eye, rhs)
+        weight = (solution[:-1] / std[:, None]).T  # (C, D)
+        return weight, solution[-1] - weight @ mean
+
+    return solve
+
+
+def vector_ridge(vectors: np.ndarray, targets: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vector_ridge_solver` at one lambda."""
+    return vector_ridge_solver(vectors, targets)(lam)
+
+
+def select_ridge_lambda(
+    vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
+    grid: Sequence[float] = LAMBDA_GRID, holdout: float = 0.1, seed: int = 0,
+) -> tuple[float, dict[float, float]]:
+    """Lambda of :func:`vector_ridge` by NDCG@k on a random holdout of the fitted users.
+
+    The holdout is drawn inside the users being fitted, so the same call serves the tuning
+    round and the refit without reading any validation or test user. Ties: smaller lambda.
+    """
+    targets = targets.tocsr()
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    n_hold = max(1, round(holdout * len(vectors)))
+    held, fitted = order[:n_hold], order[n_hold:]
+    held = held[np.diff(targets.indptr)[held] > 0]  # NDCG needs a target item
+    if held.size == 0:
+        return float(min(grid)), {}
+    solve = vector_ridge_solver(vectors[fitted], targets[fitted])
+    scores: dict[float, float] = {}
+    for lam in grid:
+        weight, bias = solve(lam)
+        ranked = top_k(vectors[held] @ weight.T + bias, popularity, k)
+        scores[lam] = float(np.mean([ndcg_at_k(ranked[row], targets[user].indices, k)
+                                     for row, user in enumerate(held)]))
+    return best_lambda(scores), scores
+
+
+def probe_item_head(
+    head: nn.Module, vectors: np.ndarray, targets: Any, popularity: np.ndarray, k: int = K,
+) -> float:
+    """Set an :class:`ItemScoringHead` to the ridge probe of ``vectors``; returns its lambda.
+
+    The P3 counterpart of :func:`training.profile_task.probe_head` (linear probing, then
+    fine-tuning): the untrained head is the best linear map from the frozen user vector to the
+    target items, and competes as epoch 0. The scores are scaled to unit spread over the fitted
+    users, so the softmax the training continues with starts neither flat nor saturated; scaling
+    leaves the ranking as is.
+    """
+    lam, _ = select_ridge_lambda(vectors, targets, popularity, k)
+    weight, bias = vector_ridge(vectors, targets, lam)
+    spread = score_spread(vectors, weight, bias)
+    scale = 1.0 / spread if spread > 0 else 1.0
+    with torch.no_grad():
+        head.item_embedding.copy_(torch.from_numpy(weight * scale))  # type: ignore[operator]
+        head.item_bias.copy_(torch.from_numpy(bias * scale))  # type: ignore[operator]
+    return lam
+
+
+def score_spread(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> float:
+    """Standard deviation of every entry of ``vectors @ weight.T + bias`` (N x C), in O(D^2).
+
+    The score matrix itself would be users x candidates (Amazon: 1,736 x 12,319 floats, 170 MB);
+    its first two moments follow from D x D Gram matrices of the two factors.
+    """
+    n, c = vectors.shape[0], weight.shape[0]
+    if n == 0 or c == 0:
+        return 0.0
+    x = vectors.astype(np.float64)
+    w = weight.astype(np.float64)
+    b = bias.astype(np.float64)
+    x_sum, w_sum = x.sum(axis=0), w.sum(axis=0)
+    mean = (x_sum @ w_sum + n * b.sum()) / (n * c)
+    square = (np.sum((x.T @ x) * (w.T @ w)) + 2.0 * x_sum @ (w.T @ b) + n * b @ b) / (n * c)
+    return float(np.sqrt(max(square - mean * mean, 0.0)))
+
+
+def cross_domain_problem(
+    split: CrossDomainSplit,
+    pretrained: Pretrained,
+    settings: AdaptSettings,
+    max_len: int,
+    keep: torch.Tensor,
+    validate_on_test_users: bool,
+    k: int = K,
+) -> TaskProblem:
+    """Fit on ``split.train_users``' target items; validate (NDCG@10) on ``split.test_users``.
+
+    Used with ``split.validation`` for tuning (its test users are the P3 validation users) and
+    with the split itself (``validate_on_test_users=False``) for the refit.
+    """
+    inputs = source_inputs(split, split.train_users, max_len)
+    offsets, positives = _positives(split, split.train_users)
+    candidate_ids = split.candidate_vocab_ids
+    dim = pretrained.encoder.dim
+
+    def loss_fn(logits: torch.Tensor, rows: torch.Tensor, _: Hyperparameters) -> torch.Tensor:
+        return multi_positive_loss(logits, rows, offsets, positives)
+
+    def make_head(from_pretrained: bool) -> nn.Module:
+        init = settings.item_init if from_pretrained else "popularity"
+        return item_head(candidate_ids, split.popularity, dim, pretrained, init)
+
+    validate = None
+    if validate_on_test_users:
+        valid_users = split.test_users
+        valid_x = source_inputs(split, valid_users, max_len)
+        row_of = {int(u): row for row, u in enumerate(valid_users)}
+
+        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
+            with torch.no_grad():
+                scores = head(vectors(valid_x)).numpy()
+
+            def score_fn(users: np.ndarray) -> np.ndarray:
+                return scores[[row_of[int(u)] for u in users]]
+
+            return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
+
+    init_head: HeadInit | None = None
+    if settings.item_init == "probe":
+        targets = split.target_matrix(split.train_users)  # rows = ``inputs``' users
+
+        def probe(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
+            lam = probe_item_head(head, vectors.double().numpy(), targets, split.popularity, k)
+            logger.debug("P3 %s probe head: lambda %g", split.target_domain, lam)
+
+        init_head = fit_once(probe, reads=lambda _: None)
+
+    return TaskProblem(inputs, make_head, loss_fn, validate, keep=keep, validate_untrained=True,
+                       init_head=init_head)
+
+
+def fit_cross_domain_task(
+    method: str,
+    pretrained: Pretrained,
+    split: CrossDomainSplit,
+    settings: AdaptSettings,
+    max_len: int,
+    seed: int = 0,
+    task_name: str = "task",
+    shared: bool = False,
+    k: int = K,
+) -> TaskFit:
+    """Tune (NDCG@k) on the P3 validation round, refit on every training user of ``split``.
+
+    The refitted head scores ``split.candidates``; nothing here reads a test user's target events.
+    """
+    if split.validation is None:
+        raise ValueError("the P3 split has no validation round to tune on")
+    # what the fits below read: every user's source events and the training users' targets
+    split.check_no_leak(split.training_view())
+    keep = source_keep(split.dataset, split.target_domain)
+    tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k)
+    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False)
+    # always refit: the tuned head scores the validation round's candidates, not the test's
+    setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
+                                          seed, profile=False, shared=shared, always_refit=True)
+    logger.info("P3 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
+                count_parameters(setup.params), seconds)
+    return make_task_fit(method, setup, hp, tuning, seconds, split.candidate_keys, task_name, split)
+
+
+def cross_domain_scorer(fit: TaskFit, max_len: int) -> Callable[[np.ndarray], np.ndarray]:
+    """P3 ``score_fn(users) -> (len(users), C)`` of a fitted cross-domain task."""
+    if fit.split is None:
+        raise ValueError("not a cross-domain fit")
+    split = fit.split
+
+    def score(users: np.ndarray) -> np.ndarray:
+        fit.network.eval()
+        return batched_forward(fit.network, source_inputs(split, users, max_len)).numpy()
+
+    return score

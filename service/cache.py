@@ -137,14 +137,18 @@ class RedisCache:
         self.metrics = metrics
         self._down_until = 0.0
         self._last_warning = 0.0
-        pool = aioredis.ConnectionPool.from_url(
+        # Blocking: with more requests in flight than connections, a request waits (up to the
+        # timeout) for a connection to come back instead of failing; a plain pool raises at once,
+        # and that error would mark a healthy Redis as down for everyone.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
+            timeout=timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),  # a retry would double the latency of an outage
         )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until

@@ -101,3 +101,45 @@ async def test_redis_round_trips_entries_with_a_ttl(shared_redis_url):
     finally:
         await cache.client.delete(key)
         await cache.close()
+
+
+@pytest.mark.redis
+async def test_more_concurrent_requests_than_connections_are_all_served(shared_redis_url):
+    """A full pool used to raise at once, which marked Redis as down: every request a miss."""
+    import asyncio
+
+    metrics = Metrics()
+    cache = RedisCache(shared_redis_url, metrics, ttl_s=30, timeout_s=0.5, max_connections=2,
+                       retry_interval_s=5.0)
+    key = f"uservec-test:{uuid.uuid4().hex}"
+    try:
+        await cache.set_many({key: {"v": np.ones(2, np.float32)}})
+        found = await asyncio.gather(*(cache.get_many([key]) for _ in range(20)))
+        assert all(hit is not None for (hit,) in found)
+        assert metrics.registry.get_sample_value(
+            "uservec_cache_errors_total", {"operation": "get"}) is None
+    finally:
+        await cache.client.delete(key)
+        await cache.close()
+
+
+@pytest.mark.redis
+async def test_close_releases_every_redis_connection(shared_redis_url):
+    import redis
+
+    name = f"uservec-close-{uuid.uuid4().hex[:12]}"
+    cache = RedisCache(f"{shared_redis_url}?client_name={name}", Metrics(), ttl_s=30,
+                       timeout_s=0.5, max_connections=4, retry_interval_s=0.0)
+    admin = redis.Redis.from_url(shared_redis_url)
+
+    def open_connections() -> int:
+        return sum(client.get("name") == name for client in admin.client_list())
+
+    try:
+        await cache.get_many(["a", "b"])
+        assert open_connections() == 1
+        await cache.close()
+        assert open_connections() == 0
+    finally:
+        admin.close()
+

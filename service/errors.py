@@ -151,8 +151,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response("internal_error", "internal server error")
+    request_id = getattr(request.state, "request_id", None)
+    logger.exception("unhandled error on %s %s (request id %s)", request.method,
+                     request.url.path, request_id)
+    # Starlette sends this response outside the request middleware, which adds the id to every
+    # other response: the one a client most needs to quote must carry it too
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return error_response("internal_error", "internal server error", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

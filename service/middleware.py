@@ -22,6 +22,8 @@ from service.metrics import Metrics, Timings
 access_logger = logging.getLogger("uservec.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+#: status recorded for a request whose client disconnected before any response (nginx's code)
+CLIENT_CLOSED = 499
 #: paths that never count against the in-flight limit (probes must answer under load)
 OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/docs", "/redoc",
                         "/openapi.json", "/docs/oauth2-redirect"})
@@ -60,8 +62,13 @@ class RequestContextMiddleware:
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         timings = Timings()
-        scope.setdefault("state", {})["timings"] = timings
-        status = 500
+        state = scope.setdefault("state", {})
+        state["timings"] = timings
+        # the 500 of an unhandled error is sent outside this middleware (Starlette's outermost
+        # ServerErrorMiddleware): its handler reads the id from here
+        state["request_id"] = request_id
+        status: int | None = None
+        failed = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -76,7 +83,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except BaseException:
+            failed = True
+            raise
         finally:
+            if status is None:
+                # nothing sent: an unhandled error (its 500 goes out after this middleware), or
+                # the client went away before a response (nginx's 499, not a server error)
+                status = 500 if failed else CLIENT_CLOSED
             duration = time.perf_counter() - start
             endpoint = self._endpoint(scope)
             timings.observe(self.metrics)

@@ -129,6 +129,8 @@ async def test_an_internal_failure_is_a_500_in_the_error_shape(make_settings, mo
         monkeypatch.setattr(app.state.runtime.current.session, "run", broken)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-            response = await client.post("/embed", json={"users": [user("b0")]})
+            response = await client.post("/embed", json={"users": [user("b0")]},
+                                         headers={"X-Request-ID": "req-500"})
     error = assert_error(response, 500, "internal_error")
     assert "exploded" not in error["message"]  # internals are logged, not returned
+    assert response.headers["x-request-id"] == "req-500"  # the id to quote in a bug report

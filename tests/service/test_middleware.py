@@ -9,6 +9,7 @@ import logging
 import pytest
 from service_helpers import assert_error, user
 
+from service.app import create_app
 from service.middleware import JsonFormatter
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +83,28 @@ async def test_each_request_writes_one_structured_access_log_record(
         "POST", "/embed", "/embed", 200)
     assert line["duration_ms"] > 0 and "encode" in line["stages_ms"]
     assert line["logger"] == "uservec.access" and line["level"] == "info"
+
+
+async def test_a_client_that_leaves_before_the_body_is_a_499_not_a_server_error(make_settings):
+    app = create_app(make_settings())
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/embed", "raw_path": b"/embed", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1234), "server": ("svc", 80)}
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+        count = app.state.runtime.metrics.registry.get_sample_value
+        assert sent == []  # nobody to answer
+        assert count("uservec_request_duration_seconds_count",
+                     {"endpoint": "/embed", "method": "POST", "status": "499"}) == 1
+        assert count("uservec_request_duration_seconds_count",
+                     {"endpoint": "/embed", "method": "POST", "status": "500"}) is None
+

@@ -39,7 +39,12 @@ from training.metrics import accuracy, macro_f1
 from training.profile_task import (
     profile_inputs,
 )
-from training.protocols import CrossDomainSplit, cross_domain_split, profile_labels
+from training.protocols import (
+    CrossDomainSplit,
+    cross_domain_split,
+    pretraining_view,
+    profile_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +196,6 @@ def evaluator_of_run(
     One assembly for both callers: the export's fp32-vs-int8 check (item vectors from the fused
     model) and ``uservec bench``'s int8 suite (item vectors from the bundle on disk).
     """
-    from training.runner import pretraining_view
-
     return run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, item_vectors,
                          next_item_layer(run_dir))
 

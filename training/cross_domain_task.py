@@ -294,7 +294,7 @@ def fit_cross_domain_task(
     split.check_no_leak(split.training_view())
     keep = source_keep(split.dataset, split.target_domain)
     tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k)
-    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False)
+    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False, k)
     # always refit: the tuned head scores the validation round's candidates, not the test's
     setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
                                           seed, profile=False, shared=shared, always_refit=True)

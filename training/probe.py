@@ -325,7 +325,8 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
                            for t in profile}
     for task in cross:
         split = cross_domain_split(dataset, str(task.target_domain))
-        result["cross_domain"][task.name] = probe_cross_domain(encoder, split, cfg.model.max_len)
+        result["cross_domain"][task.name] = probe_cross_domain(encoder, split, cfg.model.max_len,
+                                                               cfg.eval.k)
     return result
 
 

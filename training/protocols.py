@@ -11,7 +11,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShu
 
 from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID, PreparedDataset
 from uservec.ids import split_item_key
+
+if TYPE_CHECKING:
+    from training.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -457,7 +460,10 @@ def pretraining_mask(dataset: PreparedDataset, targets: Sequence[str]) -> np.nda
 
     Hidden = the target-domain events of each target's test users; with a published split also
     the validation users' target events (they are not training users there, and tuning on users
-    whose answers pretraining saw would flatter the chosen hyperparameters).
+    whose answers pretraining saw would flatter the chosen hyperparameters). With a split of our
+    own the validation users are drawn from the training users, whose target events are
+    training data (the refit reads them), so pretraining keeps them: P3 allows it, and it can
+    only bias which hyperparameters validation picks, never what the test users are scored on.
     """
     mask = np.ones(dataset.num_events, dtype=bool)
     for target in targets:
@@ -466,3 +472,21 @@ def pretraining_mask(dataset: PreparedDataset, targets: Sequence[str]) -> np.nda
         if split.published and split.validation is not None:
             mask &= ~split.validation.hidden_events()
     return mask
+
+
+def pretraining_view(cfg: ExperimentConfig, dataset: PreparedDataset) -> PreparedDataset:
+    """Events the one shared backbone may see: all but each P3 target's held-out events.
+
+    PROTOCOLS.md P3 allows one backbone for every task when it never sees the target-domain
+    events of any declared target's test users; P1 then evaluates on the same view. The view's
+    fingerprint differs from the dataset's whenever events are hidden, so an encoder records
+    which view it was pretrained on.
+    """
+    targets = [t.target_domain for t in cfg.tasks if t.kind == "cross_domain" and t.target_domain]
+    if not targets:
+        return dataset
+    keep = pretraining_mask(dataset, targets)
+    logger.info("pretraining view hides %d held-out target events of %s", int((~keep).sum()),
+                targets)
+    return dataset.restrict_events(keep, f"P3 test users' events in {', '.join(targets)}")
+

@@ -19,6 +19,7 @@ import numpy as np
 import uservec
 from training.config import ConfigError, ExperimentConfig, config_to_dict
 from training.data.dataset import PreparedDataset
+from training.protocols import pretraining_view
 from uservec.fingerprint import code_version
 
 log = logging.getLogger(__name__)
@@ -116,22 +117,6 @@ def export_settings(cfg: ExperimentConfig) -> dict[str, Any]:
         raise ConfigError(f"config.extra.export: unknown key(s) {unknown}")
     return {"enabled": bool(raw.get("enabled", False)), "out": raw.get("out"),
             "int8": bool(raw.get("int8", False))}
-
-
-def pretraining_view(cfg: ExperimentConfig, dataset: PreparedDataset) -> PreparedDataset:
-    """Events the one shared backbone may see: all but each P3 target's held-out events.
-
-    PROTOCOLS.md P3 allows one backbone for every task when it never sees the target-domain
-    events of any declared target's test users; P1 then evaluates on the same view.
-    """
-    targets = [t.target_domain for t in cfg.tasks if t.kind == "cross_domain" and t.target_domain]
-    if not targets:
-        return dataset
-    from training.protocols import pretraining_mask
-
-    keep = pretraining_mask(dataset, targets)
-    log.info("pretraining view hides %d held-out target events of %s", int((~keep).sum()), targets)
-    return dataset.restrict_events(keep, f"P3 test users' events in {', '.join(targets)}")
 
 
 def _pretrain_and_evaluate(

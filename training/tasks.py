@@ -66,7 +66,13 @@ from training.profile_task import (
     predict_profile,
     profile_inputs,
 )
-from training.protocols import cross_domain_split, profile_folds, profile_labels
+from training.protocols import (
+    LeakError,
+    cross_domain_split,
+    pretraining_view,
+    profile_folds,
+    profile_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +102,7 @@ def _run_tasks(
     started = time.perf_counter()
     settings = adapt_settings(cfg)
     shared = load_pretrained(encoder_checkpoint)
+    check_encoder_view(shared, cfg, dataset, encoder_checkpoint)
     # evaluation fits start from this untouched copy; final models go onto ``shared.encoder``
     pristine = dataclasses.replace(shared, encoder=copy.deepcopy(shared.encoder))
     max_len = cfg.model.max_len
@@ -127,6 +134,25 @@ def _run_tasks(
         raise AssertionError("adding a task changed an earlier task's outputs")
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
+
+
+def check_encoder_view(pretrained: Pretrained, cfg: ExperimentConfig, dataset: PreparedDataset,
+                       checkpoint: str | Path) -> None:
+    """Refuse an encoder that was not pretrained on this experiment's pretraining view.
+
+    The split code guarantees that no task *head* reads a test user's hidden target events; the
+    encoder is the other route in. One pretrained on the whole dataset (or on other data) has
+    seen those events, so its P3 numbers would be leaked: its recorded dataset fingerprint must
+    be the view's, which differs from the dataset's whenever events are hidden.
+    """
+    expected = pretraining_view(cfg, dataset).fingerprint
+    recorded = pretrained.meta.get("dataset_fingerprint")
+    if recorded != expected:
+        raise LeakError(
+            f"{checkpoint}: the encoder was pretrained on data with fingerprint {recorded!r}, "
+            f"not on this experiment's pretraining view ({expected!r}, which hides every P3 "
+            "target's held-out events); pretrain it with `uservec run` on this config"
+        )
 
 
 def _output_probe(fit: TaskFit, dataset: PreparedDataset, max_len: int

@@ -12,6 +12,7 @@ from training.adapt import METHODS
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
 from training.model import NextItemHead, NextItNet
+from training.protocols import LeakError, pretraining_view
 from training.tasks import paired_folds, paired_users, plot_results, run_tasks
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
@@ -40,15 +41,16 @@ def tiny_two_domain(num_users: int = 120, seed: int = 0):
     return build_dataset(users, items, domains, times, users=frame, name="tiny-tasks")
 
 
-def save_random_checkpoint(path, vocab_size: int) -> None:
-    """A checkpoint in the pretraining format, with random weights (shape is what matters)."""
+def save_random_checkpoint(path, vocab_size: int, fingerprint: str) -> None:
+    """A checkpoint in the pretraining format, with random weights (shape is what matters),
+    recording the fingerprint of the data it claims to be pretrained on."""
     torch.manual_seed(0)
     encoder = NextItNet(vocab_size, MODEL.dim, MODEL.dilations, MODEL.kernel_size)
     head = NextItemHead(MODEL.dim, vocab_size)
     save_checkpoint(path, {
         "model": encoder.state_dict(), "head": head.state_dict(),
         "config": {"model": dataclasses.asdict(MODEL)}, "vocab_size": vocab_size,
-        "dataset_fingerprint": "tiny",
+        "dataset_fingerprint": fingerprint,
     })
 
 
@@ -57,8 +59,14 @@ def results(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tasks")
     dataset = tiny_two_domain()
-    save_random_checkpoint(out / "encoder.pt", dataset.vocab.size)
-    cfg = ExperimentConfig(
+    cfg = tiny_config()
+    save_random_checkpoint(out / "encoder.pt", dataset.vocab.size,
+                           pretraining_view(cfg, dataset).fingerprint)
+    return run_tasks(cfg, dataset, out / "encoder.pt", out), out, dataset
+
+
+def tiny_config() -> ExperimentConfig:
+    return ExperimentConfig(
         name="tiny",
         model=MODEL,
         tasks=(
@@ -67,7 +75,14 @@ def results(tmp_path_factory):
         ),
         extra={"adapt": {"max_epochs": 1, "patience": 1, "bottleneck_grid": [4]}},
     )
-    return run_tasks(cfg, dataset, out / "encoder.pt", out), out, dataset
+
+
+def test_an_encoder_pretrained_on_the_held_out_events_is_refused(tmp_path):
+    """The heads never read a test user's target events; the encoder must not have either."""
+    dataset = tiny_two_domain()
+    save_random_checkpoint(tmp_path / "encoder.pt", dataset.vocab.size, dataset.fingerprint)
+    with pytest.raises(LeakError, match="pretraining view"):
+        run_tasks(tiny_config(), dataset, tmp_path / "encoder.pt", tmp_path)
 
 
 def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results):

@@ -154,11 +154,32 @@ def _fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
+def check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to write over anything but an earlier bundle (or an empty folder).
+
+    ``overwrite`` replaces the whole folder, so pointed at a run directory (``--out runs/x``) or
+    a parent of several, it would delete checkpoints and reports: only a folder holding a
+    bundle manifest, or nothing, may be replaced.
+    """
+    if not out_dir.name:
+        raise ExportError(f"{out_dir}: not a folder a bundle can be written to")
+    if not out_dir.exists():
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder; refusing to replace it")
+    if any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        raise ExportError(
+            f"{out_dir} is not a bundle (no manifest.json) and not empty; refusing to replace "
+            "it: write the bundle to a folder of its own"
+        )
+
+
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     """Rename the finished bundle into place; an old bundle is moved aside first, then deleted."""
     if out_dir.exists():
-        if not overwrite:
-            raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
+        check_replaceable(out_dir, overwrite)
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         out_dir.rename(old)
         tmp.rename(out_dir)
@@ -201,9 +222,8 @@ def write_bundle(
     int8_path)`` measures both graphs on the run's real evaluation data (see
     :mod:`export.task_metrics`); its report joins the int8 parity report in the manifest.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
+    out_dir = Path(out_dir).resolve()
+    check_replaceable(out_dir, overwrite)
     fused_model = fused_model.eval()
     _check_tasks(fused_model, tasks)
     items = np.asarray(calibration_items, dtype=np.int64)

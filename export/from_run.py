@@ -25,6 +25,7 @@ from training.data.dataset import PreparedDataset
 from training.data.prepare import load_run_dataset
 from training.fused import ProfileTask, RecommendTask
 from training.model import ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
+from training.protocols import pretraining_view
 from uservec.manifest import BundleManifest
 from uservec.sequences import encode_batch
 
@@ -93,6 +94,24 @@ def load_task(
     return RecommendTask(item_head.eval(), patches=patches, source_keep=keep, readout=readout), task
 
 
+def check_same_data(meta: dict[str, Any], view_fingerprint: str, vocab_size: int,
+                    run_dir: Path) -> None:
+    """Refuse to export when the data read now is not what the encoder was trained on.
+
+    The bundle ships the vocabulary of the dataset prepared *now* from the run's config; if the
+    raw files or the config changed since the run, ids would point at the wrong embeddings
+    with nothing to show for it. The encoder records the fingerprint of its pretraining view.
+    """
+    recorded = meta.get("dataset_fingerprint")
+    if recorded != view_fingerprint or meta.get("vocab_size") != vocab_size:
+        raise ExportError(
+            f"{run_dir}: the data prepared now (fingerprint {view_fingerprint}, vocabulary "
+            f"{vocab_size}) is not what the encoder was trained on ({recorded}, "
+            f"{meta.get('vocab_size')}): the raw data or the run's config changed since; "
+            "re-run `uservec run` on it"
+        )
+
+
 def export_from_run(
     run_dir: str | Path, out_dir: str | Path, quantize: bool = False, overwrite: bool = False
 ) -> BundleManifest:
@@ -105,11 +124,17 @@ def export_from_run(
     torch.set_num_threads(1)  # tiny convolutions: torch's thread pool only adds overhead here
     encoder, meta = load_encoder(encoder_path)
     dataset = load_run_dataset(cfg.data, run_dir)
+    check_same_data(meta, pretraining_view(cfg, dataset).fingerprint, dataset.vocab.size, run_dir)
     profile: dict[str, ProfileTask] = {}
     recommend: dict[str, RecommendTask] = {}
     exports: list[TaskExport] = []
     for path in sorted((run_dir / "tasks").glob("*/final.pt")):
-        head, task = load_task(encoder, load_checkpoint(path), dataset)
+        payload = load_checkpoint(path)
+        if payload.get("encoder_fingerprint", meta["dataset_fingerprint"]) != meta[
+                "dataset_fingerprint"]:
+            raise ExportError(f"{path}: trained on another encoder than {encoder_path} (its data "
+                              "fingerprint differs); re-run the run's tasks")
+        head, task = load_task(encoder, payload, dataset)
         exports.append(task)
         if isinstance(head, ProfileTask):
             profile[task.name] = head
@@ -127,7 +152,7 @@ def export_from_run(
     manifest = write_bundle(
         out_dir, fused, dataset.vocab, exports,
         {**json.loads((run_dir / "config.json").read_text()), "source_run": str(run_dir)},
-        meta.get("dataset_fingerprint", dataset.fingerprint), cfg.seed, cfg.model.max_len,
+        meta["dataset_fingerprint"], cfg.seed, cfg.model.max_len,
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
         name=cfg.name, overwrite=overwrite, int8_task_metrics=compare,
     )

@@ -93,6 +93,23 @@ def test_an_existing_bundle_is_not_overwritten_by_default(bundle_dir, fused, voc
     assert sha256_file(bundle_dir / "manifest.json") == before
 
 
+def test_overwrite_replaces_only_a_bundle_never_another_folder(tmp_path, fused, vocab, tasks):
+    """--overwrite pointed at a run directory used to delete its checkpoints."""
+    run = tmp_path / "run"
+    (run / "pretrain").mkdir(parents=True)
+    (run / "pretrain" / "best.pt").write_bytes(b"weights")
+    with pytest.raises(ExportError, match="not a bundle"):
+        write_bundle(run, fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8),
+                     overwrite=True)
+    assert (run / "pretrain" / "best.pt").read_bytes() == b"weights"
+    out = tmp_path / "bundle"
+    write_bundle(out, fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8))
+    replaced = write_bundle(out, fused, vocab, tasks, {}, "fp2", 0, MAX_LEN, make_items(8),
+                            overwrite=True)
+    assert replaced.data_fingerprint == "fp2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "run"]  # nothing left over
+
+
 def test_a_failed_check_leaves_no_bundle_and_no_temp_dir(
     tmp_path, fused, vocab, tasks, monkeypatch
 ):

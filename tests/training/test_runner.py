@@ -122,6 +122,21 @@ def test_int8_export_reports_task_metrics_measured_like_the_run(run_dir: Path, t
     assert "held out" in (tmp_path / "bench" / "bench.md").read_text()
 
 
+def test_export_refuses_a_run_whose_data_changed_since(run_dir: Path, tmp_path: Path):
+    """The bundle ships the vocabulary prepared now: other data would misalign every id."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["data"]["synthetic_users"] = 170
+    (copy / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["export", str(copy), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert "not what the encoder was trained on" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "b").exists()
+
+
 def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):
     result = CliRunner().invoke(main, ["probe", str(run_dir)])
     assert result.exit_code == 0, result.output

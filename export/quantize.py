@@ -30,6 +30,7 @@ from onnxruntime.quantization import (
 from export import ExportError
 from export.onnx_export import INPUT_NAME
 from export.parity import compare_outputs, open_session, session_outputs
+from training.fused import USER_VECTOR
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,18 @@ def accuracy_report(
     reference = session_outputs(open_session(fp32_path), items)
     candidate = session_outputs(open_session(int8_path), items)
     report = compare_outputs(reference, candidate, item_vectors)
-    return {key: report[key] for key in ("max_abs_diff", "top_k_overlap", "argmax_agreement")}
+    return {
+        **{key: report[key] for key in ("max_abs_diff", "top_k_overlap", "argmax_agreement")},
+        "user_vector_cosine": row_cosine(reference[USER_VECTOR], candidate[USER_VECTOR]),
+    }
+
+
+def row_cosine(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Mean and smallest cosine similarity between matching rows (a zero row counts as 0)."""
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    dots = np.sum(reference * candidate, axis=1)
+    cosine = np.divide(dots, norms, out=np.zeros_like(dots, dtype=np.float64), where=norms > 0)
+    return {"mean": float(cosine.mean()), "min": float(cosine.min())}
 
 
 def acceptable(report: Mapping[str, Any]) -> bool:

@@ -109,10 +109,10 @@ class Runtime:
         """
         if self.batcher is not None:
             self.batcher.start()
+        if preloaded is None and self.bundle_path is not None:
+            preloaded = await asyncio.to_thread(load_configured, self.settings, self.bundle_path)
         if preloaded is not None:
-            self._swap_in(preloaded)
-        elif self.bundle_path is not None:
-            await self.reload(self.bundle_path)
+            self._swap_in(preloaded)  # the start-up bundle: not counted as a reload
 
     async def close(self) -> None:
         self.shutting_down = True
@@ -146,7 +146,9 @@ class Runtime:
         async with self._reload_lock:
             start = time.perf_counter()
             try:
-                bundle = await self.in_thread(load_configured, self.settings, target)
+                # its own thread, not the inference pool: hashing and loading a bundle takes
+                # seconds, and the micro-batcher's slots are sized to the pool's threads
+                bundle = await asyncio.to_thread(load_configured, self.settings, target)
             except Exception as exc:  # whatever fails while loading, the bundle is refused
                 self.metrics.reloads.labels(result="rejected").inc()
                 if isinstance(exc, BundleError):
@@ -159,6 +161,7 @@ class Runtime:
                     details={"bundle_path": str(target), "serving": current},
                 ) from exc
             previous = self._swap_in(bundle)
+            self.metrics.reloads.labels(result="ok").inc()
             return ReloadResult(previous, bundle, time.perf_counter() - start)
 
     def _swap_in(self, bundle: Bundle) -> str | None:
@@ -166,7 +169,6 @@ class Runtime:
         previous = self._bundle.version if self._bundle else None
         self._bundle, self.bundle_path = bundle, bundle.path
         self.metrics.set_bundle(bundle.version, bundle.manifest.schema_version, bundle.model_file)
-        self.metrics.reloads.labels(result="ok").inc()
         logger.info("serving bundle %s (was %s)", bundle.version, previous)
         return previous
 

@@ -38,6 +38,22 @@ def test_a_graph_that_differs_from_torch_is_refused(fused, onnx_path):
         check_parity(drifted, onnx_path, make_items(8, seed=7), _vectors(drifted))
 
 
+def test_a_graph_that_outputs_nan_is_refused(fused, onnx_path, monkeypatch):
+    """np.max over a NaN is NaN and NaN > tol is False: NaN once passed as a 0.0 diff."""
+    import export.parity
+
+    real = export.parity.session_outputs
+
+    def nan_user_vector(session, items):
+        outputs = real(session, items)
+        outputs["user_vector"] = np.full_like(outputs["user_vector"], np.nan)
+        return outputs
+
+    monkeypatch.setattr(export.parity, "session_outputs", nan_user_vector)
+    with pytest.raises(ParityError, match=r"user_vector: max abs diff inf"):
+        check_parity(fused, onnx_path, make_items(8, seed=7), _vectors(fused))
+
+
 def test_parity_also_runs_a_shorter_window_and_a_batch_of_one():
     items = make_items(4)
     shapes = [b.shape for b in parity_batches(items)]

@@ -29,6 +29,8 @@ async def test_reload_to_a_good_bundle_changes_version_and_outputs(
     settings = make_settings(api_keys=["api-key"], admin_api_keys=["admin-key"])
     async with serve(settings) as served:
         assert await embed_version(served) == reference.version
+        # the bundle loaded at start-up is not a reload
+        assert not served.metric("uservec_bundle_reloads_total", result="ok")
         response = await served.client.post(
             "/admin/reload", json={"bundle_path": str(single_bundle)}, headers=ADMIN
         )
@@ -49,6 +51,7 @@ async def test_reload_to_a_good_bundle_changes_version_and_outputs(
                              schema_version="1", model_file="model.onnx") == 1
         assert served.metric("uservec_bundle_info", bundle_version=reference.version,
                              schema_version="1", model_file="model.onnx") == 0
+        assert served.metric("uservec_bundle_reloads_total", result="ok") == 1
 
 
 async def test_a_corrupt_bundle_is_refused_and_the_old_one_keeps_serving(

@@ -22,9 +22,12 @@ RUN pip install -c constraints.txt ".[serve]" \
     && useradd --create-home --uid 10001 uservec
 USER 10001
 
+# The image listens on every interface, so /admin/reload (which loads any folder the process can
+# read) is off unless asked for: -e USERVEC_ADMIN_ENABLED=true -e USERVEC_ADMIN_API_KEYS=...
 ENV USERVEC_HOST=0.0.0.0 \
     USERVEC_PORT=8000 \
-    USERVEC_BUNDLE_PATH=/bundle
+    USERVEC_BUNDLE_PATH=/bundle \
+    USERVEC_ADMIN_ENABLED=false
 EXPOSE 8000
 
 # Ready = bundle loaded and checked (503 before); tests/test_dockerfile.py runs this exact command.

@@ -99,12 +99,16 @@ def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -
     for router in routers:
         app.include_router(router)
     known_paths = {getattr(route, "path", "") for r in [app, *routers] for route in r.routes}
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    open_paths = {getattr(route, "path", "") for route in health.router.routes}
+    open_paths |= {path for path in docs if path}
     app.add_middleware(
         LimitsMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         max_concurrent=settings.max_concurrent_requests,
         retry_after_s=settings.retry_after_s,
+        open_paths=open_paths,
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known_paths)
     return app

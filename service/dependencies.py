@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 
 from service.metrics import Timings
 from service.runtime import Runtime
-from service.settings import Settings
 
 
 # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per dependency
@@ -16,11 +15,6 @@ from service.settings import Settings
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
-
-
-async def get_app_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_timings(request: Request) -> Timings:
@@ -33,5 +27,4 @@ async def get_timings(request: Request) -> Timings:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 TimingsDep = Annotated[Timings, Depends(get_timings)]

@@ -197,7 +197,7 @@ _EXAMPLE_MESSAGES = {
     "unknown_domain": "no recommendation head for domain 'music'",
     "domain_required": "this bundle recommends in 2 domains; say which with 'domain'",
     "unknown_attribute": "unknown profile attributes ['height']",
-    "too_many_requests": "too many requests in flight; retry after 1 s",
+    "too_many_requests": "more than 64 requests in flight; retry after 1 s",
     "not_ready": "no bundle is loaded yet",
     "bundle_rejected": "bundle refused: model.onnx: sha256 mismatch",
     "reload_in_progress": "another reload is in progress",

@@ -24,9 +24,6 @@ access_logger = logging.getLogger("uservec.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 #: status recorded for a request whose client disconnected before any response (nginx's code)
 CLIENT_CLOSED = 499
-#: paths that never count against the in-flight limit (probes must answer under load)
-OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/docs", "/redoc",
-                        "/openapi.json", "/docs/oauth2-redirect"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -115,7 +112,11 @@ class RequestContextMiddleware:
 
 class LimitsMiddleware:
     """429 + ``Retry-After`` over the in-flight limit; 413 for bodies over ``max_body_bytes``;
-    415 for a body that is not declared as JSON (curl's default form encoding, text/plain)."""
+    415 for a body that is not declared as JSON (curl's default form encoding, text/plain).
+
+    ``open_paths`` (probes, metrics, docs) never count against the in-flight limit: a probe must
+    answer under load.
+    """
 
     def __init__(
         self,
@@ -124,8 +125,10 @@ class LimitsMiddleware:
         max_body_bytes: int,
         max_concurrent: int,
         retry_after_s: int,
+        open_paths: Collection[str] = (),
     ) -> None:
         self.app = app
+        self.open_paths = frozenset(open_paths)
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
@@ -133,7 +136,7 @@ class LimitsMiddleware:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_concurrent:

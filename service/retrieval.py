@@ -1,8 +1,10 @@
 """Recommendation retrieval: FAISS inner-product top-k with exclusions, popularity fallback.
 
 Exclusions (items the user already has, ids the caller passes) are applied by over-fetching:
-asking FAISS for ``k + |excluded items in the catalogue|`` rows guarantees ``k`` survivors whatever
-the index kind, without per-query ID selectors (which IVF/HNSW support unevenly).
+FAISS is asked for ``k + |excluded items in the catalogue|`` rows, without per-query ID selectors
+(which IVF/HNSW support unevenly). An exact index then always leaves ``k`` survivors; an IVF
+index returns fewer rows when the lists it probes hold fewer items than that, so an approximate
+index can answer with fewer than ``k`` items (never with excluded ones).
 """
 
 from __future__ import annotations

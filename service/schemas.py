@@ -17,6 +17,10 @@ _EVENTS_EXAMPLE: Any = [
 ]
 
 
+#: a domain name must not contain ':' (it separates domain and item id in item keys)
+DOMAIN_PATTERN = r"^[^:]*$"
+
+
 class Event(BaseModel):
     """One behaviour event. Numbers given as item ids are read as strings."""
 
@@ -25,7 +29,8 @@ class Event(BaseModel):
     domain: str | None = Field(
         None,
         max_length=128,
-        description="item domain; omitted = the bundle's only domain (or 'default')",
+        pattern=DOMAIN_PATTERN,
+        description="item domain (no ':'); omitted = the bundle's only domain (or 'default')",
     )
     timestamp: float | None = Field(
         None,
@@ -343,7 +348,7 @@ class ErrorResponse(BaseModel):
                 {
                     "error": {
                         "code": "k_out_of_range",
-                        "message": "k must be between 1 and 100",
+                        "message": "k must be between 1 and 100, got 500",
                         "details": {"k": 500, "min": 1, "max": 100},
                     }
                 }

@@ -17,6 +17,8 @@ from service.runtime import load_configured
 from service.settings import Settings, get_settings
 from uservec.logs import quiet_third_party
 
+logger = logging.getLogger(__name__)
+
 
 def configure_logging(level: str, json_logs: bool) -> None:
     """Root handler for the service and uvicorn loggers; JSON lines by default."""
@@ -34,6 +36,22 @@ def configure_logging(level: str, json_logs: bool) -> None:
     quiet_third_party(root.level)
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def open_admin_warning(settings: Settings) -> str | None:
+    """What to say when ``/admin/reload`` has no key and listens beyond this machine."""
+    if not settings.admin_enabled or settings.effective_admin_keys:
+        return None
+    if settings.host in LOOPBACK_HOSTS:
+        return None
+    return (
+        f"/admin/reload is enabled without an API key on {settings.host}: anyone who reaches "
+        "this port can make the service load any folder it can read; set "
+        "USERVEC_ADMIN_API_KEYS, or USERVEC_ADMIN_ENABLED=false"
+    )
+
+
 def serve(settings: Settings | None = None) -> None:
     """Serve until SIGTERM/SIGINT; blocks.
 
@@ -43,6 +61,9 @@ def serve(settings: Settings | None = None) -> None:
     """
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.json_logs)
+    warning = open_admin_warning(settings)
+    if warning:
+        logger.warning(warning)
     loaded = None
     if settings.bundle_path is not None:
         loaded = load_configured(settings, settings.bundle_path)

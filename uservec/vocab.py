@@ -25,6 +25,7 @@ class Vocabulary:
 
     keys: tuple[str, ...]
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _domains: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {key: NUM_RESERVED + pos for pos, key in enumerate(self.keys)}
@@ -43,9 +44,6 @@ class Vocabulary:
     def size(self) -> int:
         """Number of ids including the reserved ones (the embedding table's row count)."""
         return NUM_RESERVED + len(self.keys)
-
-    def __len__(self) -> int:
-        return self.size
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
@@ -69,8 +67,16 @@ class Vocabulary:
         return self.keys[item_id - NUM_RESERVED]
 
     def domains(self) -> list[str]:
-        """Sorted distinct domains of the vocabulary."""
-        return sorted({split_item_key(k)[0] for k in self.keys})
+        """Sorted distinct domains of the vocabulary.
+
+        Computed once and kept: the service reports them per request (``GET /v1/bundle``), and
+        splitting a million keys takes a sixth of a second.
+        """
+        if self._domains is None:
+            domains = tuple(sorted({split_item_key(key)[0] for key in self.keys}))
+            object.__setattr__(self, "_domains", domains)
+        assert self._domains is not None
+        return list(self._domains)
 
     def domain_ids(self) -> np.ndarray:
         """Per id, the index of its domain in :meth:`domains` (-1 for reserved ids)."""

@@ -49,10 +49,12 @@ def test_serialize_round_trips_every_output(outputs):
         np.testing.assert_array_equal(restored[name], array)
 
 
-def test_deserialize_refuses_a_truncated_entry():
+def test_deserialize_refuses_a_truncated_or_padded_entry():
     blob = serialize({"user_vector": np.arange(4, dtype=np.float32)})
     with pytest.raises(ValueError):
-        deserialize(blob[:-3] + b"xyz!")
+        deserialize(blob[:-3])
+    with pytest.raises(ValueError, match="trailing"):
+        deserialize(blob + b"!")
 
 
 async def test_lru_evicts_the_least_recently_used_entry():

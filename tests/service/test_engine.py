@@ -12,10 +12,11 @@ import pytest
 from service_bundles import BOOKS, GAMES, MAX_LEN
 from service_helpers import Reference, random_users
 
-from service.engine import load_bundle
+from service.engine import _default_domain, load_bundle
 from service.schemas import Event
 from uservec.ids import UNK_ID, item_key
 from uservec.manifest import BundleError
+from uservec.vocab import Vocabulary
 
 
 def events(*raws: str, **extra: object) -> list[Event]:
@@ -60,11 +61,17 @@ def test_prepare_orders_by_timestamp_when_every_event_has_one(bundle):
     assert bundle.prepare(partly).ids.tolist() == bundle.prepare(events("b2", "b4")).ids.tolist()
 
 
-def test_events_without_a_domain_use_the_only_domain_of_a_single_domain_vocabulary(bundle):
+def test_events_without_a_domain_in_a_two_domain_bundle_are_unknown(bundle):
     # the test vocabulary has two domains: no domain means the "default" one, i.e. unknown
     prepared = bundle.prepare([Event(item_id="b0")])
     assert prepared.ids.tolist() == [UNK_ID]
     assert bundle.default_domain == "default"
+
+
+def test_events_without_a_domain_use_the_only_domain_of_a_single_domain_vocabulary():
+    assert _default_domain(Vocabulary((item_key("1", "movies"), item_key("2", "movies")))) == (
+        "movies")
+    assert _default_domain(Vocabulary((item_key("1", "a"), item_key("2", "b")))) == "default"
 
 
 def test_run_matches_onnxruntime_on_full_windows_whatever_the_batch_padding(bundle, reference):

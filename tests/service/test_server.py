@@ -98,3 +98,13 @@ def test_uservec_serve_refuses_a_corrupt_model_in_one_line_before_starting(corru
     assert "cannot serve" in process.stderr and "model.onnx" in process.stderr
     assert "Traceback" not in process.stderr and "Application startup failed" not in process.stderr
 
+
+def test_an_admin_endpoint_without_a_key_on_a_public_interface_is_warned_about():
+    from service.server import open_admin_warning
+    from service.settings import Settings
+
+    assert "anyone who reaches" in open_admin_warning(Settings(host="0.0.0.0"))
+    assert open_admin_warning(Settings(host="0.0.0.0", admin_api_keys=["k"])) is None
+    assert open_admin_warning(Settings(host="0.0.0.0", admin_enabled=False)) is None
+    assert open_admin_warning(Settings(host="127.0.0.1")) is None
+

@@ -68,7 +68,8 @@ async def test_a_repeated_sequence_is_served_from_the_cache(serve, make_settings
     async with serve(make_settings()) as served:
         first = (await served.client.post("/embed", json=body)).json()["results"][0]
         runs = served.metric("uservec_batch_size_count")
-        # older events outside the window and unknown ids that map alike hit the same entry
+        # the same sequence again (the next test: sequences that differ only where the model
+        # cannot see share the entry too)
         second = (await served.client.post("/embed", json=body)).json()["results"][0]
         assert served.metric("uservec_batch_size_count") == runs  # no model run
         assert served.metric("uservec_cache_lookups_total", backend="memory", result="hit") == 1

@@ -10,10 +10,12 @@ from export.onnx_export import INPUT_NAME
 from export.quantize import (
     ENCODER_SCOPE,
     SequenceCalibrationReader,
+    acceptable,
     compare_methods,
     head_nodes,
     int8_report,
     quantize,
+    row_cosine,
 )
 
 
@@ -51,7 +53,18 @@ def test_int8_model_loads_keeps_the_signature_and_stays_close(fp32_path, vectors
     assert report["top_k_overlap"]["query.games"] >= 0.8
     assert min(report["argmax_agreement"].values()) >= 0.9
     assert max(report["max_abs_diff"].values()) < 2.0
+    assert report["user_vector_cosine"]["min"] >= 0.99
     assert report["accepted"] and report["speedup_vs_fp32"] > 0
+
+
+def test_an_int8_twin_whose_user_vectors_drift_is_not_shipped():
+    """A bundle without heads serves /embed only: the user vector alone must decide."""
+    report = {"top_k_overlap": {}, "argmax_agreement": {},
+              "user_vector_cosine": {"mean": 0.97, "min": 0.9}}
+    assert not acceptable(report)
+    assert acceptable({**report, "user_vector_cosine": {"mean": 1.0, "min": 0.999}})
+    assert row_cosine(np.eye(2), np.array([[1.0, 0.0], [1.0, 1.0]])) == pytest.approx(
+        {"mean": (1 + 2**-0.5) / 2, "min": 2**-0.5})
 
 
 def test_methods_are_compared_side_by_side_against_fp32(fp32_path, vectors):

@@ -29,7 +29,7 @@ from export.onnx_export import OPSET, export_onnx
 from export.parity import check_parity, open_session, session_outputs
 from export.quantize import Method, int8_report
 from export.quantize import quantize as quantize_graph
-from export.verify import load_and_verify
+from export.verify import catalogue_problem, load_and_verify
 from training.fused import FusedUserModel, profile_output, query_output
 from uservec.fingerprint import code_version, sha256_file, sha256_json
 from uservec.manifest import (
@@ -89,14 +89,11 @@ def _check_tasks(fused: FusedUserModel, tasks: Sequence[TaskExport]) -> None:
         if task.kind == "profile" and not task.labels:
             raise ExportError(f"profile task {task.name!r} needs its class labels")
         if task.kind == "recommend":
-            if not task.item_keys or not task.domain:
-                raise ExportError(f"recommend task {task.name!r} needs item_keys and a domain")
-            unknown = set(task.popularity or ()) - set(task.item_keys)
-            if unknown:
-                raise ExportError(
-                    f"recommend task {task.name!r}: {len(unknown)} popularity key(s) are not "
-                    f"among its items, e.g. {sorted(unknown)[:3]}"
-                )
+            if not task.domain:
+                raise ExportError(f"recommend task {task.name!r} needs a domain")
+            problem = catalogue_problem(task.domain, task.item_keys or (), task.popularity)
+            if problem:
+                raise ExportError(f"recommend task {task.name!r}: {problem}")
 
 
 def _check_shapes(

@@ -2,20 +2,23 @@
 
 :func:`load_and_verify` refuses, with a :class:`BundleError` naming the reason and the file:
 an unsupported schema version; a file the manifest needs but does not checksum; a missing,
-truncated or modified file; an unreadable vocabulary; item files that disagree with each other;
-and (``smoke=True``) a graph whose inputs/outputs differ from the manifest or that does not run.
+truncated or modified file; an incomplete task entry; an unreadable vocabulary; item files that
+disagree with each other or break the catalogue rules (:func:`catalogue_problem`); and
+(``smoke=True``) a graph whose inputs/outputs differ from the manifest or that does not run.
+The service loads bundles through this same function, so what verifies here also serves.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from uservec.ids import NUM_RESERVED, PAD_ID
+from uservec.ids import NUM_RESERVED, PAD_ID, split_item_key
 from uservec.manifest import (
     MANIFEST_NAME,
     BundleError,
@@ -70,15 +73,55 @@ def _read_json_list(path: Path) -> list[str]:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(value, list):
-        raise BundleError(f"{path}: expected a JSON list of item keys")
+    if not isinstance(value, list) or not all(isinstance(key, str) for key in value):
+        raise BundleError(f"{path}: expected a JSON list of item keys (strings)")
     return value
+
+
+def catalogue_problem(
+    domain: str, keys: Sequence[str], popularity: Sequence[str] | None
+) -> str | None:
+    """What is wrong with a recommend head's item keys and popularity list (None: nothing).
+
+    One rule set for the exporter (before it writes), ``uservec bundle verify`` and the service
+    (before it serves): they used to disagree, so a bundle could verify and then be refused.
+    """
+    if not keys:
+        return f"the {domain!r} catalogue is empty"
+    if len(set(keys)) != len(keys):
+        return "item keys are not unique"
+    foreign = [key for key in keys if split_item_key(key)[0] != domain]
+    if foreign:
+        return f"item keys outside domain {domain!r}, e.g. {foreign[0]!r}"
+    if not popularity:
+        return f"no popularity list for {domain!r} (the answer for users with no usable history)"
+    unknown = sorted(set(popularity) - set(keys))
+    if unknown:
+        return f"{len(unknown)} popularity key(s) are not among the items, e.g. {unknown[:3]}"
+    return None
+
+
+def check_task_specs(manifest: BundleManifest) -> None:
+    """The manifest's task entries are complete: unique names, labels, every recommend file."""
+    seen: set[str] = set()
+    for task in manifest.tasks:
+        if task.name in seen:
+            raise BundleError(f"task name {task.name!r} appears twice in the manifest")
+        seen.add(task.name)
+        if task.kind == "profile" and not task.labels:
+            raise BundleError(f"profile task {task.name!r} has no labels")
+        if task.kind == "recommend":
+            needed = {"domain": task.domain, "items_file": task.items_file,
+                      "item_keys_file": task.item_keys_file, "index_file": task.index_file,
+                      "popularity_file": task.popularity_file}
+            missing = [name for name, value in needed.items() if not value]
+            if missing:
+                raise BundleError(f"recommend task {task.name!r} has no {', '.join(missing)}")
 
 
 def _check_recommend_task(bundle_dir: Path, task: TaskSpec, query_width: int | None) -> None:
     """Item vectors, keys, index and popularity of one head agree with each other."""
-    if not (task.items_file and task.item_keys_file):
-        raise BundleError(f"task {task.name!r}: recommend head without item files")
+    assert task.items_file and task.item_keys_file and task.index_file and task.domain
     vectors_path = bundle_dir / task.items_file
     try:
         vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
@@ -95,23 +138,25 @@ def _check_recommend_task(bundle_dir: Path, task: TaskSpec, query_width: int | N
             f"{vectors_path}: item vectors have width {vectors.shape[1]}, the graph's "
             f"{task.output} has {query_width}"
         )
-    if task.popularity_file:
-        unknown = set(_read_json_list(bundle_dir / task.popularity_file)) - set(keys)
-        if unknown:
-            raise BundleError(f"{bundle_dir / task.popularity_file}: unknown item keys {unknown}")
-    if task.index_file:
-        import faiss  # deferred: only needed when a bundle has indexes
+    popularity = (_read_json_list(bundle_dir / task.popularity_file)
+                  if task.popularity_file else None)
+    problem = catalogue_problem(task.domain, keys, popularity)
+    if problem:
+        raise BundleError(f"{bundle_dir / task.item_keys_file}: {problem}")
+    import faiss  # deferred: only needed when a bundle has indexes
 
-        index_path = bundle_dir / task.index_file
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError as exc:
-            raise BundleError(f"{index_path}: not a readable FAISS index ({exc})") from exc
-        if index.ntotal != len(keys) or index.d != vectors.shape[1]:
-            raise BundleError(
-                f"{index_path}: index holds {index.ntotal} vectors of width {index.d}, "
-                f"expected {len(keys)} of width {vectors.shape[1]}"
-            )
+    index_path = bundle_dir / task.index_file
+    try:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError as exc:
+        raise BundleError(f"{index_path}: not a readable FAISS index ({exc})") from exc
+    if index.ntotal != len(keys) or index.d != vectors.shape[1]:
+        raise BundleError(
+            f"{index_path}: index holds {index.ntotal} vectors of width {index.d}, "
+            f"expected {len(keys)} of width {vectors.shape[1]}"
+        )
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise BundleError(f"{index_path}: index metric must be inner product (scores are dots)")
 
 
 def smoke_items(vocab_size: int, max_len: int) -> list[np.ndarray]:
@@ -158,12 +203,20 @@ def smoke_test(
                 )
 
 
-def load_and_verify(bundle_dir: str | Path, smoke: bool = True) -> BundleManifest:
-    """Check a bundle end to end (see the module docstring) and return its manifest."""
+def load_and_verify(
+    bundle_dir: str | Path, smoke: bool = True, checksums: bool = True
+) -> BundleManifest:
+    """Check a bundle end to end (see the module docstring) and return its manifest.
+
+    ``checksums=False`` skips hashing the files (the service's ``verify_checksums`` setting, for
+    very large bundles on trusted storage); every other check still runs.
+    """
     root = Path(bundle_dir)
     manifest = read_manifest(root)
-    _check_listed(root, manifest)
-    verify_files(root, manifest)
+    if checksums:
+        _check_listed(root, manifest)
+        verify_files(root, manifest)
+    check_task_specs(manifest)
     vocab = _load_vocab(root, manifest)
     widths = {t.name: t.shape[-1] for t in manifest.model.outputs}
     for task in manifest.tasks:
@@ -171,11 +224,7 @@ def load_and_verify(bundle_dir: str | Path, smoke: bool = True) -> BundleManifes
             raise BundleError(
                 f"{root}: task {task.name!r} reads output {task.output!r}, not in graph"
             )
-        if (
-            task.kind == "profile"
-            and task.labels is not None
-            and widths[task.output] != len(task.labels)
-        ):
+        if task.kind == "profile" and widths[task.output] != len(task.labels or ()):
             raise BundleError(
                 f"{root}: task {task.name!r} has {len(task.labels)} labels, "
                 f"its output {task.output!r} has width {widths[task.output]}"

@@ -22,7 +22,7 @@ from export.verify import load_and_verify
 from service.retrieval import Catalogue, load_catalogue
 from service.schemas import Event
 from uservec.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
-from uservec.manifest import BundleError, BundleManifest, TaskSpec, read_manifest
+from uservec.manifest import BundleError, BundleManifest, TaskSpec
 from uservec.sequences import batch_length, encode_batch
 from uservec.vocab import Vocabulary
 
@@ -165,18 +165,12 @@ def _heads(
 ) -> tuple[dict[str, ProfileHead], dict[str, RecommendHead]]:
     profile: dict[str, ProfileHead] = {}
     recommend: dict[str, RecommendHead] = {}
+    # the entries are complete and the catalogues consistent (export.verify.load_and_verify)
     for task in tasks:
-        if task.name in profile or task.name in recommend:
-            raise BundleError(f"task name {task.name!r} appears twice in the manifest")
         if task.kind == "profile":
-            if not task.labels:
-                raise BundleError(f"profile task {task.name!r} has no labels")
-            profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels))
+            profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels or ()))
             continue
-        if not (task.domain and task.item_keys_file and task.index_file):
-            raise BundleError(
-                f"recommend task {task.name!r} needs domain, item_keys_file and index_file"
-            )
+        assert task.domain and task.item_keys_file and task.index_file
         catalogue = load_catalogue(
             root, task.domain, task.item_keys_file, task.index_file, task.popularity_file
         )
@@ -220,9 +214,9 @@ def load_bundle(
 ) -> Bundle:
     """Load and check a bundle directory; raises :class:`BundleError` saying what is wrong."""
     root = Path(path)
-    # the same file-level checks as `uservec bundle verify`; the graph is checked below on the
-    # session that will serve, so it is not opened twice
-    manifest = load_and_verify(root, smoke=False) if verify_checksums else read_manifest(root)
+    # the same checks as `uservec bundle verify` (checksums optional); the graph is checked
+    # below on the session that will serve, so it is not opened twice
+    manifest = load_and_verify(root, smoke=False, checksums=verify_checksums)
     model_file = manifest.model.int8_file if use_int8 and manifest.model.int8_file else None
     if use_int8 and model_file is None:
         logger.warning("int8 requested but bundle %s has no int8 model (export it with --int8); "

@@ -17,7 +17,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from uservec.ids import split_item_key
 from uservec.manifest import BundleError
 
 #: (item key, score); score is None for popularity results
@@ -95,33 +94,17 @@ def _read_keys(path: Path, what: str) -> tuple[str, ...]:
 def load_catalogue(
     root: Path, domain: str, keys_file: str, index_file: str, popularity_file: str | None
 ) -> Catalogue:
-    """Read and cross-check a head's item keys, FAISS index and popularity list."""
+    """Read a head's item keys, FAISS index and popularity list.
+
+    The bundle has passed :func:`export.verify.load_and_verify` first (keys unique and of this
+    domain, index of the keys' size with an inner-product metric, a popularity list of known
+    keys), so this only reads.
+    """
     keys = _read_keys(root / keys_file, "item keys")
-    if not keys:
-        raise BundleError(f"{root / keys_file}: the {domain!r} catalogue is empty")
-    if len(set(keys)) != len(keys):
-        raise BundleError(f"{root / keys_file}: item keys are not unique")
-    foreign = [key for key in keys if split_item_key(key)[0] != domain]
-    if foreign:
-        raise BundleError(
-            f"{root / keys_file}: keys outside domain {domain!r}, e.g. {foreign[0]!r}"
-        )
     try:
         index = faiss.read_index(str(root / index_file))
     except RuntimeError as exc:
         raise BundleError(f"{root / index_file}: FAISS cannot read it ({exc})") from exc
-    if index.ntotal != len(keys):
-        raise BundleError(
-            f"{root / index_file}: index holds {index.ntotal} vectors but {keys_file} lists "
-            f"{len(keys)} keys"
-        )
-    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise BundleError(f"{root / index_file}: index metric must be inner product")
-    popularity: tuple[str, ...] = ()
-    if popularity_file is not None:
-        popularity = _read_keys(root / popularity_file, "popularity list")
-        known = set(keys)
-        popularity = tuple(key for key in popularity if key in known)
-    if not popularity:
-        raise BundleError(f"recommend head for {domain!r} has no usable popularity list")
+    popularity = () if popularity_file is None else _read_keys(root / popularity_file,
+                                                               "popularity list")
     return Catalogue(domain=domain, keys=keys, index=index, popularity=popularity)

@@ -96,6 +96,9 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Vocabulary:
+        """The vocabulary of :meth:`to_json`'s output; ValueError says what does not fit."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a vocabulary is a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
         if version != VOCAB_FORMAT_VERSION:
             raise ValueError(
@@ -106,7 +109,10 @@ class Vocabulary:
             raise ValueError(
                 f"vocabulary reserved ids {data.get('reserved')!r} differ from {RESERVED_IDS!r}"
             )
-        return cls(tuple(data["keys"]))
+        keys = data.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError("vocabulary 'keys' must be a list of item keys (strings)")
+        return cls(tuple(keys))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json()), encoding="utf-8")

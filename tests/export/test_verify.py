@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from export.verify import bundle_info, load_and_verify
+from export.verify import bundle_info, catalogue_problem, load_and_verify
 from uservec.manifest import BundleError
 
 
@@ -86,3 +86,26 @@ def test_the_loading_side_never_imports_torch(bundle_dir):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_bundle_the_service_would_refuse_does_not_verify(bundle_copy):
+    """verify said OK to a bundle whose popularity list was empty; the service refused it."""
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    (recommend,) = [t for t in manifest["tasks"] if t["kind"] == "recommend"]
+    (bundle_copy / recommend["popularity_file"]).write_text("[]")
+    with pytest.raises(BundleError, match="no popularity list"):
+        load_and_verify(bundle_copy, smoke=False, checksums=False)
+    del recommend["popularity_file"]
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="has no popularity_file"):
+        load_and_verify(bundle_copy, smoke=False, checksums=False)
+
+
+def test_catalogue_rules():
+    assert catalogue_problem("games", ["games::1", "games::2"], ["games::2"]) is None
+    assert "empty" in catalogue_problem("games", [], ["games::1"])
+    assert "not unique" in catalogue_problem("games", ["games::1", "games::1"], ["games::1"])
+    assert "outside domain" in catalogue_problem("games", ["books::1"], ["books::1"])
+    assert "no popularity" in catalogue_problem("games", ["games::1"], [])
+    assert "not among the items" in catalogue_problem("games", ["games::1"], ["games::9"])
+

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.retrieval import Catalogue, load_catalogue
+from service.engine import load_bundle
+from service.retrieval import Catalogue
 from uservec.manifest import BundleError
 
 
@@ -59,12 +60,14 @@ def test_popular_skips_excluded_items_and_stops_at_k():
     assert len(catalogue.popular(set(), 50)) == 5
 
 
-def test_a_catalogue_with_keys_of_another_domain_is_refused(main_bundle, tmp_path):
+def test_a_catalogue_with_keys_of_another_domain_is_refused_even_without_checksums(
+    main_bundle, tmp_path
+):
+    """The service and `uservec bundle verify` share export.verify's catalogue rules."""
     copy = tmp_path / "b"
     shutil.copytree(main_bundle, copy)
     keys = json.loads((copy / "items/games.json").read_text())
     keys[0] = "books::intruder"
     (copy / "items/games.json").write_text(json.dumps(keys))
-    with pytest.raises(BundleError, match="keys outside domain 'games'"):
-        load_catalogue(copy, "games", "items/games.json", "index/games.faiss",
-                       "popularity/games.json")
+    with pytest.raises(BundleError, match="item keys outside domain 'games'"):
+        load_bundle(copy, verify_checksums=False)

@@ -66,3 +66,13 @@ def test_domains_are_split_out_of_the_keys_once(monkeypatch):
     first.append("mutated")  # callers get their own list
     assert vocab.domains() == ["books", "games"]
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("keys", ["abc", [1, 2], None])
+def test_a_malformed_vocabulary_is_a_value_error_not_a_crash(keys):
+    good = Vocabulary((item_key("1", "books"),)).to_json()
+    with pytest.raises(ValueError, match="keys"):
+        Vocabulary.from_json({**good, "keys": keys})
+    with pytest.raises(ValueError, match="JSON object"):
+        Vocabulary.from_json([good])  # type: ignore[arg-type]
+

@@ -20,6 +20,7 @@ import torch
 from export import ExportError
 from export.onnx_export import INPUT_NAME
 from training.fused import PROFILE_PREFIX, QUERY_PREFIX, FusedUserModel
+from uservec.manifest import DISABLED_OPTIMIZERS
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def open_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

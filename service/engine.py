@@ -22,7 +22,7 @@ from export.verify import load_and_verify
 from service.retrieval import Catalogue, load_catalogue
 from service.schemas import Event
 from uservec.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
-from uservec.manifest import BundleError, BundleManifest, TaskSpec
+from uservec.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
 from uservec.sequences import batch_length, encode_batch
 from uservec.vocab import Vocabulary
 
@@ -122,7 +122,8 @@ def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
         options.intra_op_num_threads = intra_op_threads
     try:
         return ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
         )
     except Exception as exc:  # onnxruntime raises its own untyped errors on a bad model
         raise BundleError(f"{model_path}: onnxruntime cannot load the model ({exc})") from exc

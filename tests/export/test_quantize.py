@@ -93,3 +93,23 @@ def test_task_heads_stay_fp32_and_the_encoder_is_quantized(fp32_path, method, tm
 def test_static_quantization_needs_calibration_data(fp32_path, tmp_path):
     with pytest.raises(ExportError, match="calibration"):
         quantize(fp32_path, tmp_path / "int8.onnx", "static", None)
+
+
+def test_the_disabled_fusion_exists_and_keeps_skip_layer_norm_out_of_the_int8_graph(
+    fp32_path, tmp_path
+):
+    """The fused SkipLayerNormalization kernel made int8 bundles with patches ~1.2x of fp32
+    instead of ~2x (README, Benchmarks): every session the project opens disables it."""
+    from uservec.manifest import DISABLED_OPTIMIZERS
+
+    int8_path = quantize(fp32_path, tmp_path / "q.onnx", "static", make_items(64))
+
+    def optimized_ops(disabled):
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"opt-{len(disabled)}.onnx")
+        ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)
+        return {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in optimized_ops([])
+    assert "SkipLayerNormalization" not in optimized_ops(list(DISABLED_OPTIMIZERS))

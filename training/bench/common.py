@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from uservec.ids import NUM_RESERVED, PAD_ID, item_key
+from uservec.manifest import DISABLED_OPTIMIZERS
 from uservec.vocab import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ def ort_session(path: Path, threads: int = 1, optimization: str = "all") -> Any:
     options.graph_optimization_level = levels[optimization]
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=options,
-                                providers=["CPUExecutionProvider"])
+                                providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
 
 
 # --- timing

@@ -78,6 +78,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     view = pretraining_view(cfg, dataset)
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
+    report["protocol_notes"] = protocol_notes(cfg, dataset, view)
     report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, out_dir, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
 
@@ -107,6 +108,39 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     report["headline"] = _headline(report)
     write_report(report, out_dir)
     return report
+
+
+def protocol_notes(
+    cfg: ExperimentConfig, dataset: PreparedDataset, view: PreparedDataset
+) -> list[str]:
+    """The statements PROTOCOLS.md asks every report to make about how its numbers were made."""
+    notes = []
+    if view is not dataset:
+        hidden = view.settings.get("restricted", {}).get("hidden_events", 0)
+        notes.append(
+            f"P1 is evaluated on the pretraining view, which lacks the {hidden} held-out target "
+            "events of the P3 test users: each user's last two events of that view are the P1 "
+            "validation and test targets."
+        )
+    if any(t.kind == "profile" for t in cfg.tasks):
+        notes.append(
+            "P2 is transductive: pretraining saw every user's behaviour, test-fold users "
+            "included, and never a label; the baselines fit nothing on test-fold users."
+        )
+    targets = [str(t.target_domain) for t in cfg.tasks if t.kind == "cross_domain"]
+    if targets:
+        notes.append(
+            f"P3 uses one backbone for every task ({', '.join(targets)}), pretrained on every "
+            "event except the target-domain events of each target's test users (and, with a "
+            "published split, of its validation users); per-target backbones are not used."
+        )
+    order = str(dataset.settings.get("info", {}).get("timestamps", ""))
+    if order in ("file order", "position in line"):
+        notes.append(
+            f"The source files carry no timestamps: sequences follow {order}, so 'next item' "
+            "means next in the file."
+        )
+    return notes
 
 
 def export_settings(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -297,6 +331,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, metrics in nxt["methods"].items():
             lines.append(f"| {name} | {_fmt(metrics[f'hr@{k}'])} | {_fmt(metrics[f'ndcg@{k}'])} |")
         lines += ["", f"NDCG@{k} ratio vs popularity: {nxt['ndcg_ratio_vs_popularity']}", ""]
+    notes = report.get("protocol_notes", [])
+    if notes:
+        lines += ["## Protocol notes", "", *(f"- {note}" for note in notes), ""]
     tasks = report.get("tasks", {}).get("tasks", {})
     for name, task in tasks.items():
         lines += _render_task(name, task)

@@ -137,6 +137,29 @@ def test_export_refuses_a_run_whose_data_changed_since(run_dir: Path, tmp_path: 
     assert "Traceback" not in result.output and not (tmp_path / "b").exists()
 
 
+def test_the_report_states_what_the_protocols_ask_it_to(run_dir: Path):
+    """PROTOCOLS.md: say that P2 is transductive and which backbone P3 used."""
+    notes = json.loads((run_dir / "report.json").read_text())["protocol_notes"]
+    assert any("transductive" in note for note in notes)
+    assert any("one backbone for every task (domain1)" in note for note in notes)
+    assert any("P1 is evaluated on the pretraining view" in note for note in notes)
+    assert "## Protocol notes" in (run_dir / "report.md").read_text()
+
+
+def test_a_dataset_without_timestamps_is_said_to_follow_file_order(tiny_dataset):
+    import dataclasses
+
+    from training.config import ExperimentConfig
+    from training.runner import protocol_notes
+
+    cfg = ExperimentConfig(name="x")
+    assert protocol_notes(cfg, tiny_dataset, tiny_dataset) == []
+    unordered = dataclasses.replace(
+        tiny_dataset, settings={**tiny_dataset.settings, "info": {"timestamps": "file order"}})
+    (note,) = protocol_notes(cfg, unordered, unordered)
+    assert "follow file order" in note
+
+
 def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):
     result = CliRunner().invoke(main, ["probe", str(run_dir)])
     assert result.exit_code == 0, result.output

@@ -187,7 +187,8 @@ def select_c(
     """C by inner 3-fold CV: accuracy (``lr``) or macro-F1 (``lr_bal``); ties -> smaller C.
 
     ``class_weight`` and ``score(truth, predicted)``, when given, replace the weighting and the
-    criterion that ``balanced`` implies (a task head's linear probe: ``adapt.probe_head``).
+    criterion that ``balanced`` implies (a task head's linear probe:
+    ``profile_task.probe_head``).
     """
     _, counts = np.unique(labels, return_counts=True)
     n_splits = min(3, int(counts.max()))

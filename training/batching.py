@@ -110,14 +110,6 @@ class NextItemWindows(Dataset):
         return int((self.targets != PAD_ID).sum())
 
 
-def collate_windows(
-    batch: list[tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (input, target) pairs into ((B, L), (B, L)) for a torch DataLoader."""
-    inputs, targets = zip(*batch, strict=True)
-    return torch.stack(inputs), torch.stack(targets)
-
-
 def shuffled_batches(
     num_examples: int, batch_size: int, generator: torch.Generator
 ) -> Iterator[torch.Tensor]:

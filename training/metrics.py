@@ -1,9 +1,10 @@
-"""Evaluation metrics shared by every protocol (PROTOCOLS.md P1-P3), in plain numpy.
+"""Evaluation metrics of P2 and P3 (PROTOCOLS.md), in plain numpy.
 
 Baselines and neural methods report through these same functions, so a difference between two
-methods can never come from two implementations of one metric. Rankings follow the P3 tie rule
-(score, then training popularity, then item id) so that a model that outputs many equal scores
-(popularity, co-occurrence) is ranked deterministically.
+methods can never come from two implementations of one metric. (P1 ranks the whole vocabulary for
+every position at once and computes its HR/NDCG from target ranks in ``training.evaluate``.)
+Rankings follow the P3 tie rule (score, then training popularity, then item id) so that a model
+that outputs many equal scores (popularity, co-occurrence) is ranked deterministically.
 """
 
 from __future__ import annotations

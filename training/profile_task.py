@@ -36,7 +36,7 @@ from training.adapt import (
     fit_task,
     make_task_fit,
 )
-from training.baselines import C_GRID, fit_lr, select_c
+from training.baselines import fit_lr, select_c
 from training.data.dataset import PreparedDataset
 from training.metrics import accuracy, macro_f1
 from training.model import ClassificationHead
@@ -163,7 +163,7 @@ def probe_head(
     the head stays one linear layer on the raw user vector (nothing changes for export).
     """
     linear: nn.Linear = head.linear  # type: ignore[assignment]
-    present, counts = np.unique(codes, return_counts=True)
+    present = np.unique(codes)
     if present.size < 2:
         with torch.no_grad():
             linear.weight.zero_()
@@ -174,11 +174,10 @@ def probe_head(
     x = (vectors - mean) / std
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
-    c = C_GRID[0]
-    if counts.max() >= 3:
-        c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
-                        score=lambda truth, predicted: profile_score(truth, predicted, n_classes,
-                                                                     metric))
+    # select_c decides too when there are too few rows to cross-validate (as for the baselines)
+    c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
+                    score=lambda truth, predicted: profile_score(truth, predicted, n_classes,
+                                                                 metric))
     model = fit_lr(x, codes, c, class_weight)
     coef, intercept = model.coef_, model.intercept_
     if coef.shape[0] == 1:  # binary: sklearn keeps one row, the logit of classes_[1]

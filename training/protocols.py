@@ -253,11 +253,6 @@ class CrossDomainSplit:
     def source_sequences(self, users: np.ndarray) -> list[np.ndarray]:
         return [self.source_sequence(int(user)) for user in users]
 
-    def source_items(self, user: int) -> np.ndarray:
-        """Catalog indices of the user's source events, oldest first (raw item identity)."""
-        rows = self._user_slice(user)
-        return self.dataset.item_index[rows][self.source_events[rows]]
-
     def _candidate_positions(self, user: int, events: np.ndarray) -> np.ndarray:
         rows = self._user_slice(user)
         positions = self.candidate_position[self.dataset.item_index[rows][events[rows]]]

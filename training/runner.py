@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import uservec
+from training.adapt import METHODS
 from training.config import ConfigError, ExperimentConfig, config_to_dict
 from training.data.dataset import PreparedDataset
 from training.protocols import pretraining_view
@@ -214,14 +215,11 @@ def _task_headline(task: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for metric, base in regime["strongest_baseline"].items():
             out[metric] = {name: round(methods[name][metric]["mean"], 4)
-                           for name in (*_NEURAL, base) if name in methods}
+                           for name in (*METHODS, base) if name in methods}
         return out
     methods = task["methods"]
     key = next(k for k in methods[next(iter(methods))] if k.startswith("ndcg@"))
     return {key: {name: round(m[key]["mean"], 4) for name, m in methods.items()}}
-
-
-_NEURAL = ("adapter", "head-only", "fine-tune-all", "scratch")
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:

@@ -8,7 +8,6 @@ from torch.utils.data import DataLoader
 
 from training.batching import (
     NextItemWindows,
-    collate_windows,
     evaluation_examples,
     pretrain_examples,
     shuffled_batches,
@@ -64,7 +63,7 @@ def test_evaluation_inputs_stop_before_their_target(dataset_from_sequences) -> N
 
 def test_torch_dataset_batches_match_direct_indexing(tiny_dataset) -> None:
     windows = NextItemWindows(tiny_dataset, max_len=8)
-    loader = DataLoader(windows, batch_size=5, collate_fn=collate_windows)
+    loader = DataLoader(windows, batch_size=5)  # the default collate stacks the pairs
     inputs, targets = next(iter(loader))
     assert inputs.shape == targets.shape == (5, 8)
     direct = windows[torch.arange(5)]

@@ -147,16 +147,6 @@ def _owning_domains(item_code: np.ndarray, domain_code: np.ndarray, n_domains: i
     return owner
 
 
-def assign_item_domains(item_ids: pd.Series, domains: pd.Series) -> np.ndarray:
-    """(E,) the owning domain of each event's item: its most frequent domain, ties alphabetical."""
-    item_code, _ = _factorize(item_ids)
-    domain_code, domain_names = _factorize(domains)
-    alphabetical = np.argsort(domain_names, kind="stable")
-    rank = _ranks(alphabetical)
-    owner = _owning_domains(item_code, rank[domain_code], len(domain_names))
-    return domain_names[alphabetical][owner[item_code]]
-
-
 def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
     """[[parent/name, sha256], ...]: names, not absolute paths, so a moved copy keeps its hash."""
     return [[f"{Path(f).parent.name}/{Path(f).name}", sha256_file(f)] for f in files]

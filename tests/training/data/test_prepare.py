@@ -10,7 +10,6 @@ from training.config import DataConfig
 from training.data import prepare as prepare_module
 from training.data.loaders import RawData
 from training.data.prepare import (
-    assign_item_domains,
     compute_fingerprint,
     load_dataset,
     prepare,
@@ -66,8 +65,6 @@ def test_item_under_several_domains_belongs_to_the_most_frequent_then_alphabetic
     assert data.domains == ("X", "Y", "Z")
     assert data.event_domain.tolist() == [1, 1, 1, 0, 0, 2]
     assert data.catalog_domain.tolist() == [0, 1, 2]
-    assert assign_item_domains(raw.interactions["item_id"], raw.interactions["domain"]).tolist() \
-        == ["Y", "Y", "Y", "X", "X", "Z"]
 
 
 def test_domain_that_owns_no_item_disappears():

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -216,11 +217,20 @@ def test_ridge_never_sees_test_users_target_events():
 
 
 def test_select_lambda_tunes_on_validation_users_only():
-    split = cross_domain_split(random_cross_domain(num_users=120), "T")
+    dataset = random_cross_domain(num_users=120)
+    split = cross_domain_split(dataset, "T")
     lam, scores = select_lambda(split, k=10)
     assert lam in LAMBDA_GRID and len(scores) == len(LAMBDA_GRID)
     assert scores[f"{lam:g}"] == max(scores.values())
     assert lam == next(g for g in LAMBDA_GRID if scores[f"{g:g}"] == max(scores.values()))
+    # every test user's target events replaced by one other target item: nothing may move
+    hidden = split.hidden_events()
+    items, item_index = dataset.items.copy(), dataset.item_index.copy()
+    other = np.flatnonzero(~hidden & (dataset.event_domain == dataset.domains.index("T")))[0]
+    items[hidden], item_index[hidden] = items[other], item_index[other]
+    changed = dataclasses.replace(dataset, items=items, item_index=item_index)
+    assert (changed.items != dataset.items).any()
+    assert select_lambda(cross_domain_split(changed, "T"), k=10) == (lam, scores)
 
 
 def test_best_lambda_takes_the_highest_score_and_the_smaller_lambda_on_ties():

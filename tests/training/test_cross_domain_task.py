@@ -198,6 +198,12 @@ def test_probe_item_head_starts_from_the_vector_ridge_and_competes_as_epoch_0(cr
     np.testing.assert_array_equal(np.argsort(-scores[:3], 1)[:, :5],
                                   np.argsort(-(vectors[:3] @ weight.T + bias), 1)[:, :5])
     assert not problem.make_head(False).item_embedding.detach().any()  # scratch: popularity
+    # competing: a step size that only wrecks the table leaves the untrained probe, epoch 0
+    wrecked = dataclasses.replace(hp, lr=1e3)
+    setup, result = run_method("adapter", pretrained, problem, wrecked, settings, "t", 0, epochs=3)
+    assert max(h["valid"] for h in result.history[1:]) < result.history[0]["valid"]
+    assert result.best_epoch == 0
+    torch.testing.assert_close(setup.network.head.item_embedding, head.item_embedding)
 
 
 def test_score_spread_is_the_std_of_the_score_matrix_without_building_it():

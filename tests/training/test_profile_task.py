@@ -122,6 +122,14 @@ def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled)
     head = ClassificationHead(DIM, 2)
     probe_head(head, vectors, codes[:60], 2, hp.class_weight, settings.select_metric)
     assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
+    # competing: when training only makes validation worse (a step size that wrecks the head),
+    # early stopping keeps the untrained probe, epoch 0
+    wrecked = dataclasses.replace(hp, lr=1e3)
+    setup, result = run_method("adapter", pretrained, problem, wrecked, settings, "t", 0, epochs=3)
+    assert [h["epoch"] for h in result.history][:2] == [0, 1]
+    assert max(h["valid"] for h in result.history[1:]) < result.history[0]["valid"]
+    assert result.best_epoch == 0
+    assert torch.equal(setup.network.head.linear.weight, head.linear.weight)
     with pytest.raises(ValueError, match="head_init"):
         AdaptSettings(head_init="zeros")
 

@@ -86,6 +86,9 @@ def test_rerun_resumes_from_the_checkpoint_and_reproduces_the_metrics(run_dir: P
                                        "--out", str(run_dir)])
     assert result.exit_code == 0, result.output
     after = json.loads((run_dir / "report.json").read_text())
+    # pretraining is bitwise deterministic, so equal metrics alone would not show a resume: the
+    # per-epoch history (with its wall-clock seconds) must be the checkpoint's, not a new run's
+    assert after["pretrain"]["history"] == before["pretrain"]["history"]
     assert after["next_item"]["methods"] == before["next_item"]["methods"]
     assert after["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"]["adapter"][
         "accuracy"] == before["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"][

@@ -29,10 +29,10 @@ whose files do not match the recorded sha256 (see :func:`verify_files`);
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from uservec.fingerprint import sha256_file
 
@@ -50,6 +50,18 @@ class BundleError(Exception):
     """A bundle is missing, incompatible, or does not match its manifest."""
 
 
+def _inside_bundle(path: str) -> str:
+    """A manifest path must stay inside the bundle: relative, no '..' (nor a Windows drive)."""
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or ":" in path:
+        raise ValueError(f"{path!r} is not a path inside the bundle")
+    return path
+
+
+#: a file path relative to the bundle folder (a manifest must not point outside it)
+BundlePath = Annotated[str, AfterValidator(_inside_bundle)]
+
+
 class TensorSpec(BaseModel):
     """Name, element type and shape (``None`` = dynamic axis) of a graph input or output."""
 
@@ -61,8 +73,8 @@ class TensorSpec(BaseModel):
 
 class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
-    file: str
-    int8_file: str | None = None
+    file: BundlePath
+    int8_file: BundlePath | None = None
     int8_method: str | None = Field(None, description="static | dynamic (int8_file's quantization)")
     opset: int
     max_len: int
@@ -81,13 +93,13 @@ class TaskSpec(BaseModel):
     labels: list[str] | None = Field(None, description="profile: class labels in logit order")
     domain: str | None = Field(None, description="recommend: the target domain")
     source_domains: list[str] | None = Field(None, description="domains the head reads")
-    items_file: str | None = None
-    item_keys_file: str | None = None
-    index_file: str | None = None
+    items_file: BundlePath | None = None
+    item_keys_file: BundlePath | None = None
+    index_file: BundlePath | None = None
     index_kind: str | None = None
     index_params: dict[str, Any] | None = Field(None, description="e.g. IVF nlist, nprobe")
     index_recall_at_10: float | None = Field(None, description="vs exact search, at build time")
-    popularity_file: str | None = None
+    popularity_file: BundlePath | None = None
 
 
 class BundleManifest(BaseModel):
@@ -101,9 +113,9 @@ class BundleManifest(BaseModel):
     config: dict[str, Any]
     model: ModelSpec
     tasks: list[TaskSpec]
-    vocab_file: str = "vocab.json"
+    vocab_file: BundlePath = "vocab.json"
     parity: dict[str, Any] = Field(default_factory=dict)
-    files: dict[str, str] = Field(description="relative path -> sha256 of every other file")
+    files: dict[BundlePath, str] = Field(description="relative path -> sha256 of every other file")
 
 
 def read_manifest(bundle_dir: str | Path) -> BundleManifest:

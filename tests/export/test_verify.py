@@ -109,3 +109,15 @@ def test_catalogue_rules():
     assert "no popularity" in catalogue_problem("games", ["games::1"], [])
     assert "not among the items" in catalogue_problem("games", ["games::1"], ["games::9"])
 
+
+
+@pytest.mark.parametrize("path", ["/tmp/evil.json", "../outside.json", "items/../../x.json"])
+def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle_copy, path):
+    """A manifest (hand-edited or hostile) must not make the service read files elsewhere."""
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    (recommend,) = [t for t in manifest["tasks"] if t["kind"] == "recommend"]
+    manifest["files"][path] = manifest["files"].pop(recommend["popularity_file"])
+    recommend["popularity_file"] = path
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a path inside the bundle"):
+        load_and_verify(bundle_copy, smoke=False)

@@ -59,10 +59,22 @@ def _attach_patches(encoder: NextItNet, payload: dict[str, Any]) -> str | None:
         return None
     spec = TaskSpec(**payload["spec"])
     encoder.add_task(name, spec.bottleneck, spec.placement, spec.own_layer_norms)
-    missing, unexpected = encoder.load_state_dict(patch_state, strict=False)
+    try:
+        missing, unexpected = encoder.load_state_dict(patch_state, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit (e.g. a task of a run with another dim)
+        raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone "
+                          f"({str(exc).splitlines()[-1].strip()})") from exc
     if unexpected or any(_PATCH_KEY.match(k) and f".{name}." in k for k in missing):
         raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone")
     return name
+
+
+def _load_head(head: torch.nn.Module, payload: dict[str, Any]) -> None:
+    try:
+        head.load_state_dict(payload["head_state"])
+    except RuntimeError as exc:
+        raise ExportError(f"task {payload['task']}: head weights do not fit its labels or "
+                          f"items ({str(exc).splitlines()[-1].strip()})") from exc
 
 
 def load_task(
@@ -75,13 +87,13 @@ def load_task(
     if payload["kind"] == "profile":
         labels = tuple(str(label) for label in payload["labels"])
         head = ClassificationHead(dim, len(labels))
-        head.load_state_dict(payload["head_state"])
+        _load_head(head, payload)
         readout = str(payload.get("readout", "last"))  # runs made before readouts read "last"
         return (ProfileTask(head.eval(), patches=patches, readout=readout),
                 TaskExport(name, "profile", labels=labels))
     keys = tuple(str(k) for k in payload["candidate_keys"])
     item_head = ItemScoringHead(dim, len(keys))
-    item_head.load_state_dict(payload["head_state"])
+    _load_head(item_head, payload)
     keep = payload["source_keep"].bool()
     target = str(payload["target_domain"])
     ranking = payload["popularity_ranking"].tolist()
@@ -156,7 +168,6 @@ def export_from_run(
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
         name=cfg.name, overwrite=overwrite, int8_task_metrics=compare,
     )
-    log.info("wrote bundle %s to %s", manifest.bundle_version, out_dir)
     return manifest
 
 

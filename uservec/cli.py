@@ -51,13 +51,15 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         from export import ExportError
         from uservec.manifest import BundleError
 
-        user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, FileNotFoundError)
+        # OSError: a missing input, an --out under a file, no permission: say it, no traceback
+        user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
         try:
             from training.checkpoint import CheckpointError
             from training.config import ConfigError
             from training.data.prepare import DataError
+            from training.protocols import LeakError
 
-            user_errors += (CheckpointError, ConfigError, DataError)
+            user_errors += (CheckpointError, ConfigError, DataError, LeakError)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
@@ -237,7 +239,28 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) ->
 
     manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite)
     click.echo(f"bundle {manifest.bundle_version} written to {out_dir}")
-    click.echo(json.dumps(manifest.parity, indent=2, default=str)[:2000])
+    for line in parity_summary(manifest.parity):
+        click.echo(line)
+    click.echo(f"full parity report: {out_dir / 'manifest.json'} (\"parity\")")
+
+
+def parity_summary(parity: dict[str, Any]) -> list[str]:
+    """One line per graph: how close onnxruntime came to torch, and the int8 verdict."""
+    lines = []
+    fp32 = parity.get("fp32")
+    if fp32:
+        worst = max(fp32.get("max_abs_diff", {}).values(), default=0.0)
+        lines.append(f"fp32 parity: max abs diff {worst:.2e} over {fp32.get('n_sequences')} "
+                     "held-out sequences")
+    int8 = parity.get("int8")
+    if int8:
+        verdict = "kept" if int8.get("accepted") else "refused (fp32 only)"
+        cosine = int8.get("user_vector_cosine", {}).get("min")
+        lines.append(
+            f"int8 ({int8.get('method')}): {verdict}; {int8.get('speedup_vs_fp32', 0):.2f}x fp32 "
+            f"speed; user-vector cosine min {cosine if cosine is None else f'{cosine:.4f}'}"
+        )
+    return lines
 
 
 @main.command()

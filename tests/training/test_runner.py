@@ -99,6 +99,7 @@ def test_int8_export_reports_task_metrics_measured_like_the_run(run_dir: Path, t
     result = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(tmp_path / "b"),
                                        "--int8"])
     assert result.exit_code == 0, result.output
+    assert "fp32 parity: max abs diff" in result.output and "int8 (static): " in result.output
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     measured = manifest["parity"]["int8"]["task_metrics"]
     assert set(measured["fp32"]) == {"next_item", "gender", "cold"} == set(measured["int8"])
@@ -161,6 +162,14 @@ def test_a_dataset_without_timestamps_is_said_to_follow_file_order(tiny_dataset)
         tiny_dataset, settings={**tiny_dataset.settings, "info": {"timestamps": "file order"}})
     (note,) = protocol_notes(cfg, unordered, unordered)
     assert "follow file order" in note
+
+
+def test_export_to_a_path_under_a_file_is_one_line_not_a_traceback(run_dir: Path, tmp_path: Path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--out",
+                                       str(tmp_path / "file" / "bundle")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
 
 
 def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):

@@ -216,9 +216,10 @@ def write_bundle(
     sample queries for approximate indexes and, unless ``parity_items`` is given, a held-out quarter
     of them is the parity batch. Raises :class:`export.ExportError` (or its ``ParityError``) when a
     check fails, or :class:`~uservec.manifest.BundleError` when the written bundle fails the
-    loading side's own checks (``load_and_verify``); nothing is written to ``out_dir`` then. ``int8_task_metrics(fp32_path,
-    int8_path)`` measures both graphs on the run's real evaluation data (see
-    :mod:`export.task_metrics`); its report joins the int8 parity report in the manifest.
+    loading side's own checks (``load_and_verify``); nothing is written to ``out_dir`` then.
+    ``int8_task_metrics(fp32_path, int8_path)`` measures both graphs on the run's real evaluation
+    data (see :mod:`export.task_metrics`); its report joins the int8 parity report in the
+    manifest.
     """
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir, overwrite)

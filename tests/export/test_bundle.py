@@ -11,7 +11,7 @@ from tiny_export import MAX_LEN, make_items
 
 from export import ExportError, bundle
 from export.bundle import write_bundle
-from export.parity import ParityError
+from export.parity import ParityError, torch_outputs
 from service.engine import load_bundle
 from uservec.fingerprint import sha256_file
 from uservec.manifest import SCHEMA_VERSION, read_manifest
@@ -84,6 +84,10 @@ def test_one_session_run_serves_every_head(bundle_dir, fused):
     # the recommendation query really reads only source-domain events: it differs from running the
     # same patch set on the full history
     assert not np.allclose(outputs["query.games"], separate.numpy(), atol=1e-3)
+    # ... and every head of that one run is the torch model's own output
+    expected = torch_outputs(fused, items)
+    for name in fused.output_names:
+        np.testing.assert_allclose(outputs[name], expected[name], atol=1e-4)
 
 
 def test_an_existing_bundle_is_not_overwritten_by_default(bundle_dir, fused, vocab, tasks):

@@ -76,6 +76,9 @@ class MicroBatcher:
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._runs: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
+        #: rows taken off the queue for the batch being collected (neither queued nor running:
+        #: close() must wait for them too, or fail them, never drop them)
+        self._collecting: list[_Row] = []
 
     def start(self) -> None:
         if self._worker is None:
@@ -101,7 +104,7 @@ class MicroBatcher:
         return [outputs for outputs, _ in results], timing
 
     async def _next_batch(self) -> list[_Row]:
-        batch = [await self._queue.get()]
+        batch = self._collecting = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_batch_size:
             if not self._queue.empty():
@@ -114,6 +117,7 @@ class MicroBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
+        self._collecting = []
         return batch
 
     async def _collect(self) -> None:
@@ -158,14 +162,18 @@ class MicroBatcher:
     async def close(self, timeout_s: float = 10.0) -> None:
         """Let queued rows and running batches finish, then stop collecting."""
         deadline = time.perf_counter() + timeout_s
-        while (not self._queue.empty() or self._runs) and time.perf_counter() < deadline:
+        while (not self._queue.empty() or self._collecting or self._runs) and (
+            time.perf_counter() < deadline
+        ):
             await asyncio.sleep(0.01)
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        leftover, self._collecting = self._collecting, []
         while not self._queue.empty():
-            row = self._queue.get_nowait()
+            leftover.append(self._queue.get_nowait())
+        for row in leftover:
             if not row.future.done():
                 row.future.set_exception(RuntimeError("service is shutting down"))

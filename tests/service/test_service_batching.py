@@ -61,3 +61,20 @@ async def test_concurrent_requests_coalesce_and_match_the_unbatched_service(
     for response, alone in zip(responses, unbatched, strict=True):
         np.testing.assert_allclose(response.json()["results"][0]["vector"],
                                    alone["results"][0]["vector"], rtol=1e-5, atol=1e-6)
+
+
+async def test_close_finishes_a_batch_that_is_still_being_collected(main_bundle):
+    """A row taken off the queue while the batch waits for more was neither queued nor
+    running, so close() stopped the collector and the request never got an answer."""
+    bundle = load_bundle(main_bundle)
+    with ThreadPoolExecutor(1) as pool:
+        batcher = MicroBatcher(pool, Metrics(), max_batch_size=8, max_wait_s=0.2,
+                               max_concurrent_runs=1)
+        batcher.start()
+        ids = ids_of(bundle, ["b0", "g1"])
+        pending = asyncio.ensure_future(batcher.submit(bundle, [ids]))
+        await asyncio.sleep(0.02)  # the collector holds the row, waiting for more
+        await batcher.close()
+        outputs, _ = await asyncio.wait_for(pending, 5)
+    (expected,) = bundle.run([ids])
+    np.testing.assert_allclose(outputs[0]["user_vector"], expected["user_vector"], atol=1e-6)

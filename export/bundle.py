@@ -38,6 +38,7 @@ from uservec.manifest import (
     BundleManifest,
     ModelSpec,
     TaskSpec,
+    sealed,
 )
 from uservec.vocab import Vocabulary
 
@@ -353,6 +354,7 @@ def _write_contents(
         parity=_plain_json(parity),
         files=files,
     )
+    manifest = sealed(manifest)
     (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
 

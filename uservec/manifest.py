@@ -22,7 +22,7 @@ abs diff, top-k / argmax mismatches) and, with int8, ``int8`` (vs fp32: max diff
 argmax agreement, measured speed-up, ``accepted``).
 
 Readers refuse a bundle whose ``schema_version`` is not in ``SUPPORTED_SCHEMA_VERSIONS`` and one
-whose files do not match the recorded sha256 (see :func:`verify_files`);
+whose files, or whose manifest itself, do not match the recorded sha256 (see :func:`verify_files`);
 ``export.verify.load_and_verify`` adds consistency and smoke-inference checks on top.
 """
 
@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from uservec.fingerprint import sha256_file
+from uservec.fingerprint import sha256_file, sha256_json
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
@@ -116,6 +116,28 @@ class BundleManifest(BaseModel):
     vocab_file: BundlePath = "vocab.json"
     parity: dict[str, Any] = Field(default_factory=dict)
     files: dict[BundlePath, str] = Field(description="relative path -> sha256 of every other file")
+    manifest_sha256: str | None = Field(
+        None,
+        description="sha256 of this manifest's content without this field (manifest_digest); "
+        "absent only in bundles written before it existed",
+    )
+
+
+def manifest_digest(manifest: BundleManifest) -> str:
+    """sha256 of the manifest's content, ``manifest_sha256`` left out.
+
+    ``files`` cannot hold the checksum of the file that holds it, so the manifest carries its own:
+    without it a label renamed or reordered, or a task pointed at another output, after export
+    would load and answer with the wrong names. The digest is over the content as the file holds
+    it (``model_dump_json``: an infinite parity diff is written as null), in canonical JSON, so
+    re-indenting the file does not change it.
+    """
+    return sha256_json(json.loads(manifest.model_dump_json(exclude={"manifest_sha256"})))
+
+
+def sealed(manifest: BundleManifest) -> BundleManifest:
+    """The manifest with its ``manifest_sha256`` set (what the bundle writer saves)."""
+    return manifest.model_copy(update={"manifest_sha256": manifest_digest(manifest)})
 
 
 def read_manifest(bundle_dir: str | Path) -> BundleManifest:
@@ -140,8 +162,15 @@ def read_manifest(bundle_dir: str | Path) -> BundleManifest:
 
 
 def verify_files(bundle_dir: str | Path, manifest: BundleManifest) -> None:
-    """Check that every file the manifest lists exists and has its recorded sha256."""
+    """Check the manifest's own digest, then that every file it lists has its recorded sha256."""
     root = Path(bundle_dir)
+    if manifest.manifest_sha256 is not None and manifest.manifest_sha256 != manifest_digest(
+        manifest
+    ):
+        raise BundleError(
+            f"{root / MANIFEST_NAME}: content does not match its manifest_sha256: the manifest "
+            "was edited after export (re-export the bundle rather than editing it)"
+        )
     for rel, expected in sorted(manifest.files.items()):
         path = root / rel
         if not path.is_file():

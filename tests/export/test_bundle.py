@@ -14,7 +14,7 @@ from export.bundle import write_bundle
 from export.parity import ParityError, torch_outputs
 from service.engine import load_bundle
 from uservec.fingerprint import sha256_file
-from uservec.manifest import SCHEMA_VERSION, read_manifest
+from uservec.manifest import SCHEMA_VERSION, manifest_digest, read_manifest
 from uservec.vocab import Vocabulary
 
 
@@ -45,6 +45,7 @@ def test_manifest_records_provenance_checksums_and_parity(bundle_dir):
         manifest.files == {rel: sha256_file(bundle_dir / rel) for rel in manifest.files}
         and "manifest.json" not in manifest.files
     )
+    assert manifest.manifest_sha256 == manifest_digest(manifest)
     assert max(manifest.parity["fp32"]["max_abs_diff"].values()) <= 1e-4
     assert manifest.parity["int8"]["method"] == "static" and manifest.parity["int8"]["accepted"]
     assert manifest.model.int8_file == "model.int8.onnx" and manifest.model.int8_method == "static"

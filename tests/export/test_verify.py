@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from export.verify import bundle_info, catalogue_problem, load_and_verify
-from uservec.manifest import BundleError
+from uservec.manifest import BundleError, BundleManifest, manifest_digest
 
 
 def test_a_fresh_bundle_verifies_with_smoke_inference(bundle_dir):
@@ -39,11 +39,29 @@ def test_a_missing_file_is_refused_by_name(bundle_copy):
         load_and_verify(bundle_copy, smoke=False)
 
 
-def _edit_manifest(bundle, edit):
+def _edit_manifest(bundle, edit, reseal=True):
+    """Edit manifest.json; ``reseal`` recomputes its digest, as a buggy or hostile writer would,
+    so that the check under test is the one that refuses it, not the digest."""
     path = bundle / "manifest.json"
     raw = json.loads(path.read_text())
     edit(raw)
+    if reseal:
+        raw["manifest_sha256"] = manifest_digest(BundleManifest.model_validate(raw))
     path.write_text(json.dumps(raw))
+
+
+def test_a_hand_edited_manifest_is_refused(bundle_copy):
+    """Swapping two labels changes no file's checksum; without the digest the service would load
+    the bundle and answer gender "F" for "M"."""
+    _edit_manifest(bundle_copy, lambda raw: raw["tasks"][0]["labels"].reverse(), reseal=False)
+    with pytest.raises(BundleError, match=r"manifest\.json: content does not match"):
+        load_and_verify(bundle_copy, smoke=False)
+
+
+def test_a_reindented_manifest_still_verifies(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=7, sort_keys=True))
+    load_and_verify(bundle_copy, smoke=False)
 
 
 def test_an_unsupported_schema_version_is_refused_listing_the_supported_ones(bundle_copy):
@@ -97,8 +115,8 @@ def test_a_bundle_the_service_would_refuse_does_not_verify(bundle_copy):
     (bundle_copy / recommend["popularity_file"]).write_text("[]")
     with pytest.raises(BundleError, match="no popularity list"):
         load_and_verify(bundle_copy, smoke=False, checksums=False)
-    del recommend["popularity_file"]
-    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    _edit_manifest(bundle_copy, lambda raw: next(
+        t for t in raw["tasks"] if t["kind"] == "recommend").pop("popularity_file"))
     with pytest.raises(BundleError, match="has no popularity_file"):
         load_and_verify(bundle_copy, smoke=False, checksums=False)
 
@@ -116,10 +134,11 @@ def test_catalogue_rules():
 @pytest.mark.parametrize("path", ["/tmp/evil.json", "../outside.json", "items/../../x.json"])
 def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle_copy, path):
     """A manifest (hand-edited or hostile) must not make the service read files elsewhere."""
-    manifest = json.loads((bundle_copy / "manifest.json").read_text())
-    (recommend,) = [t for t in manifest["tasks"] if t["kind"] == "recommend"]
-    manifest["files"][path] = manifest["files"].pop(recommend["popularity_file"])
-    recommend["popularity_file"] = path
-    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    def point_outside(raw):
+        (recommend,) = [t for t in raw["tasks"] if t["kind"] == "recommend"]
+        raw["files"][path] = raw["files"].pop(recommend["popularity_file"])
+        recommend["popularity_file"] = path
+
+    _edit_manifest(bundle_copy, point_outside, reseal=False)  # the schema refuses it first
     with pytest.raises(BundleError, match="not a path inside the bundle"):
         load_and_verify(bundle_copy, smoke=False)

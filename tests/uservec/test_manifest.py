@@ -8,7 +8,9 @@ from uservec.manifest import (
     SUPPORTED_SCHEMA_VERSIONS,
     BundleError,
     BundleManifest,
+    manifest_digest,
     read_manifest,
+    sealed,
     verify_files,
 )
 
@@ -90,3 +92,46 @@ def test_modified_and_missing_files_are_named(bundle):
     (bundle / "model.onnx").unlink()
     with pytest.raises(BundleError, match=r"model.onnx: listed in the manifest but missing"):
         verify_files(bundle, manifest)
+
+
+def _seal(bundle):
+    manifest = sealed(read_manifest(bundle))
+    (bundle / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_a_sealed_manifest_verifies_and_survives_reindenting(bundle):
+    raw = _seal(bundle)
+    assert raw["manifest_sha256"] == manifest_digest(read_manifest(bundle))
+    verify_files(bundle, read_manifest(bundle))
+    (bundle / "manifest.json").write_text(json.dumps(raw, indent=5, sort_keys=True))
+    verify_files(bundle, read_manifest(bundle))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda raw: raw["tasks"][0]["labels"].reverse(),
+        lambda raw: raw["tasks"][0].update(output="profile.h"),
+        lambda raw: raw["model"].update(max_len=9),
+    ],
+)
+def test_an_edit_to_a_sealed_manifest_is_refused(bundle, edit):
+    raw = _seal(bundle)
+    edit(raw)
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"manifest\.json: content does not match .*edited after"):
+        verify_files(bundle, read_manifest(bundle))
+
+
+def test_an_infinite_parity_diff_round_trips_through_the_digest(bundle):
+    """pydantic writes inf as null: the digest must be over what the file holds."""
+    manifest = read_manifest(bundle).model_copy(update={"parity": {"max": float("inf")}})
+    (bundle / "manifest.json").write_text(sealed(manifest).model_dump_json())
+    verify_files(bundle, read_manifest(bundle))
+
+
+def test_a_manifest_written_before_the_digest_still_verifies(bundle):
+    manifest = read_manifest(bundle)
+    assert manifest.manifest_sha256 is None
+    verify_files(bundle, manifest)

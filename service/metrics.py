@@ -36,7 +36,8 @@ class Metrics:
         )
         self.stage = Histogram(
             "uservec_stage_duration_seconds",
-            "latency of one request stage: queue (waiting for a batch), cache, encode, search",
+            "latency of one request stage: queue (waiting for a batch or an inference thread), "
+            "cache, encode, search",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=reg,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from service_bundles import BOOKS, GAMES
 from service_helpers import random_users, user
 
-from service.batching import MicroBatcher
+from service.batching import MicroBatcher, run_unbatched
 from service.engine import load_bundle
 from service.metrics import Metrics
 from service.schemas import Event
@@ -78,3 +79,24 @@ async def test_close_finishes_a_batch_that_is_still_being_collected(main_bundle)
         outputs, _ = await asyncio.wait_for(pending, 5)
     (expected,) = bundle.run([ids])
     np.testing.assert_allclose(outputs[0]["user_vector"], expected["user_vector"], atol=1e-6)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+async def test_waiting_for_a_busy_inference_thread_is_queue_not_encode(main_bundle, batched):
+    """Timed around run_in_executor, a busy thread pool made the model look slow (and with
+    batching off the queue stage was always 0)."""
+    bundle = load_bundle(main_bundle)
+    ids = ids_of(bundle, ["b0", "g1"])
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(release.wait)  # the only inference thread is busy for 0.2 s
+        asyncio.get_running_loop().call_later(0.2, release.set)
+        if batched:
+            batcher = MicroBatcher(pool, Metrics(), max_batch_size=8, max_wait_s=0.0,
+                                   max_concurrent_runs=1)
+            batcher.start()
+            _, timing = await batcher.submit(bundle, [ids])
+            await batcher.close()
+        else:
+            _, timing = await run_unbatched(pool, Metrics(), bundle, [ids], max_batch_size=8)
+    assert timing.queue_s >= 0.2 > timing.encode_s > 0

@@ -27,8 +27,7 @@ from export import ExportError
 from export.indexes import IndexKind, build_index, write_index
 from export.onnx_export import OPSET, export_onnx
 from export.parity import check_parity, open_session, session_outputs
-from export.quantize import Method, int8_report
-from export.quantize import quantize as quantize_graph
+from export.quantize import Method, quantize_within_gate
 from export.verify import catalogue_problem, load_and_verify
 from training.fused import FusedUserModel, profile_output, query_output
 from uservec.fingerprint import code_version, sha256_file, sha256_json
@@ -313,8 +312,10 @@ def _write_contents(
 
     int8_file = int8_method = None
     if quantize:
-        int8_path = quantize_graph(model_path, root / INT8_FILE, quantize_method, calibration)
-        report = int8_report(model_path, int8_path, quantize_method, held_out, vectors)
+        int8_path = root / INT8_FILE
+        report = quantize_within_gate(
+            model_path, int8_path, quantize_method, calibration, held_out, vectors
+        )
         if int8_task_metrics is not None:
             report["task_metrics"] = int8_task_metrics(model_path, int8_path)
         parity["int8"] = report

@@ -256,9 +256,11 @@ def parity_summary(parity: dict[str, Any]) -> list[str]:
     if int8:
         verdict = "kept" if int8.get("accepted") else "refused (fp32 only)"
         cosine = int8.get("user_vector_cosine", {}).get("min")
+        kept_fp32 = int8.get("fp32_blocks") or 0
         lines.append(
             f"int8 ({int8.get('method')}): {verdict}; {int8.get('speedup_vs_fp32', 0):.2f}x fp32 "
             f"speed; user-vector cosine min {cosine if cosine is None else f'{cosine:.4f}'}"
+            + (f"; residual convolutions of {kept_fp32} block(s) kept fp32" if kept_fp32 else "")
         )
     return lines
 

@@ -19,7 +19,8 @@ A bundle is one directory written by ``export/`` and read by ``service/`` (and b
 Scores of a recommendation head are ``query @ item_vectors.T`` (inner product: what the index
 searches). ``parity`` holds the export-time checks: ``fp32`` (onnxruntime vs torch: per-output max
 abs diff, top-k / argmax mismatches) and, with int8, ``int8`` (vs fp32: max diffs, top-10 overlap,
-argmax agreement, measured speed-up, ``accepted``).
+argmax agreement, user-vector cosine, measured speed-up, ``fp32_blocks`` kept unquantized,
+``accepted``).
 
 Readers refuse a bundle whose ``schema_version`` is not in ``SUPPORTED_SCHEMA_VERSIONS`` and one
 whose files, or whose manifest itself, do not match the recorded sha256 (see :func:`verify_files`);

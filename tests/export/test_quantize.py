@@ -13,10 +13,12 @@ from export.quantize import (
     acceptable,
     compare_methods,
     head_nodes,
-    int8_report,
     quantize,
+    quantize_within_gate,
+    residual_convs,
     row_cosine,
 )
+from uservec.cli import parity_summary
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +44,15 @@ def test_calibration_reader_yields_every_row_once_per_pass():
 
 @pytest.mark.parametrize("method", ["static", "dynamic"])
 def test_int8_model_loads_keeps_the_signature_and_stays_close(fp32_path, vectors, method, tmp_path):
-    int8_path = quantize(fp32_path, tmp_path / f"{method}.onnx", method, make_items(96))
+    int8_path = tmp_path / f"{method}.onnx"
+    report = quantize_within_gate(fp32_path, int8_path, method, make_items(96),
+                                  make_items(64, seed=5), vectors, repeats=3)
     ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
     expected_op = "DequantizeLinear" if method == "static" else "DynamicQuantizeLinear"
     assert expected_op in ops
     session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
-
-    report = int8_report(fp32_path, int8_path, method, make_items(64, seed=5), vectors, repeats=3)
+    assert report["fp32_blocks"] == 0  # the tiny encoder passes with every block quantized
     assert report["top_k_overlap"]["query.games"] >= 0.8
     assert min(report["argmax_agreement"].values()) >= 0.9
     assert max(report["max_abs_diff"].values()) < 2.0
@@ -113,3 +116,50 @@ def test_the_disabled_fusion_exists_and_keeps_skip_layer_norm_out_of_the_int8_gr
 
     assert "SkipLayerNormalization" in optimized_ops([])
     assert "SkipLayerNormalization" not in optimized_ops(list(DISABLED_OPTIMIZERS))
+
+
+def test_residual_convolutions_are_the_first_of_each_block(fp32_path):
+    blocks = residual_convs(fp32_path)
+    assert len(blocks) == 4  # tiny encoder: 4 blocks (its patched twins join block lists)
+    for index, names in enumerate(blocks):
+        assert names and all(n.startswith(f"/encoder/blocks.{index}/convs.0/") for n in names)
+
+
+def test_fp32_blocks_keeps_those_convolutions_float_and_quantizes_the_rest(fp32_path, tmp_path):
+    int8_path = quantize(fp32_path, tmp_path / "q.onnx", "static", make_items(64), fp32_blocks=2)
+    blocks = residual_convs(fp32_path)
+    int8 = onnx.load(str(int8_path)).graph
+    float_weights = {t.name for t in int8.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    graph = onnx.load(str(fp32_path)).graph
+    weight_of = {node.name: node.input[1] for node in graph.node if node.op_type == "Conv"}
+    assert all(weight_of[n] in float_weights for block in blocks[:2] for n in block)
+    assert not any(weight_of[n] in float_weights for block in blocks[2:] for n in block)
+
+
+def test_a_failing_twin_keeps_more_blocks_fp32_until_it_passes(
+    fp32_path, vectors, tmp_path, monkeypatch
+):
+    """Amazon's whole-encoder twin drifted (cosine min 0.42); with blocks 0-1's residual
+    convolutions in fp32 it passed. The search stops at the first setting that passes."""
+    import export.quantize as module
+
+    verdicts = iter([False, False, True, True])  # gate calls: 0 blocks, 1, 2, then the report
+    monkeypatch.setattr(module, "acceptable", lambda report: next(verdicts))
+    report = quantize_within_gate(fp32_path, tmp_path / "q.onnx", "static", make_items(64),
+                                  make_items(16, seed=5), vectors, repeats=1)
+    assert report["fp32_blocks"] == 2 and report["accepted"]
+    assert "residual convolutions of 2 block(s) kept fp32" in parity_summary({"int8": report})[0]
+
+
+def test_a_twin_that_never_passes_is_refused_with_every_block_tried(
+    fp32_path, vectors, tmp_path, monkeypatch
+):
+    import export.quantize as module
+
+    calls = []
+    monkeypatch.setattr(module, "acceptable", lambda report: calls.append(1) and False)
+    report = quantize_within_gate(fp32_path, tmp_path / "q.onnx", "static", make_items(64),
+                                  make_items(16, seed=5), vectors, repeats=1)
+    assert report["fp32_blocks"] == len(residual_convs(fp32_path)) and not report["accepted"]
+    assert len(calls) == report["fp32_blocks"] + 2  # one per setting tried, one for the report
+    assert "refused (fp32 only)" in parity_summary({"int8": report})[0]

@@ -7,7 +7,8 @@ argmax agreement per profile head. Task metrics (P1 NDCG@10, P3 NDCG@10 on held-
 P2 accuracy / macro-F1) need the labelled data the bundle was trained on, which a bundle does not
 carry: they are measured when the bundle names its run (``config.source_run``, set by ``uservec
 export``) and that run is on this machine (``uservec bench --bundle bundles/ciao --only int8``);
-then the int8 graphs are also calibrated on the run's real sequences.
+then the int8 graphs are also calibrated on the run's real sequences. The residual-stream
+convolutions the bundle's export kept in fp32 (``parity.int8.fp32_blocks``) stay fp32 here too.
 """
 
 from __future__ import annotations
@@ -53,17 +54,21 @@ def run_int8(bundle: Path, quick: bool, seed: int) -> dict[str, Any]:
     if real is not None:
         calibration = real[1][: 32 if quick else 256]
     held_out = calibration_items(vocab_size, length, n=32 if quick else 256, seed=seed + 1)
+    # the residual convolutions the bundle's export kept fp32, so the bench times the shipped twin
+    fp32_blocks = int((manifest.parity.get("int8") or {}).get("fp32_blocks") or 0)
     rng = np.random.default_rng(seed)
     repeats = 3 if quick else 30
     vectors = _item_vectors(bundle)
-    result: dict[str, Any] = {"cpu_note": cpu_description(), "methods": {}}
+    result: dict[str, Any] = {"cpu_note": cpu_description(), "methods": {},
+                              "fp32_blocks": fp32_blocks}
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, str | Path] = {"fp32": fp32}
         if real is not None:
             result["task_metric"] = {"fp32": real[0](fp32),
                                      "source_run": manifest.config.get("source_run")}
         for method in tqdm(("static", "dynamic"), desc="int8", leave=False):
-            paths[method] = quantize(fp32, Path(tmp) / f"{method}.onnx", method, calibration)
+            paths[method] = quantize(fp32, Path(tmp) / f"{method}.onnx", method, calibration,
+                                     fp32_blocks)
             report = accuracy_report(fp32, paths[method], held_out, vectors)
             result["methods"][method] = {
                 "top10_overlap": report["top_k_overlap"],

@@ -110,7 +110,9 @@ def _int8(c: dict[str, Any]) -> list[str]:
                      ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["top10_overlap"].items()),
                      ", ".join(f"{k} {_fmt(v, 3)}" for k, v in m["argmax_agreement"].items())])
     head = [f"{c['cpu_note']}; fp32 {_fmt(c['fp32_ms_batch1'])} ms at batch 1, "
-            f"{_fmt(c['fp32_ms_batch32'])} ms at batch 32.", "",
+            f"{_fmt(c['fp32_ms_batch32'])} ms at batch 32."
+            + (f" Residual convolutions of the first {c['fp32_blocks']} block(s) kept fp32, as "
+               "the bundle's export did." if c.get("fp32_blocks") else ""), "",
             *table(["int8 method", "speed vs fp32, b=1", "speed vs fp32, b=32",
                     "top-10 overlap", "argmax agreement"], rows)]
     if not isinstance(c["task_metric"], dict):

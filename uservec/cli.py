@@ -223,7 +223,8 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Bundle folder to write (refused if it exists, unless --overwrite).")
 @click.option("--int8", "quantize", is_flag=True,
-              help="Also write a static int8 model (kept only if it passes its parity check).")
+              help="Also write a static int8 model (kept only if it passes its parity check; "
+              "the first blocks' residual convolutions stay fp32 where that is needed).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
 @_friendly
 def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) -> None:

@@ -131,37 +131,53 @@ def quantize(
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     with tempfile.TemporaryDirectory() as tmp:
         source = _preprocess(fp32_path, Path(tmp) / "pre.onnx")
-        excluded = head_nodes(source) + [
-            name for block in residual_convs(source)[:fp32_blocks] for name in block
-        ]
-        if method == "static":
-            if calibration_items is None or len(calibration_items) == 0:
-                raise ExportError("static int8 quantization needs calibration sequences")
-            quantize_static(
-                str(source),
-                str(int8_path),
-                SequenceCalibrationReader(calibration_items),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=excluded,
-            )
-        elif method == "dynamic":
-            quantize_dynamic(
-                str(source),
-                str(int8_path),
-                op_types_to_quantize=list(QUANTIZED_OPS),
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                # the dynamic quantizer first splits each Gemm into "<name>_MatMul" + an Add
-                nodes_to_exclude=[*excluded, *(f"{name}_MatMul" for name in excluded)],
-            )
-        else:
-            raise ValueError(f"unknown quantization method {method!r}; use static or dynamic")
+        _quantize_prepared(source, int8_path, method, calibration_items,
+                           _fp32_nodes(source, fp32_blocks))
     return int8_path
+
+
+def _fp32_nodes(source: Path, fp32_blocks: int) -> list[str]:
+    """The nodes left unquantized: every task head, and the first blocks' residual convolutions."""
+    return head_nodes(source) + [
+        name for block in residual_convs(source)[:fp32_blocks] for name in block
+    ]
+
+
+def _quantize_prepared(
+    source: Path,
+    int8_path: Path,
+    method: Method,
+    calibration_items: np.ndarray | None,
+    excluded: list[str],
+) -> None:
+    """Quantize an already pre-processed graph, leaving ``excluded`` nodes in fp32."""
+    if method == "static":
+        if calibration_items is None or len(calibration_items) == 0:
+            raise ExportError("static int8 quantization needs calibration sequences")
+        quantize_static(
+            str(source),
+            str(int8_path),
+            SequenceCalibrationReader(calibration_items),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+        )
+    elif method == "dynamic":
+        quantize_dynamic(
+            str(source),
+            str(int8_path),
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            # the dynamic quantizer first splits each Gemm into "<name>_MatMul" + an Add
+            nodes_to_exclude=[*excluded, *(f"{name}_MatMul" for name in excluded)],
+        )
+    else:
+        raise ValueError(f"unknown quantization method {method!r}; use static or dynamic")
 
 
 def time_models(
@@ -234,16 +250,20 @@ def quantize_within_gate(
     on Amazon it drifted (cosine min 0.42) and keeping blocks 0-1's first convolutions in fp32
     passed at 1.5x. The report's ``fp32_blocks`` says where the search stopped.
     """
-    fp32_blocks, blocks = 0, len(residual_convs(fp32_path))
-    while True:
-        quantize(fp32_path, int8_path, method, calibration_items, fp32_blocks)
-        report = accuracy_report(fp32_path, int8_path, items, item_vectors)
-        if acceptable(report) or fp32_blocks >= blocks:
-            break
-        log.info("int8 with %d block(s) in fp32 fails the gate (user-vector cosine min %.4f); "
-                 "keeping one more block's residual convolutions in fp32",
-                 fp32_blocks, report["user_vector_cosine"]["min"])
-        fp32_blocks += 1
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _preprocess(fp32_path, Path(tmp) / "pre.onnx")  # once, not once per step
+        fp32_blocks, blocks = 0, len(residual_convs(source))
+        while True:
+            _quantize_prepared(source, int8_path, method, calibration_items,
+                               _fp32_nodes(source, fp32_blocks))
+            report = accuracy_report(fp32_path, int8_path, items, item_vectors)
+            if acceptable(report) or fp32_blocks >= blocks:
+                break
+            log.info("int8 with %d block(s) in fp32 fails the gate (user-vector cosine min %.4f); "
+                     "keeping one more block's residual convolutions in fp32",
+                     fp32_blocks, report["user_vector_cosine"]["min"])
+            fp32_blocks += 1
     seconds = time_models({"fp32": fp32_path, "int8": int8_path}, items, repeats)
     report.update(
         method=method,

@@ -65,6 +65,9 @@ class TaskExport:
     source_domains: tuple[str, ...] | None = None
     item_keys: tuple[str, ...] | None = None
     popularity: tuple[str, ...] | None = None
+    #: profile: training label frequencies and class-weight power (TaskSpec.class_prior)
+    class_prior: tuple[float, ...] | None = None
+    prior_power: float | None = None
 
 
 def _check_tasks(fused: FusedUserModel, tasks: Sequence[TaskExport]) -> None:
@@ -303,6 +306,8 @@ def _write_contents(
                     kind="profile",
                     output=profile_output(task.name),
                     labels=list(task.labels or ()),
+                    class_prior=None if task.class_prior is None else list(task.class_prior),
+                    prior_power=task.prior_power,
                 )
             )
             continue

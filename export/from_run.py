@@ -89,8 +89,11 @@ def load_task(
         head = ClassificationHead(dim, len(labels))
         _load_head(head, payload)
         readout = str(payload.get("readout", "last"))  # runs made before readouts read "last"
+        prior = payload.get("class_prior")  # runs made before it have none
         return (ProfileTask(head.eval(), patches=patches, readout=readout),
-                TaskExport(name, "profile", labels=labels))
+                TaskExport(name, "profile", labels=labels,
+                           class_prior=None if prior is None else tuple(map(float, prior)),
+                           prior_power=payload.get("prior_power")))
     keys = tuple(str(k) for k in payload["candidate_keys"])
     item_head = ItemScoringHead(dim, len(keys))
     _load_head(item_head, payload)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,22 @@ def catalogue_problem(
     return None
 
 
+def _prior_problem(task: TaskSpec) -> str | None:
+    """What is wrong with a profile task's class prior (None: nothing, or no prior at all)."""
+    if (task.class_prior is None) != (task.prior_power is None):
+        return "class_prior and prior_power come together or not at all"
+    if task.class_prior is None or task.prior_power is None:
+        return None
+    prior = np.asarray(task.class_prior, dtype=np.float64)
+    if prior.size != len(task.labels or ()):
+        return f"class_prior has {prior.size} values for {len(task.labels or ())} labels"
+    if not (np.all(np.isfinite(prior)) and np.all(prior >= 0) and abs(prior.sum() - 1) < 1e-6):
+        return "class_prior is not a distribution (non-negative, summing to 1)"
+    if not (math.isfinite(task.prior_power) and task.prior_power >= 0):
+        return f"prior_power {task.prior_power!r} is not a non-negative number"
+    return None
+
+
 def check_task_specs(manifest: BundleManifest) -> None:
     """The manifest's task entries are complete: unique names, labels, every recommend file."""
     seen: set[str] = set()
@@ -110,6 +127,8 @@ def check_task_specs(manifest: BundleManifest) -> None:
         seen.add(task.name)
         if task.kind == "profile" and not task.labels:
             raise BundleError(f"profile task {task.name!r} has no labels")
+        if task.kind == "profile" and (problem := _prior_problem(task)):
+            raise BundleError(f"profile task {task.name!r}: {problem}")
         if task.kind == "recommend":
             needed = {"domain": task.domain, "items_file": task.items_file,
                       "item_keys_file": task.item_keys_file, "index_file": task.index_file,
@@ -248,6 +267,8 @@ def bundle_info(bundle_dir: str | Path, verify: bool = False) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": task.name, "kind": task.kind, "output": task.output}
         if task.kind == "profile":
             entry["labels"] = task.labels
+            if task.class_prior is not None:
+                entry.update(class_prior=task.class_prior, prior_power=task.prior_power)
         else:
             entry.update(
                 domain=task.domain,

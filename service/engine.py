@@ -21,6 +21,7 @@ import onnxruntime as ort
 from export.verify import load_and_verify
 from service.retrieval import Catalogue, load_catalogue
 from service.schemas import Event
+from uservec import decision
 from uservec.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
 from uservec.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
 from uservec.sequences import batch_length, encode_batch
@@ -34,11 +35,13 @@ USER_VECTOR = "user_vector"
 Outputs = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProfileHead:
     name: str
     output: str
     labels: tuple[str, ...]
+    #: (C,) added to the logits for the prior-adjusted decision; None: the bundle has no prior
+    prior_shift: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,7 +172,10 @@ def _heads(
     # the entries are complete and the catalogues consistent (export.verify.load_and_verify)
     for task in tasks:
         if task.kind == "profile":
-            profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels or ()))
+            shift = (None if task.class_prior is None or task.prior_power is None
+                     else decision.prior_shift(task.class_prior, task.prior_power))
+            profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels or ()),
+                                             shift)
             continue
         assert task.domain and task.item_keys_file and task.index_file
         catalogue = load_catalogue(

@@ -37,6 +37,7 @@ ERROR_CODES: dict[str, int] = {
     "unknown_domain": 422,
     "domain_required": 422,
     "unknown_attribute": 422,
+    "decision_unavailable": 422,
     "too_many_requests": 429,
     "internal_error": 500,
     "not_ready": 503,
@@ -197,6 +198,8 @@ _EXAMPLE_MESSAGES = {
     "unknown_domain": "no recommendation head for domain 'music'",
     "domain_required": "this bundle recommends in 2 domains; say which with 'domain'",
     "unknown_attribute": "unknown profile attributes ['height']",
+    "decision_unavailable": "decision 'prior_adjusted' needs the heads' training label prior, "
+    "and this bundle has none for ['gender']",
     "too_many_requests": "more than 64 requests in flight; retry after 1 s",
     "not_ready": "no bundle is loaded yet",
     "bundle_rejected": "bundle refused: model.onnx: sha256 mismatch",

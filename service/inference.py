@@ -33,6 +33,7 @@ from service.schemas import (
     RecommendResult,
     UserEvents,
 )
+from uservec.decision import Decision
 from uservec.ids import item_key, split_item_key
 
 
@@ -83,7 +84,9 @@ async def embed_users(runtime: Runtime, request: EmbedRequest, timings: Timings)
     return EmbedResponse(bundle_version=bundle.version, results=results)
 
 
-def _profile_heads(bundle: Bundle, names: Sequence[str] | None) -> list[ProfileHead]:
+def _profile_heads(
+    bundle: Bundle, names: Sequence[str] | None, rule: Decision = "as_trained"
+) -> list[ProfileHead]:
     available = list(bundle.profile_heads)
     if names is None:
         names = available
@@ -97,10 +100,25 @@ def _profile_heads(bundle: Bundle, names: Sequence[str] | None) -> list[ProfileH
             message = "this bundle has no profile heads"
         raise InvalidRequest(message, code="unknown_attribute",
                              details={"unknown": unknown, "available": available})
-    return [bundle.profile_heads[name] for name in dict.fromkeys(names)]
+    heads = [bundle.profile_heads[name] for name in dict.fromkeys(names)]
+    lacking = [head.name for head in heads if head.prior_shift is None]
+    if rule == "prior_adjusted" and lacking:
+        raise InvalidRequest(
+            f"decision 'prior_adjusted' needs the heads' training label prior, and this bundle "
+            f"has none for {lacking} (exported before it was recorded: re-export the run, or "
+            "ask for decision 'as_trained')",
+            code="decision_unavailable", details={"attributes": lacking},
+        )
+    return heads
 
 
-def predict_attribute(head: ProfileHead, logits: np.ndarray) -> AttributePrediction:
+def predict_attribute(
+    head: ProfileHead, logits: np.ndarray, rule: Decision = "as_trained"
+) -> AttributePrediction:
+    """Label and probabilities of one head under ``rule`` (:mod:`uservec.decision`)."""
+    if rule == "prior_adjusted":
+        assert head.prior_shift is not None  # _profile_heads refused the request otherwise
+        logits = logits + head.prior_shift
     probabilities = softmax(logits)
     best = int(np.argmax(probabilities))
     return AttributePrediction(
@@ -115,18 +133,20 @@ async def predict_profiles(
     runtime: Runtime, request: ProfileRequest, timings: Timings
 ) -> ProfileResponse:
     bundle = runtime.bundle
-    heads = _profile_heads(bundle, request.attributes)
+    heads = _profile_heads(bundle, request.attributes, request.decision)
     prepared = _prepare(runtime, bundle, request.users, "predict-profile")
     encoded = await runtime.encode(bundle, prepared, timings)
     results = [
         ProfileResult(
-            attributes={head.name: predict_attribute(head, enc.outputs[head.output])
+            attributes={head.name: predict_attribute(head, enc.outputs[head.output],
+                                                     request.decision)
                         for head in heads},
             **_common(user, prep, enc.cached),
         )
         for user, prep, enc in zip(request.users, prepared, encoded, strict=True)
     ]
-    return ProfileResponse(bundle_version=bundle.version, results=results)
+    return ProfileResponse(bundle_version=bundle.version, decision=request.decision,
+                           results=results)
 
 
 def recommend_head(bundle: Bundle, domain: str | None) -> RecommendHead:

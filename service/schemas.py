@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from uservec.decision import Decision
+
 _EVENTS_EXAMPLE: Any = [
     {"item_id": "1193", "domain": "movies", "timestamp": 978300760},
     {"item_id": "661", "domain": "movies", "timestamp": 978302109},
@@ -76,6 +78,14 @@ class ProfileRequest(UsersRequest):
     )
     attributes: list[str] | None = Field(
         None, description="profile heads to run (see GET /v1/bundle); omitted = all of them"
+    )
+    decision: Decision = Field(
+        "as_trained",
+        description="as_trained: the head's argmax and softmax as trained with class weights "
+        "(favours rare labels: the macro-F1 rule); prior_adjusted: logits shifted by the "
+        "training label prior, so the label is the most probable one and the probabilities "
+        "estimate the ordinary class probabilities (the accuracy rule; needs a bundle whose "
+        "tasks list class_prior)",
     )
 
 
@@ -163,6 +173,7 @@ class ProfileResult(UserResult):
 
 class ProfileResponse(BaseModel):
     bundle_version: str
+    decision: Decision = Field(description="the decision rule the labels were read with")
     results: list[ProfileResult]
 
     model_config = ConfigDict(
@@ -170,6 +181,7 @@ class ProfileResponse(BaseModel):
             "examples": [
                 {
                     "bundle_version": "ml100k-2024-06-01-3f2a9c1b",
+                    "decision": "as_trained",
                     "results": [
                         {
                             "user_id": "u1",
@@ -271,6 +283,9 @@ class TaskSummary(BaseModel):
     kind: str
     output: str
     labels: list[str] | None = None
+    class_prior: list[float] | None = Field(
+        None, description="profile: training label frequencies (decision prior_adjusted)"
+    )
     domain: str | None = None
     source_domains: list[str] | None = None
     num_items: int | None = None

@@ -462,6 +462,9 @@ class TaskFit:
     outputs: np.ndarray
     #: P3 only: the split whose candidates the head scores
     split: CrossDomainSplit | None = None
+    #: profile only: (C,) added to the logits for the prior-adjusted decision rule
+    #: (:func:`training.profile_task.prior_shift`)
+    logit_shift: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for reports)."""

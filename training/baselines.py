@@ -49,6 +49,7 @@ from training.protocols import (
     profile_folds,
     profile_labels,
 )
+from uservec.decision import Decision
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,40 @@ class ProfileFold:
     classes: np.ndarray
 
 
-#: predict_fn(fold) -> (len(fold.test_users),) predicted labels (str)
-PredictFn = Callable[[ProfileFold], np.ndarray]
+#: predict_fn(fold) -> (len(fold.test_users),) predicted labels (str), or one such array per
+#: decision rule (see :data:`METRIC_DECISION`)
+PredictFn = Callable[[ProfileFold], np.ndarray | Mapping[str, np.ndarray]]
+
+#: which decision rule each metric reads when a method offers several. A network trained with
+#: class weights ``w_c ~ 1 / prior_c`` estimates the *balanced* posterior: its argmax as trained
+#: targets balanced error (macro-F1), while its logits shifted by ``log prior`` give the argmax of
+#: the ordinary posterior, the Bayes rule for accuracy (post-hoc logit adjustment, Menon et al.
+#: 2021). The baselines get the same split by training two models (``lr`` for accuracy,
+#: ``lr_bal`` for macro-F1); the rule per metric is fixed here, never chosen on a test fold.
+METRIC_DECISION: dict[str, Decision] = {"accuracy": "prior_adjusted", "macro_f1": "as_trained"}
+PROFILE_METRICS: tuple[str, ...] = tuple(METRIC_DECISION)
+
+
+def _scores(truth: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    return {"accuracy": accuracy(truth, predicted),
+            "macro_f1": macro_f1(truth, predicted, classes)}
+
+
+def _mean_std(rows: Sequence[Mapping[str, float]], metric: str) -> dict[str, float]:
+    return dict(zip(("mean", "std"), mean_std([r[metric] for r in rows]), strict=True))
 
 
 def evaluate_profile(
     predict_fn: PredictFn, labels: ProfileLabels, folds: Sequence[Fold]
 ) -> dict[str, Any]:
-    """Per-fold accuracy and macro-F1 of ``predict_fn`` plus mean ± sample std over the folds."""
+    """Per-fold accuracy and macro-F1 of ``predict_fn`` plus mean ± sample std over the folds.
+
+    When ``predict_fn`` returns one prediction per decision rule, each metric reads its rule of
+    :data:`METRIC_DECISION` and ``decisions`` records every metric under every rule, so a report
+    can show what the choice of rule moved.
+    """
     per_fold = []
+    decisions: dict[str, list[dict[str, float]]] = {}
     for index, fold in enumerate(folds):
         data = ProfileFold(
             index=index,
@@ -100,22 +126,33 @@ def evaluate_profile(
             classes=labels.classes,
         )
         truth = labels.labels[fold.test]
-        predicted = np.asarray(predict_fn(data)).astype(str)
+        predicted = predict_fn(data)
+        if isinstance(predicted, Mapping):
+            by_rule = {rule: _scores(truth, np.asarray(p).astype(str), labels.classes)
+                       for rule, p in predicted.items()}
+            for rule, scores in by_rule.items():
+                decisions.setdefault(rule, []).append(scores)
+            scores = {metric: by_rule[METRIC_DECISION[metric]][metric]
+                      for metric in PROFILE_METRICS}
+        else:
+            scores = _scores(truth, np.asarray(predicted).astype(str), labels.classes)
         per_fold.append({
             "fold": index,
             "train_rows": int(fold.train.size),
             "test_rows": int(fold.test.size),
-            "accuracy": accuracy(truth, predicted),
-            "macro_f1": macro_f1(truth, predicted, labels.classes),
+            **scores,
         })
-    return {
+    result: dict[str, Any] = {
         "per_fold": per_fold,
-        **{
-            metric: dict(zip(("mean", "std"), mean_std([f[metric] for f in per_fold]),
-                             strict=True))
-            for metric in ("accuracy", "macro_f1")
-        },
+        **{metric: _mean_std(per_fold, metric) for metric in PROFILE_METRICS},
     }
+    if decisions:
+        result["decisions"] = {
+            rule: {metric: {**_mean_std(rows, metric), "per_fold": [r[metric] for r in rows]}
+                   for metric in PROFILE_METRICS}
+            for rule, rows in decisions.items()
+        }
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from training.data.dataset import PreparedDataset
 from training.metrics import accuracy, macro_f1
 from training.model import ClassificationHead
 from training.protocols import holdout_split
+from uservec import decision
 from uservec.sequences import encode_batch
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,17 @@ def class_weights(codes: np.ndarray, n_classes: int, power: float) -> torch.Tens
     weights = np.zeros(n_classes)
     weights[present] = (codes.size / (present.sum() * counts[present])) ** power
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def prior_shift(codes: np.ndarray, n_classes: int, power: float) -> np.ndarray:
+    """(C,) what undoes :func:`class_weights` at decision time (:mod:`uservec.decision`).
+
+    Cross-entropy weighted by ``prior_c ** -power`` makes the head estimate a posterior tilted
+    toward rare classes; adding ``power * log(class frequency)`` to its logits tilts it back, so
+    the argmax becomes the ordinary posterior's. Classes absent from ``codes`` get ``-inf``.
+    """
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    return decision.prior_shift(counts / counts.sum(), power)
 
 
 def profile_score(truth: np.ndarray, predicted: np.ndarray, n_classes: int, metric: str) -> float:
@@ -227,7 +239,9 @@ def fit_profile_task(
                                           seed, profile=True, shared=shared)
     logger.info("P2 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
                 count_parameters(setup.params), seconds)
-    return make_task_fit(method, setup, hp, tuning, seconds, classes, task_name)
+    fit = make_task_fit(method, setup, hp, tuning, seconds, classes, task_name)
+    fit.logit_shift = prior_shift(codes, classes.size, hp.class_weight)
+    return fit
 
 
 def profile_logits(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
@@ -240,5 +254,18 @@ def profile_logits(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
 
 def predict_profile(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
                     max_len: int) -> np.ndarray:
-    """(N,) predicted class names."""
+    """(N,) predicted class names: the head's argmax as trained (what the service answers)."""
     return fit.outputs[profile_logits(fit, dataset, users, max_len).argmax(1)]
+
+
+def predict_profile_rules(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
+                          max_len: int) -> dict[str, np.ndarray]:
+    """(N,) predicted class names per decision rule of :data:`training.baselines.METRIC_DECISION`.
+
+    ``as_trained`` is the head's argmax; ``prior_adjusted`` adds the fit's
+    :func:`prior_shift` first (the same logits, one forward pass).
+    """
+    logits = profile_logits(fit, dataset, users, max_len)
+    shift = np.zeros(logits.shape[1]) if fit.logit_shift is None else fit.logit_shift
+    return {"as_trained": fit.outputs[logits.argmax(1)],
+            "prior_adjusted": fit.outputs[(logits + shift).argmax(1)]}

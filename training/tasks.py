@@ -45,6 +45,7 @@ from training.adapt import (
     load_pretrained,
 )
 from training.baselines import (
+    PROFILE_METRICS,
     ProfileFold,
     evaluate_cross_domain,
     evaluate_profile,
@@ -63,7 +64,7 @@ from training.metrics import mean_se, mean_std, tie_break_order
 from training.pretrain import torch_threads
 from training.profile_task import (
     fit_profile_task,
-    predict_profile,
+    predict_profile_rules,
     profile_inputs,
 )
 from training.protocols import (
@@ -76,7 +77,6 @@ from training.protocols import (
 
 logger = logging.getLogger(__name__)
 
-PROFILE_METRICS: tuple[str, ...] = ("accuracy", "macro_f1")
 PROFILE_BASELINES: tuple[str, ...] = ("majority", "lr", "lr_bal")
 CROSS_DOMAIN_BASELINES: tuple[str, ...] = ("popularity", "cooc", "ridge")
 #: users whose outputs are fingerprinted to check that later tasks never change earlier ones
@@ -210,12 +210,12 @@ def run_profile_task(
             fits: list[dict[str, Any]] = []
 
             def predict(fold: ProfileFold, method: str = method,
-                        fits: list[dict[str, Any]] = fits) -> np.ndarray:
+                        fits: list[dict[str, Any]] = fits) -> dict[str, np.ndarray]:
                 fit = fit_profile_task(method, pristine, dataset, fold.train_users,
                                        fold.train_labels, fold.classes, settings, max_len, seed,
                                        task.name)
                 fits.append(fit.summary())
-                return predict_profile(fit, dataset, fold.test_users, max_len)
+                return predict_profile_rules(fit, dataset, fold.test_users, max_len)
 
             evaluated = evaluate_profile(predict, labels, folds)
             methods[method] = _with_costs(evaluated, fits)
@@ -234,6 +234,8 @@ def run_profile_task(
         "kind": "profile", "attribute": task.attribute,
         "buckets": None if task.buckets is None else list(task.buckets),
         "labels": labels.classes.tolist(), "max_len": max_len,
+        "class_prior": [distribution[str(c)] / labels.users.size for c in labels.classes],
+        "prior_power": final.hyperparameters.class_weight,
     })
     result["final"] = {**final.summary(), "path": str(path),
                        "trained_on_users": int(labels.users.size)}

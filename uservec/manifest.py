@@ -92,6 +92,18 @@ class TaskSpec(BaseModel):
     kind: Literal["profile", "recommend"]
     output: str = Field(description="graph output holding this head's logits or query vectors")
     labels: list[str] | None = Field(None, description="profile: class labels in logit order")
+    # The two prior fields are left out of the file (and of manifest_digest) when absent, so
+    # bundles written before them keep their digest.
+    class_prior: list[float] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="profile: label frequencies of the users the head was trained on, in logit "
+        "order; with prior_power it gives the prior-adjusted decision",
+    )
+    prior_power: float | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="profile: the class-weight power the head was trained with (weights "
+        "prior ** -power); logits + power * log(class_prior) rank like the unweighted posterior",
+    )
     domain: str | None = Field(None, description="recommend: the target domain")
     source_domains: list[str] | None = Field(None, description="domains the head reads")
     items_file: BundlePath | None = None

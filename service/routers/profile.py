@@ -18,8 +18,9 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
     "/predict-profile",
     summary="Predict user attributes",
     description="Per user and attribute (all profile heads, or those in `attributes`): the "
-    "predicted label and the probability of every label.",
-    responses=error_responses(*INFERENCE_ERRORS, "unknown_attribute"),
+    "predicted label and the probability of every label, read with `decision` (`as_trained`, "
+    "the default, or `prior_adjusted`: the most probable label and calibrated probabilities).",
+    responses=error_responses(*INFERENCE_ERRORS, "unknown_attribute", "decision_unavailable"),
 )
 async def predict_profile(
     body: ProfileRequest, runtime: RuntimeDep, timings: TimingsDep

@@ -55,6 +55,9 @@ def test_manifest_records_provenance_checksums_and_parity(bundle_dir):
         "profile.age",
         "query.games",
     ]
+    gender, age = manifest.tasks[:2]
+    assert (gender.class_prior, gender.prior_power) == ([0.4, 0.6], 1.0)
+    assert (age.class_prior, age.prior_power) == (None, None)
 
 
 def test_item_files_line_up_with_the_head(bundle_dir, fused, vocab):

@@ -142,3 +142,23 @@ def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle_copy, path):
     _edit_manifest(bundle_copy, point_outside, reseal=False)  # the schema refuses it first
     with pytest.raises(BundleError, match="not a path inside the bundle"):
         load_and_verify(bundle_copy, smoke=False)
+
+
+@pytest.mark.parametrize(
+    ("prior", "power", "message"),
+    [
+        ([0.5, 0.5, 0.0], 1.0, "class_prior has 3 values for 2 labels"),
+        ([0.5, 0.6], 1.0, "not a distribution"),
+        ([1.5, -0.5], 1.0, "not a distribution"),
+        ([0.5, 0.5], None, "come together"),
+        ([0.5, 0.5], -1.0, "not a non-negative number"),
+    ],
+)
+def test_a_profile_task_with_a_broken_prior_is_refused(bundle_copy, prior, power, message):
+    def edit(raw):
+        task = next(t for t in raw["tasks"] if t["kind"] == "profile" and len(t["labels"]) == 2)
+        task.update(class_prior=prior, prior_power=power)
+
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match=message):
+        load_and_verify(bundle_copy, smoke=False, checksums=False)

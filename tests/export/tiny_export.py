@@ -70,7 +70,8 @@ def tiny_tasks(vocab: Vocabulary) -> list[TaskExport]:
     """Metadata for :func:`build_fused`'s heads."""
     target = _target_keys(vocab)
     return [
-        TaskExport("gender", "profile", labels=("F", "M")),
+        TaskExport("gender", "profile", labels=("F", "M"), class_prior=(0.4, 0.6),
+                   prior_power=1.0),
         TaskExport("age", "profile", labels=tuple(f"a{i}" for i in range(7))),
         TaskExport(
             "games",

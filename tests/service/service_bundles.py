@@ -20,6 +20,8 @@ from uservec.vocab import Vocabulary
 DIM, MAX_LEN, N_ITEMS = 16, 8, 62  # vocabulary 64 with the reserved ids
 BOOKS, GAMES = "books", "games"
 GENDER_LABELS = ("F", "M")
+#: gender carries a training label prior (decision prior_adjusted), age does not (older bundles)
+GENDER_PRIOR = (0.3, 0.7)
 AGE_LABELS = tuple(f"a{i}" for i in range(7))
 
 
@@ -86,7 +88,8 @@ def _export(out_dir: Path, seed: int, two_domains: bool) -> None:
     games, books = _domain_keys(vocab, GAMES), _domain_keys(vocab, BOOKS)
     recommend = {"games": RecommendTask(ItemScoringHead(DIM, len(games)), "games", keep[BOOKS])}
     tasks = [
-        TaskExport("gender", "profile", labels=GENDER_LABELS),
+        TaskExport("gender", "profile", labels=GENDER_LABELS, class_prior=GENDER_PRIOR,
+                   prior_power=1.0),
         TaskExport("age", "profile", labels=AGE_LABELS),
         TaskExport("games", "recommend", domain=GAMES, source_domains=(BOOKS,), item_keys=games,
                    popularity=games[::-1]),

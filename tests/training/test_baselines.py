@@ -25,6 +25,7 @@ from training.baselines import (
     tfidf_features,
     user_item_matrix,
 )
+from training.metrics import macro_f1
 from training.protocols import cross_domain_split, profile_folds, profile_labels
 
 
@@ -64,6 +65,29 @@ def test_evaluate_profile_scores_each_fold_and_aggregates():
     expected = [np.mean(labels.labels[f.test] == "x") for f in folds]
     assert [f["accuracy"] for f in majority["per_fold"]] == pytest.approx(expected)
     assert majority["accuracy"]["std"] == pytest.approx(np.std(expected, ddof=1))
+
+
+def test_evaluate_profile_reads_each_metric_from_its_decision_rule():
+    """accuracy from the prior-adjusted predictions, macro-F1 from the argmax as trained."""
+    dataset = labelled_dataset()
+    labels = profile_labels(dataset, "kind")
+    folds = profile_folds(labels.users, labels.labels)
+    truth = dict(zip(labels.users.tolist(), labels.labels.tolist(), strict=True))
+
+    def two_rules(fold):
+        right = np.array([truth[int(u)] for u in fold.test_users])
+        return {"as_trained": np.full(right.size, "z"), "prior_adjusted": right}
+
+    result = evaluate_profile(two_rules, labels, folds)
+    assert result["accuracy"]["mean"] == 1.0  # read from prior_adjusted
+    expected_f1 = [macro_f1(labels.labels[f.test], np.full(f.test.size, "z"), labels.classes)
+                   for f in folds]
+    assert [f["macro_f1"] for f in result["per_fold"]] == pytest.approx(expected_f1)
+    as_trained = result["decisions"]["as_trained"]
+    assert as_trained["accuracy"]["per_fold"] == pytest.approx(
+        [np.mean(labels.labels[f.test] == "z") for f in folds])
+    assert result["decisions"]["prior_adjusted"]["macro_f1"]["mean"] == 1.0
+    assert "decisions" not in evaluate_profile(majority_predict, labels, folds)
 
 
 def test_logistic_regression_learns_the_signal_without_seeing_test_labels():

@@ -30,6 +30,8 @@ from training.profile_task import (
     class_weights,
     fit_profile_task,
     predict_profile,
+    predict_profile_rules,
+    prior_shift,
     probe_head,
     profile_inputs,
     profile_problem,
@@ -41,6 +43,52 @@ def test_class_weights_balanced_and_unweighted():
     codes = np.array([0, 0, 0, 1])
     np.testing.assert_allclose(class_weights(codes, 3, 1.0).numpy(), [4 / 6, 2.0, 0.0], rtol=1e-6)
     np.testing.assert_allclose(class_weights(codes, 3, 0.0).numpy(), [1.0, 1.0, 0.0])
+
+
+def test_prior_shift_is_power_times_log_frequency_and_excludes_absent_classes():
+    codes = np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(prior_shift(codes, 3, 1.0), [np.log(0.75), np.log(0.25), -np.inf])
+    np.testing.assert_allclose(prior_shift(codes, 3, 0.5)[:2], 0.5 * np.log([0.75, 0.25]))
+    np.testing.assert_array_equal(prior_shift(codes, 3, 0.0), [0.0, 0.0, -np.inf])
+
+
+def test_prior_shift_turns_a_balanced_probe_into_the_accuracy_rule():
+    """On imbalanced, overlapping classes the class-weighted head over-predicts the rare class;
+    shifted by the log prior it decides like the unweighted posterior, and is more accurate."""
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        codes = (rng.random(n) < 0.15).astype(np.int64)  # class 1 is rare
+        vectors = rng.normal(0.0, 1.0, (n, DIM))
+        vectors[:, 0] += 1.2 * codes
+        return vectors, codes
+
+    vectors, codes = sample(600)
+    head = ClassificationHead(DIM, 2, dropout=0.0)
+    probe_head(head, vectors, codes, 2, power=1.0, metric="accuracy")
+    test_vectors, test_codes = sample(4000)
+    with torch.no_grad():
+        logits = head(torch.from_numpy(test_vectors).float()).numpy()
+    as_trained = logits.argmax(1)
+    adjusted = (logits + prior_shift(codes, 2, 1.0)).argmax(1)
+    assert as_trained.mean() > 0.3  # the balanced rule calls about half the users rare
+    assert adjusted.mean() < 0.1
+    assert np.mean(adjusted == test_codes) > np.mean(as_trained == test_codes) + 0.1
+
+
+def test_predict_profile_rules_shift_one_set_of_logits(dataset_from_sequences):
+    dataset, users, labels, classes = labelled_data(dataset_from_sequences, 120)
+    fit = fit_profile_task("head-only", random_pretrained(), dataset, users[:80], labels[:80],
+                           classes, dataclasses.replace(FAST, max_epochs=2), MAX_LEN)
+    codes = np.searchsorted(classes, labels[:80])
+    power = fit.hyperparameters.class_weight
+    np.testing.assert_array_equal(fit.logit_shift, prior_shift(codes, classes.size, power))
+    rules = predict_profile_rules(fit, dataset, users[80:], MAX_LEN)
+    np.testing.assert_array_equal(rules["as_trained"],
+                                  predict_profile(fit, dataset, users[80:], MAX_LEN))
+    logits = training.profile_task.profile_logits(fit, dataset, users[80:], MAX_LEN)
+    np.testing.assert_array_equal(rules["prior_adjusted"],
+                                  classes[(logits + fit.logit_shift).argmax(1)])
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -77,6 +77,12 @@ def test_the_run_exports_a_bundle_that_verifies(run_dir: Path):
     manifest = load_and_verify(run_dir / "bundle")
     assert {t.name for t in manifest.tasks} == {"gender", "cold"}
     assert max(manifest.parity["fp32"]["max_abs_diff"].values()) <= 1e-4
+    gender = next(t for t in manifest.tasks if t.name == "gender")
+    distribution = json.loads((run_dir / "report.json").read_text())["tasks"]["tasks"][
+        "gender"]["label_distribution"]
+    total = sum(distribution.values())
+    assert gender.class_prior == pytest.approx([distribution[c] / total for c in gender.labels])
+    assert gender.prior_power is not None  # the prior-adjusted decision can be served
     assert manifest.config["source_run"] == str(run_dir)  # how bench finds the run's data
 
 

@@ -100,6 +100,10 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
             assert 0.0 <= entry["accuracy"]["mean"] <= 1.0
             assert entry["trainable_parameters"] > 0 and entry["seconds"] >= 0
             assert all("hyperparameters" in row for row in entry["per_fold"])
+            rules = entry["decisions"]  # accuracy from one rule, macro-F1 from the other
+            assert entry["accuracy"] == {k: rules["prior_adjusted"]["accuracy"][k]
+                                         for k in ("mean", "std")}
+            assert entry["macro_f1"]["mean"] == rules["as_trained"]["macro_f1"]["mean"]
         for metric in ("accuracy", "macro_f1"):
             strongest = regime["strongest_baseline"][metric]
             paired = regime["paired_vs_baseline"]["adapter"][metric]
@@ -138,6 +142,9 @@ def test_final_models_are_saved_for_export(results):
                                           for k in profile["patch_state"])
     assert profile["head_state"]["linear.weight"].shape == (2, MODEL.dim)
     assert result["tasks"]["gender"]["final"]["trained_on_users"] == 120
+    counts = result["tasks"]["gender"]["label_distribution"]
+    assert profile["class_prior"] == [counts["F"] / 120, counts["M"] / 120]
+    assert profile["prior_power"] == profile["hyperparameters"]["class_weight"]
     target = load_checkpoint(out / "tasks" / "target" / "final.pt")
     keys = target["candidate_keys"]
     assert len(keys) == 12 and all(key.startswith("T::") for key in keys)

@@ -114,6 +114,7 @@ def test_a_sealed_manifest_verifies_and_survives_reindenting(bundle):
         lambda raw: raw["tasks"][0]["labels"].reverse(),
         lambda raw: raw["tasks"][0].update(output="profile.h"),
         lambda raw: raw["model"].update(max_len=9),
+        lambda raw: raw["tasks"][0].update(class_prior=[0.5, 0.5], prior_power=1.0),
     ],
 )
 def test_an_edit_to_a_sealed_manifest_is_refused(bundle, edit):
@@ -135,3 +136,15 @@ def test_a_manifest_written_before_the_digest_still_verifies(bundle):
     manifest = read_manifest(bundle)
     assert manifest.manifest_sha256 is None
     verify_files(bundle, manifest)
+
+
+def test_a_task_without_a_prior_digests_as_bundles_written_before_the_field(bundle):
+    """class_prior / prior_power are left out when absent: older sealed bundles keep verifying."""
+    task = json.loads(read_manifest(bundle).model_dump_json())["tasks"][0]
+    assert "class_prior" not in task and "prior_power" not in task
+    raw = _manifest({"model.onnx": sha256_file(bundle / "model.onnx")})
+    raw["tasks"][0].update(class_prior=[0.25, 0.75], prior_power=0.5)
+    (bundle / "manifest.json").write_text(json.dumps(raw))
+    sealed_raw = _seal(bundle)
+    assert sealed_raw["tasks"][0]["class_prior"] == [0.25, 0.75]
+    verify_files(bundle, read_manifest(bundle))

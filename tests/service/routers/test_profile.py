@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from service_bundles import AGE_LABELS, GENDER_LABELS
+from service_bundles import AGE_LABELS, GENDER_LABELS, GENDER_PRIOR
 from service_helpers import assert_error, random_users, user
 
 pytestmark = pytest.mark.anyio
@@ -36,6 +36,43 @@ async def test_every_attribute_gets_the_softmax_of_its_logits(serve, make_settin
             )
             assert prediction["label"] == labels[int(np.argmax(probabilities))]
             assert prediction["probability"] == max(prediction["probabilities"].values())
+
+
+async def test_prior_adjusted_shifts_the_logits_by_the_training_prior(
+    serve, make_settings, reference
+):
+    users = random_users(6, seed=7)
+    body = {"users": [user(*u) for u in users], "attributes": ["gender"]}
+    async with serve(make_settings()) as served:
+        default = (await served.client.post("/predict-profile", json=body)).json()
+        response = await served.client.post("/predict-profile",
+                                            json={**body, "decision": "prior_adjusted"})
+    assert response.status_code == 200, response.text
+    assert default["decision"] == "as_trained"
+    assert response.json()["decision"] == "prior_adjusted"
+    for raws, result in zip(users, response.json()["results"], strict=True):
+        logits = reference.outputs(raws)["profile.gender"].astype(np.float64)
+        expected = softmax(logits + np.log(GENDER_PRIOR))  # prior_power 1.0
+        prediction = result["attributes"]["gender"]
+        np.testing.assert_allclose(list(prediction["probabilities"].values()), expected,
+                                   atol=1e-5)
+        assert prediction["label"] == GENDER_LABELS[int(np.argmax(expected))]
+
+
+async def test_prior_adjusted_on_a_head_without_a_prior_is_a_422_naming_it(
+    serve, make_settings
+):
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/predict-profile", json={"users": [user("b0")], "decision": "prior_adjusted"}
+        )
+        unknown = await served.client.post(
+            "/predict-profile", json={"users": [user("b0")], "decision": "posterior"}
+        )
+    error = assert_error(response, 422, "decision_unavailable")
+    assert error["details"] == {"attributes": ["age"]}
+    assert "re-export" in error["message"]
+    assert_error(unknown, 422, "validation_error")
 
 
 async def test_only_the_requested_attributes_are_returned(serve, make_settings):

@@ -286,6 +286,9 @@ class TaskSummary(BaseModel):
     class_prior: list[float] | None = Field(
         None, description="profile: training label frequencies (decision prior_adjusted)"
     )
+    prior_power: float | None = Field(
+        None, description="profile: class-weight power the head was trained with"
+    )
     domain: str | None = None
     source_domains: list[str] | None = None
     num_items: int | None = None

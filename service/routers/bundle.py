@@ -20,7 +20,8 @@ def summarize(bundle: Bundle) -> BundleSummary:
         head = bundle.recommend_heads.get(task.name)
         tasks.append(TaskSummary(
             name=task.name, kind=task.kind, output=task.output, labels=task.labels,
-            class_prior=task.class_prior, domain=task.domain, source_domains=task.source_domains,
+            class_prior=task.class_prior, prior_power=task.prior_power, domain=task.domain,
+            source_domains=task.source_domains,
             num_items=head.catalogue.size if head else None, index_kind=task.index_kind,
         ))
     return BundleSummary(

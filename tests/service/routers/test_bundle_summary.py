@@ -21,5 +21,7 @@ async def test_the_summary_describes_the_served_bundle(serve, make_settings, ref
     assert body["recommend_domains"] == ["books", "games"]
     tasks = {t["name"]: t for t in body["tasks"]}
     assert tasks["gender"]["labels"] == ["F", "M"]
+    assert (tasks["gender"]["class_prior"], tasks["gender"]["prior_power"]) == ([0.3, 0.7], 1.0)
+    assert tasks["age"]["class_prior"] is None  # a head exported without a prior
     assert tasks["games"]["source_domains"] == ["books"]
     assert tasks["games"]["num_items"] == 31 and tasks["games"]["index_kind"] == "flat"

@@ -43,6 +43,9 @@ MIN_ARGMAX_AGREEMENT = 0.9
 #: ... and every user vector (/embed) points where the fp32 one does (cosine; the ML-100K
 #: encoder's static int8 twin measured a smallest cosine of 0.9996 over 128 held-out users)
 MIN_USER_VECTOR_COSINE = 0.99
+#: 7-bit weights: a CPU without VNNI multiplies uint8 x int8 pairs with a saturating 16-bit
+#: add (vpmaddubsw), which clips full-range weights; the twin must hold on whatever CPU serves it
+REDUCE_RANGE = True
 #: operators whose weights are quantized (gathers, norms and element-wise ops stay fp32)
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 #: node-name prefix of the encoder (backbone + patches) in the fused graph; the rest are task heads
@@ -165,6 +168,7 @@ def _quantize_prepared(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=excluded,
+            reduce_range=REDUCE_RANGE,
         )
     elif method == "dynamic":
         quantize_dynamic(
@@ -173,6 +177,7 @@ def _quantize_prepared(
             op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True,
             weight_type=QuantType.QInt8,
+            reduce_range=REDUCE_RANGE,
             # the dynamic quantizer first splits each Gemm into "<name>_MatMul" + an Add
             nodes_to_exclude=[*excluded, *(f"{name}_MatMul" for name in excluded)],
         )

@@ -93,6 +93,20 @@ def test_task_heads_stay_fp32_and_the_encoder_is_quantized(fp32_path, method, tm
     assert any(name.startswith("encoder.") and "quantized" in name for name in tensors)
 
 
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_int8_weights_use_seven_bits_so_cpus_without_vnni_do_not_saturate(
+    fp32_path, method, tmp_path
+):
+    """Full-range int8 weights clip in the 16-bit pair sums of AVX2 kernels: on an AVX2 EPYC the
+    ML-100K twin's age argmax agreed with fp32 on 0.89 of users (refused), 0.96 with 7 bits."""
+    int8 = onnx.load(str(quantize(fp32_path, tmp_path / "q.onnx", method, make_items(64)))).graph
+    weights = [onnx.numpy_helper.to_array(t) for t in int8.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert weights
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) > 32  # not fewer bits
+
+
 def test_static_quantization_needs_calibration_data(fp32_path, tmp_path):
     with pytest.raises(ExportError, match="calibration"):
         quantize(fp32_path, tmp_path / "int8.onnx", "static", None)

@@ -101,8 +101,8 @@ def _profile_heads(
         raise InvalidRequest(message, code="unknown_attribute",
                              details={"unknown": unknown, "available": available})
     heads = [bundle.profile_heads[name] for name in dict.fromkeys(names)]
-    lacking = [head.name for head in heads if head.prior_shift is None]
-    if rule == "prior_adjusted" and lacking:
+    lacking = [] if rule == "as_trained" else [h.name for h in heads if h.prior_shift is None]
+    if lacking:
         raise InvalidRequest(
             f"decision 'prior_adjusted' needs the heads' training label prior, and this bundle "
             f"has none for {lacking} (exported before it was recorded: re-export the run, or "

@@ -55,6 +55,7 @@ from training.model import (
     keep_domains,
 )
 from training.protocols import CrossDomainSplit
+from uservec import decision
 from uservec.fingerprint import code_version
 from uservec.ids import PAD_ID
 
@@ -462,9 +463,16 @@ class TaskFit:
     outputs: np.ndarray
     #: P3 only: the split whose candidates the head scores
     split: CrossDomainSplit | None = None
-    #: profile only: (C,) added to the logits for the prior-adjusted decision rule
-    #: (:func:`training.profile_task.prior_shift`)
-    logit_shift: np.ndarray | None = None
+    #: profile only: (C,) label frequencies of the users it was fitted on, in head output order;
+    #: the one source of the prior-adjusted decision and of the bundle's ``class_prior``
+    class_prior: np.ndarray | None = None
+
+    @property
+    def logit_shift(self) -> np.ndarray | None:
+        """Profile only: (C,) what the prior-adjusted decision adds to the logits."""
+        if self.class_prior is None:
+            return None
+        return decision.prior_shift(self.class_prior, self.hyperparameters.class_weight)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for reports)."""

@@ -93,8 +93,13 @@ def prior_shift(codes: np.ndarray, n_classes: int, power: float) -> np.ndarray:
     toward rare classes; adding ``power * log(class frequency)`` to its logits tilts it back, so
     the argmax becomes the ordinary posterior's. Classes absent from ``codes`` get ``-inf``.
     """
+    return decision.prior_shift(class_frequencies(codes, n_classes), power)
+
+
+def class_frequencies(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) the share of ``codes`` in each class (0 for a class without examples)."""
     counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
-    return decision.prior_shift(counts / counts.sum(), power)
+    return counts / counts.sum()
 
 
 def profile_score(truth: np.ndarray, predicted: np.ndarray, n_classes: int, metric: str) -> float:
@@ -240,7 +245,7 @@ def fit_profile_task(
     logger.info("P2 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,
                 count_parameters(setup.params), seconds)
     fit = make_task_fit(method, setup, hp, tuning, seconds, classes, task_name)
-    fit.logit_shift = prior_shift(codes, classes.size, hp.class_weight)
+    fit.class_prior = class_frequencies(codes, classes.size)
     return fit
 
 

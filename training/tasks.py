@@ -234,7 +234,7 @@ def run_profile_task(
         "kind": "profile", "attribute": task.attribute,
         "buckets": None if task.buckets is None else list(task.buckets),
         "labels": labels.classes.tolist(), "max_len": max_len,
-        "class_prior": [distribution[str(c)] / labels.users.size for c in labels.classes],
+        "class_prior": None if final.class_prior is None else final.class_prior.tolist(),
         "prior_power": final.hyperparameters.class_weight,
     })
     result["final"] = {**final.summary(), "path": str(path),

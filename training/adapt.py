@@ -97,7 +97,8 @@ class AdaptSettings:
     weight_decay_grid: tuple[float, ...] = (0.0,)
     #: profile: class weights (n / (C * n_c)) ** power: 0 = unweighted, 1 = "balanced"
     class_weight_grid: tuple[float, ...] = (1.0,)
-    #: profile: validation metric for early stopping and the grid (macro_f1 | accuracy | mean)
+    #: profile: validation metric for early stopping, the grid and the probe's C
+    #: (macro_f1 | accuracy | mean), each read under the decision rule the report scores it with
     select_metric: str = "mean"
     #: profile: share of the labelled training rows held out for validation
     valid_fraction: float = 0.15
@@ -586,8 +587,9 @@ def train_loop(
 # Fitting a task: grid on validation users, then refit
 # --------------------------------------------------------------------------------------------
 
-#: validate(user_vectors, head) -> validation score (higher is better)
-Validator = Callable[[Callable[[torch.Tensor], torch.Tensor], nn.Module], float]
+#: validate(user_vectors, head, hyperparameters) -> validation score (higher is better); the
+#: hyperparameters matter where they change the decision rule (P2's class weighting)
+Validator = Callable[[Callable[[torch.Tensor], torch.Tensor], nn.Module, Hyperparameters], float]
 #: init_head(head, frozen user vectors (N, D), hyperparameters): sets a fresh head in place
 HeadInit = Callable[[nn.Module, torch.Tensor, Hyperparameters], None]
 
@@ -684,7 +686,7 @@ def run_method(
     validate = None
     if problem.validate is not None:
         check = problem.validate
-        validate = lambda: check(vectors, head)  # noqa: E731
+        validate = lambda: check(vectors, head, hp)  # noqa: E731
     result = train_loop(
         forward, network, setup.param_groups(hp, settings.head_lr_scale), inputs,
         lambda out, rows: problem.loss_fn(out, rows, hp), hp, settings, seed, epochs, validate,

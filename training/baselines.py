@@ -218,14 +218,15 @@ FALLBACK_C = 1.0
 
 def select_c(
     features: Any, labels: np.ndarray, classes: np.ndarray, balanced: bool, *,
-    class_weight: ClassWeight = None,
-    score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    predict: Callable[[Any, np.ndarray, Any, float], Any] | None = None,
+    score: Callable[[np.ndarray, Any], float] | None = None,
 ) -> tuple[float, list[float]]:
     """C by inner 3-fold CV: accuracy (``lr``) or macro-F1 (``lr_bal``); ties -> smaller C.
 
-    ``class_weight`` and ``score(truth, predicted)``, when given, replace the weighting and the
-    criterion that ``balanced`` implies (a task head's linear probe:
-    ``profile_task.probe_head``).
+    ``predict(train, train_labels, test, c)`` and ``score(truth, predictions)``, when given,
+    replace the fit and the criterion that ``balanced`` implies (a task head's linear probe,
+    ``profile_task.probe_head``, predicts under two decision rules and scores each metric on
+    its own).
     """
     _, counts = np.unique(labels, return_counts=True)
     n_splits = min(3, int(counts.max()))
@@ -237,16 +238,20 @@ def select_c(
         # Low-label folds can hold classes with fewer than 3 examples; CV still runs.
         warnings.simplefilter("ignore", UserWarning)
         folds = inner_folds(labels, n_splits=n_splits)
-    if class_weight is None:
+    if predict is None:
         class_weight = balanced_weight(balanced)
+
+        def predict(train: Any, train_labels: np.ndarray, test: Any, c: float) -> np.ndarray:
+            return fit_predict(train, train_labels, test, c, class_weight)
+
     if score is None:
         score = (lambda truth, predicted: macro_f1(truth, predicted, classes)) if balanced \
             else accuracy
     scores = []
     for c in C_GRID:
         per_fold = [
-            score(labels[fold.test], fit_predict(features[fold.train], labels[fold.train],
-                                                 features[fold.test], c, class_weight))
+            score(labels[fold.test], predict(features[fold.train], labels[fold.train],
+                                             features[fold.test], c))
             for fold in folds
         ]
         scores.append(float(np.mean(per_fold)))

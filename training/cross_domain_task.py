@@ -250,7 +250,8 @@ def cross_domain_problem(
         valid_x = source_inputs(split, valid_users, max_len)
         row_of = {int(u): row for row, u in enumerate(valid_users)}
 
-        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
+        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
+                     _: Hyperparameters) -> float:
             with torch.no_grad():
                 scores = head(vectors(valid_x)).numpy()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,12 +36,13 @@ from training.adapt import (
     fit_task,
     make_task_fit,
 )
-from training.baselines import fit_lr, select_c
+from training.baselines import METRIC_DECISION, fit_lr, select_c
 from training.data.dataset import PreparedDataset
 from training.metrics import accuracy, macro_f1
 from training.model import ClassificationHead
 from training.protocols import holdout_split
 from uservec import decision
+from uservec.decision import Decision
 from uservec.sequences import encode_batch
 
 logger = logging.getLogger(__name__)
@@ -102,10 +103,30 @@ def class_frequencies(codes: np.ndarray, n_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
-def profile_score(truth: np.ndarray, predicted: np.ndarray, n_classes: int, metric: str) -> float:
-    """The validation criterion: accuracy, macro-F1 over all classes, or their mean."""
-    acc = accuracy(truth, predicted)
-    f1 = macro_f1(truth, predicted, np.arange(n_classes))
+def rule_predictions(logits: np.ndarray, shift: np.ndarray) -> dict[Decision, np.ndarray]:
+    """(N,) column indices of ``logits`` (N, C) per decision rule (:mod:`uservec.decision`).
+
+    ``shift`` (C,) is the fit's :func:`prior_shift`: ``as_trained`` ignores it,
+    ``prior_adjusted`` adds it before the argmax.
+    """
+    return {"as_trained": logits.argmax(1), "prior_adjusted": (logits + shift).argmax(1)}
+
+
+def profile_score(
+    truth: np.ndarray, predicted: np.ndarray | Mapping[str, np.ndarray], n_classes: int,
+    metric: str,
+) -> float:
+    """The validation criterion: accuracy, macro-F1 over all classes, or their mean.
+
+    Given one prediction per decision rule, each metric reads the rule the test report scores
+    it with (:data:`~training.baselines.METRIC_DECISION`): validation then selects the epoch,
+    the grid point and the probe's C on what the report measures. Scoring the accuracy half on
+    the as-trained argmax, a class-weighted head is judged by a rule it is never tested with.
+    """
+    if not isinstance(predicted, Mapping):
+        predicted = {rule: predicted for rule in decision.DECISIONS}
+    acc = accuracy(truth, predicted[METRIC_DECISION["accuracy"]])
+    f1 = macro_f1(truth, predicted[METRIC_DECISION["macro_f1"]], np.arange(n_classes))
     return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]
 
 
@@ -138,11 +159,15 @@ def profile_problem(
     validate = None
     if valid_inputs is not None and valid_codes is not None:
         valid_x, valid_y = valid_inputs, valid_codes
+        frequencies = class_frequencies(codes, n_classes)  # the prior the loss weights undo
 
-        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module) -> float:
+        def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
+                     hp: Hyperparameters) -> float:
             with torch.no_grad():
-                predicted = head(vectors(valid_x)).argmax(1).numpy()
-            return profile_score(valid_y, predicted, n_classes, settings.select_metric)
+                logits = head(vectors(valid_x)).numpy()
+            shift = decision.prior_shift(frequencies, hp.class_weight)
+            return profile_score(valid_y, rule_predictions(logits, shift), n_classes,
+                                 settings.select_metric)
 
     resample = None
     if sequences is not None and (settings.crop_probability > 0 or settings.event_dropout > 0):
@@ -191,8 +216,19 @@ def probe_head(
     x = (vectors - mean) / std
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
+    shift = decision.prior_shift(class_frequencies(codes, n_classes), power)
+
+    def predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray,
+                c: float) -> dict[Decision, np.ndarray]:
+        if np.unique(labels).size < 2:
+            return {rule: np.full(test.shape[0], labels[0]) for rule in decision.DECISIONS}
+        model = fit_lr(train, labels, c, class_weight)
+        fitted = model.classes_.astype(np.int64)
+        return {rule: fitted[column] for rule, column in
+                rule_predictions(model.predict_log_proba(test), shift[fitted]).items()}
+
     # select_c decides too when there are too few rows to cross-validate (as for the baselines)
-    c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, class_weight=class_weight,
+    c, _ = select_c(x, codes, np.arange(n_classes), balanced=False, predict=predict,
                     score=lambda truth, predicted: profile_score(truth, predicted, n_classes,
                                                                  metric))
     model = fit_lr(x, codes, c, class_weight)
@@ -272,5 +308,4 @@ def predict_profile_rules(fit: TaskFit, dataset: PreparedDataset, users: np.ndar
     """
     logits = profile_logits(fit, dataset, users, max_len)
     shift = np.zeros(logits.shape[1]) if fit.logit_shift is None else fit.logit_shift
-    return {"as_trained": fit.outputs[logits.argmax(1)],
-            "prior_adjusted": fit.outputs[(logits + shift).argmax(1)]}
+    return {rule: fit.outputs[column] for rule, column in rule_predictions(logits, shift).items()}

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from data_helpers import build_dataset, random_cross_domain
 
 from training.baselines import (
+    C_GRID,
     LAMBDA_GRID,
     LogisticPredictor,
     best_lambda,
@@ -21,6 +22,7 @@ from training.baselines import (
     ridge_scorer,
     run_cross_domain_baselines,
     run_profile_baselines,
+    select_c,
     select_lambda,
     tfidf_features,
     user_item_matrix,
@@ -148,6 +150,23 @@ def test_too_few_labels_for_inner_cv_still_predict():
     # 60 users, low-label: 4 labelled rows per fold, fewer than 3 per class.
     result = run_profile_baselines(labelled_dataset(60), "kind", low_label=True)
     assert all(len(r["per_fold"]) == 5 for r in result["baselines"].values())
+
+
+def test_select_c_scores_what_a_custom_predict_returns():
+    """A probe's inner CV: ``predict`` fits, ``score`` reads its output (here: per rule)."""
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(30, 2)), np.array([0, 1] * 15)
+    calls = []
+
+    def predict(train, train_labels, test, c):
+        calls.append(c)
+        return {"rule": np.full(test.shape[0], 1 if c == C_GRID[2] else 0)}
+
+    c, scores = select_c(features, labels, np.arange(2), balanced=False, predict=predict,
+                         score=lambda truth, by_rule: float(np.mean(by_rule["rule"] == 1)))
+    assert c == C_GRID[2]
+    assert sorted(set(calls)) == sorted(C_GRID) and len(calls) == 3 * len(C_GRID)
+    assert scores[2] == 1.0 and max(scores[:2] + scores[3:]) == 0.0
 
 
 # ---------------------------------------------------------------------------------------- P3

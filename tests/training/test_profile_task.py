@@ -35,6 +35,7 @@ from training.profile_task import (
     probe_head,
     profile_inputs,
     profile_problem,
+    profile_score,
 )
 from uservec.ids import PAD_ID
 
@@ -74,6 +75,35 @@ def test_prior_shift_turns_a_balanced_probe_into_the_accuracy_rule():
     assert as_trained.mean() > 0.3  # the balanced rule calls about half the users rare
     assert adjusted.mean() < 0.1
     assert np.mean(adjusted == test_codes) > np.mean(as_trained == test_codes) + 0.1
+
+
+def test_profile_score_reads_each_metric_under_its_decision_rule():
+    truth = np.array([0, 0, 0, 1])
+    rules = {"as_trained": np.array([1, 1, 0, 1]), "prior_adjusted": np.array([0, 0, 0, 0])}
+    # accuracy: prior-adjusted 3/4 (as trained it would be 2/4)
+    assert profile_score(truth, rules, 2, "accuracy") == pytest.approx(0.75)
+    # macro-F1 as trained: class 0 P=1 R=1/3 F=0.5, class 1 P=1/3 R=1 F=0.5 (adjusted: 0.43)
+    assert profile_score(truth, rules, 2, "macro_f1") == pytest.approx(0.5)
+    assert profile_score(truth, rules, 2, "mean") == pytest.approx(0.625)
+    # one prediction serves both metrics
+    assert profile_score(truth, rules["as_trained"], 2, "accuracy") == pytest.approx(0.5)
+
+
+def test_validation_scores_accuracy_on_the_prior_adjusted_argmax():
+    """Early stopping and the grid judge a class-weighted head by the rule the report tests."""
+    codes = np.array([0] * 9 + [1])  # training prior 0.9 / 0.1: shift log 0.9 - log 0.1 = 2.2
+    valid_codes = np.array([0, 0, 0, 1])
+    logits = torch.tensor([[0.0, 1.0], [0.0, 1.5], [0.0, -1.0], [0.0, 3.0]])
+    inputs = torch.zeros(10, MAX_LEN, dtype=torch.long)
+    settings = dataclasses.replace(FAST, select_metric="accuracy")
+    problem = profile_problem(inputs, codes, 2, settings, DIM, torch.zeros(4, MAX_LEN), valid_codes)
+    head = torch.nn.Identity()
+    balanced, unweighted = (Hyperparameters(lr=1e-3, class_weight=w) for w in (1.0, 0.0))
+    weighted = problem.validate(lambda _: logits, head, balanced)
+    # as trained: [1, 1, 0, 1] -> 2/4; prior-adjusted (+2.2 on class 0): [0, 0, 0, 1] -> 4/4
+    assert weighted == pytest.approx(1.0)
+    # unweighted: nothing to undo, both rules are the argmax
+    assert problem.validate(lambda _: logits, head, unweighted) == pytest.approx(0.5)
 
 
 def test_predict_profile_rules_shift_one_set_of_logits(dataset_from_sequences):

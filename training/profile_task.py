@@ -159,13 +159,12 @@ def profile_problem(
     validate = None
     if valid_inputs is not None and valid_codes is not None:
         valid_x, valid_y = valid_inputs, valid_codes
-        frequencies = class_frequencies(codes, n_classes)  # the prior the loss weights undo
 
         def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
                      hp: Hyperparameters) -> float:
             with torch.no_grad():
                 logits = head(vectors(valid_x)).numpy()
-            shift = decision.prior_shift(frequencies, hp.class_weight)
+            shift = prior_shift(codes, n_classes, hp.class_weight)  # undoes the loss weights
             return profile_score(valid_y, rule_predictions(logits, shift), n_classes,
                                  settings.select_metric)
 
@@ -216,7 +215,7 @@ def probe_head(
     x = (vectors - mean) / std
     weights = class_weights(codes, n_classes, power).numpy()
     class_weight = {int(c): float(weights[c]) for c in present}
-    shift = decision.prior_shift(class_frequencies(codes, n_classes), power)
+    shift = prior_shift(codes, n_classes, power)
 
     def predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray,
                 c: float) -> dict[Decision, np.ndarray]:

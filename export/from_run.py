@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: real sequences used to calibrate int8 and (a held-out quarter) to check parity
 CALIBRATION_USERS = 512
-_PATCH_KEY = re.compile(r"^blocks\.\d+\.(?:patches|task_norms)\.([^.]+)\.")
+_PATCH_KEY = re.compile(r"^(?:blocks\.\d+\.(?:patches|task_norms)|item_patches)\.([^.]+)\.")
 
 
 def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.ndarray:
@@ -58,13 +58,13 @@ def _attach_patches(encoder: NextItNet, payload: dict[str, Any]) -> str | None:
     if name is None:
         return None
     spec = TaskSpec(**payload["spec"])
-    encoder.add_task(name, spec.bottleneck, spec.placement, spec.own_layer_norms)
+    encoder.add_task(name, spec.bottleneck, spec.placement, spec.own_layer_norms, spec.item_rank)
     try:
         missing, unexpected = encoder.load_state_dict(patch_state, strict=False)
     except RuntimeError as exc:  # shapes that do not fit (e.g. a task of a run with another dim)
         raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone "
                           f"({str(exc).splitlines()[-1].strip()})") from exc
-    if unexpected or any(_PATCH_KEY.match(k) and f".{name}." in k for k in missing):
+    if unexpected or any((m := _PATCH_KEY.match(k)) and m.group(1) == name for k in missing):
         raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone")
     return name
 

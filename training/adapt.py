@@ -50,6 +50,7 @@ from training.model import (
     PLACEMENTS,
     READOUTS,
     BottleneckPatch,
+    ItemPatch,
     NextItNet,
     Readout,
     keep_domains,
@@ -89,6 +90,9 @@ class AdaptSettings:
     placement_grid: tuple[str, ...] = ()
     #: adapter: train a copy of every layer norm per task (PeterRec) instead of sharing them
     own_layer_norms: bool = True
+    #: adapter: ranks of the task's item patch (a low-rank correction of the frozen item
+    #: embeddings, training.model.ItemPatch) tuned on validation users; 0 = no item patch
+    item_rank_grid: tuple[int, ...] = (0,)
     adapter_lr_grid: tuple[float, ...] = (1e-3,)
     head_only_lr_grid: tuple[float, ...] = (1e-2,)
     fine_tune_lr_grid: tuple[float, ...] = (3e-4,)
@@ -141,6 +145,8 @@ class AdaptSettings:
         for placement in (self.placement, *self.placement_grid):
             if placement not in PLACEMENTS:
                 raise ValueError(f"extra.adapt.placement must be serial|parallel: {placement!r}")
+        if not self.item_rank_grid or min(self.item_rank_grid) < 0:
+            raise ValueError("extra.adapt.item_rank_grid must list ranks >= 0 (0 = no item patch)")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"extra.adapt.select_metric must be one of {SELECT_METRICS}")
         if self.head_init not in HEAD_INITS:
@@ -178,6 +184,8 @@ class Hyperparameters:
     bottleneck: int | None = None
     #: adapter only: "serial" | "parallel"
     placement: str | None = None
+    #: adapter only: rank of the item patch (0 = none)
+    item_rank: int = 0
     #: profile only: class-weight power (0 = unweighted, 1 = balanced)
     class_weight: float = 0.0
     epochs: int | None = None
@@ -194,11 +202,14 @@ def hyperparameter_grid(
     placements: Sequence[str | None] = (
         (settings.placement_grid or (settings.placement,)) if adapter else (None,)
     )
+    ranks: Sequence[int] = settings.item_rank_grid if adapter else (0,)
     weights = settings.class_weight_grid if profile else (0.0,)
     return [
-        Hyperparameters(lr=lr, weight_decay=wd, bottleneck=b, placement=pl, class_weight=cw)
-        for b, pl, lr, wd, cw in itertools.product(
-            bottlenecks, placements, settings.lr_grid(method), settings.weight_decay_grid, weights
+        Hyperparameters(lr=lr, weight_decay=wd, bottleneck=b, placement=pl, item_rank=r,
+                        class_weight=cw)
+        for r, b, pl, lr, wd, cw in itertools.product(
+            ranks, bottlenecks, placements, settings.lr_grid(method),
+            settings.weight_decay_grid, weights,
         )
     ]
 
@@ -275,9 +286,13 @@ def count_parameters(params: Sequence[nn.Parameter]) -> int:
 
 
 def _task_state_keys(encoder: NextItNet, name: str) -> list[str]:
-    """Encoder state-dict keys that belong to task ``name`` (patches and own layer norms)."""
+    """Encoder state-dict keys that belong to task ``name`` (patches, own layer norms, item
+    patch)."""
     marks = (f".patches.{name}.", f".task_norms.{name}.")
-    return [key for key in encoder.state_dict() if any(mark in key for mark in marks)]
+    return [
+        key for key in encoder.state_dict()
+        if any(mark in key for mark in marks) or key.startswith(f"item_patches.{name}.")
+    ]
 
 
 def task_state_dict(encoder: NextItNet, name: str) -> dict[str, torch.Tensor]:
@@ -287,7 +302,8 @@ def task_state_dict(encoder: NextItNet, name: str) -> dict[str, torch.Tensor]:
 
 
 def add_or_reset_task(
-    encoder: NextItNet, name: str, bottleneck: int, placement: str, own_layer_norms: bool
+    encoder: NextItNet, name: str, bottleneck: int, placement: str, own_layer_norms: bool,
+    item_rank: int = 0,
 ) -> None:
     """Register task ``name`` on the encoder, or re-initialise it (identity patches) if present.
 
@@ -298,10 +314,11 @@ def add_or_reset_task(
         raise ValueError(f"task name {name!r} must be non-empty and contain no '.'")
     spec = encoder.tasks.get(name)
     if spec is None:
-        encoder.add_task(name, bottleneck, placement, own_layer_norms)  # type: ignore[arg-type]
+        encoder.add_task(name, bottleneck, placement,  # type: ignore[arg-type]
+                         own_layer_norms, item_rank)
         return
-    if (spec.bottleneck, spec.placement, spec.own_layer_norms) != (
-        bottleneck, placement, own_layer_norms
+    if (spec.bottleneck, spec.placement, spec.own_layer_norms, spec.item_rank) != (
+        bottleneck, placement, own_layer_norms, item_rank
     ):
         raise ValueError(f"task {name!r} exists with a different spec {spec}")
     for block in encoder.blocks:
@@ -310,6 +327,9 @@ def add_or_reset_task(
             patch.load_state_dict(fresh.state_dict())
         if name in block.task_norms:
             block.task_norms[name].load_state_dict(block.norms.state_dict())
+    if name in encoder.item_patches:
+        fresh_items = ItemPatch(encoder.vocab_size, encoder.dim, item_rank)
+        encoder.item_patches[name].load_state_dict(fresh_items.state_dict())
 
 
 @dataclass(eq=False)
@@ -358,7 +378,8 @@ def build_method(
                 raise ValueError("the adapter method needs a bottleneck size")
             torch.manual_seed(seed)
             add_or_reset_task(encoder, task_name, hp.bottleneck,
-                              hp.placement or settings.placement, settings.own_layer_norms)
+                              hp.placement or settings.placement, settings.own_layer_norms,
+                              hp.item_rank)
             patches = task_name
         encoder.freeze_backbone()
         task_params = encoder.task_parameters(task_name) if patches else []

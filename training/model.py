@@ -1,7 +1,8 @@
 """NextItNet encoder with per-task model patches (PeterRec) and the heads that sit on top of it.
 
 Modules only: no file I/O, no numpy, no device moves, no losses (those live in ``objectives.py``).
-Shapes: B batch, L sequence length, D hidden size, V vocabulary size, b bottleneck size.
+Shapes: B batch, L sequence length, D hidden size, V vocabulary size, b bottleneck size, r rank
+of an item patch.
 
 Sequences are left-padded with ``PAD_ID``; the newest event sits at the last position. The encoder
 is causal (left padding inside every convolution) and zeroes the hidden state at PAD positions after
@@ -34,6 +35,8 @@ class TaskSpec:
     bottleneck: int
     placement: Placement
     own_layer_norms: bool
+    #: rank of the task's item patch (0 = none; see :class:`ItemPatch`)
+    item_rank: int = 0
 
 
 def keep_domains(items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -84,6 +87,25 @@ class BottleneckPatch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(F.relu(self.down(x)))  # (B, L, D)
+
+
+class ItemPatch(nn.Module):
+    """A task's low-rank correction of the frozen item embeddings: item -> A[item] @ B.
+
+    A is (V, r), B is (r, D). The block patches can only re-mix the D directions the frozen
+    embedding gives each item; a profile attribute may hang on items that next-item pretraining
+    placed close together (the labelled TF-IDF baselines weight every item on its own). This
+    patch gives a task r new directions per item for ``V * r + r * D`` parameters. B starts at
+    zero, so a freshly added patch leaves the network unchanged, like :class:`BottleneckPatch`.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, rank: int) -> None:
+        super().__init__()
+        self.items = nn.Parameter(torch.randn(vocab_size, rank) / rank**0.5)
+        self.up = nn.Parameter(torch.zeros(rank, dim))
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return F.embedding(items, self.items) @ self.up  # (B, L, D)
 
 
 class CausalConv(nn.Module):
@@ -167,6 +189,8 @@ class NextItNet(nn.Module):
         self.blocks = nn.ModuleList(
             [ResidualBlock(dim, kernel_size, d, dropout) for d in dilations]
         )
+        #: per-task item patches, keyed like the block patches (``item_patches.<task>.items``)
+        self.item_patches = nn.ModuleDict()
         self.tasks: dict[str, TaskSpec] = {}
 
     def forward(self, items: torch.Tensor, task: str | None = None) -> torch.Tensor:
@@ -174,7 +198,10 @@ class NextItNet(nn.Module):
         if task is not None and task not in self.tasks:
             raise KeyError(f"unknown task {task!r}; added tasks: {sorted(self.tasks)}")
         mask = (items != PAD_ID).unsqueeze(-1).to(self.embedding.weight.dtype)  # (B, L, 1)
-        x = self.dropout(self.embedding(items)) * mask  # (B, L, D)
+        x = self.embedding(items)  # (B, L, D)
+        if task is not None and task in self.item_patches:
+            x = x + self.item_patches[task](items)
+        x = self.dropout(x) * mask
         for block in self.blocks:
             x = block(x, mask, task)
         return x
@@ -191,22 +218,31 @@ class NextItNet(nn.Module):
         bottleneck: int,
         placement: Placement = "serial",
         own_layer_norms: bool = True,
+        item_rank: int = 0,
     ) -> None:
-        """Register a task's patches (identity at start) in every block."""
+        """Register a task's patches (identity at start) in every block, and its item patch if
+        ``item_rank`` > 0."""
         if name in self.tasks:
             raise ValueError(f"task {name!r} already exists")
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be 'serial' or 'parallel', got {placement!r}")
-        spec = TaskSpec(bottleneck, placement, own_layer_norms)
+        if item_rank < 0:
+            raise ValueError(f"item_rank must be >= 0, got {item_rank}")
+        spec = TaskSpec(bottleneck, placement, own_layer_norms, item_rank)
         for block in self.blocks:
             block.add_task(name, spec)
+        if item_rank:
+            self.item_patches[name] = ItemPatch(self.vocab_size, self.dim, item_rank)
         self.tasks[name] = spec
 
     def task_parameters(self, name: str) -> list[nn.Parameter]:
-        """The parameters a task trains: its patches and, if it has them, its layer norms."""
+        """The parameters a task trains: its patches and, if it has them, its layer norms and
+        its item patch."""
         if name not in self.tasks:
             raise KeyError(f"unknown task {name!r}; added tasks: {sorted(self.tasks)}")
         params: list[nn.Parameter] = []
+        if name in self.item_patches:
+            params.extend(self.item_patches[name].parameters())
         for block in self.blocks:
             params.extend(block.patches[name].parameters())
             if name in block.task_norms:

@@ -31,8 +31,10 @@ def _target_keys(vocab: Vocabulary) -> tuple[str, ...]:
 def build_fused(vocab: Vocabulary, seed: int = 0) -> FusedUserModel:
     torch.manual_seed(seed)
     encoder = NextItNet(vocab.size, DIM, (1, 2, 1, 2), 3)
-    encoder.add_task("gender", bottleneck=4, placement="serial", own_layer_norms=True)
-    # both placements go through the export and parity checks (gender serial, games parallel)
+    encoder.add_task("gender", bottleneck=4, placement="serial", own_layer_norms=True,
+                     item_rank=2)
+    # both placements, and an item patch, go through the export and parity checks (gender
+    # serial with an item patch, games parallel without)
     encoder.add_task("games", bottleneck=4, placement="parallel", own_layer_norms=True)
     keep = torch.from_numpy(vocab.domain_ids() == vocab.domains().index(SOURCE))
     fused = FusedUserModel(

@@ -74,6 +74,30 @@ def test_placement_grid_is_tuned_for_the_adapter_only():
         AdaptSettings(placement_grid=("serial", "beside"))
 
 
+def test_item_rank_grid_is_tuned_for_the_adapter_only():
+    settings = AdaptSettings(item_rank_grid=(0, 4), adapter_lr_grid=(1e-3, 3e-3))
+    grid = hyperparameter_grid("adapter", settings, profile=False)
+    assert [(hp.item_rank, hp.lr) for hp in grid] == [(0, 1e-3), (0, 3e-3), (4, 1e-3), (4, 3e-3)]
+    for method in ("head-only", "fine-tune-all", "scratch"):
+        assert {hp.item_rank for hp in hyperparameter_grid(method, settings, False)} == {0}
+    with pytest.raises(ValueError, match="item_rank_grid"):
+        AdaptSettings(item_rank_grid=(-1,))
+    with pytest.raises(ValueError, match="item_rank_grid"):
+        AdaptSettings(item_rank_grid=())
+
+
+def test_adapter_with_an_item_patch_trains_it_and_counts_it():
+    pretrained = random_pretrained(VOCAB)
+    hp = Hyperparameters(1e-3, bottleneck=2, placement="serial", item_rank=3)
+    setup = build_method("adapter", pretrained.encoder, ClassificationHead(DIM, 2), hp, FAST, "t")
+    without = build_method("adapter", pretrained.encoder, ClassificationHead(DIM, 2),
+                           dataclasses.replace(hp, item_rank=0), FAST, "t")
+    patch = setup.network.encoder.item_patches["t"]
+    assert count_parameters(setup.params) - count_parameters(without.params) == VOCAB * 3 + 3 * DIM
+    assert all(p.requires_grad for p in patch.parameters())
+    assert not setup.network.encoder.embedding.weight.requires_grad
+
+
 @pytest.mark.parametrize("placement", ["serial", "parallel"])
 def test_build_method_patches_with_the_chosen_placement(placement):
     pretrained = random_pretrained(VOCAB)
@@ -187,18 +211,21 @@ def test_many_tasks_on_one_backbone_never_forget(labelled):
     assert sorted(pretrained.encoder.tasks) == ["a", "b"]
 
 
-def test_reset_task_restores_identity_patches():
+@pytest.mark.parametrize("item_rank", [0, 2])
+def test_reset_task_restores_identity_patches(item_rank):
     encoder = random_pretrained().encoder
     items = torch.randint(NUM_RESERVED, VOCAB, (4, MAX_LEN))
-    add_or_reset_task(encoder, "t", 4, "serial", True)
+    add_or_reset_task(encoder, "t", 4, "serial", True, item_rank)
     with torch.no_grad():
         for param in encoder.task_parameters("t"):
             param.add_(0.5)
         assert not torch.equal(encoder.user_vector(items, "t"), encoder.user_vector(items))
-        add_or_reset_task(encoder, "t", 4, "serial", True)
+        add_or_reset_task(encoder, "t", 4, "serial", True, item_rank)
         assert torch.equal(encoder.user_vector(items, "t"), encoder.user_vector(items))
     with pytest.raises(ValueError, match="different spec"):
-        add_or_reset_task(encoder, "t", 8, "serial", True)
+        add_or_reset_task(encoder, "t", 8, "serial", True, item_rank)
+    with pytest.raises(ValueError, match="different spec"):
+        add_or_reset_task(encoder, "t", 4, "serial", True, item_rank + 1)
 
 
 def test_fit_once_reuses_a_probe_only_for_the_same_vectors_and_hyperparameters():
@@ -224,18 +251,22 @@ def test_fit_once_reuses_a_probe_only_for_the_same_vectors_and_hyperparameters()
     assert torch.equal(other.linear.weight, torch.full_like(other.linear.weight, 3.0))
 
 
-def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled):
+@pytest.mark.parametrize("item_rank", [0, 2])
+def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled, item_rank):
     dataset, users, labels, classes = labelled
     pretrained = random_pretrained()
-    fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, FAST, MAX_LEN,
-                           task_name="gender", shared=True)
+    settings = dataclasses.replace(FAST, item_rank_grid=(item_rank,))
+    fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, settings,
+                           MAX_LEN, task_name="gender", shared=True)
     payload = final_payload(fit, pretrained, {"labels": classes.tolist()})
     assert payload["spec"]["bottleneck"] == FAST.bottleneck_grid[0]
+    assert payload["spec"]["item_rank"] == item_rank
+    assert ("item_patches.gender.items" in payload["patch_state"]) == (item_rank > 0)
     assert payload["labels"] == ["a", "b"]
     fresh = random_pretrained().encoder  # same seed: same backbone weights
     fresh.add_task("gender", **payload["spec"])
     missing, unexpected = fresh.load_state_dict(payload["patch_state"], strict=False)
-    assert not unexpected and all(".patches.gender." not in k for k in missing)
+    assert not unexpected and all(".gender." not in k for k in missing)
     head = ClassificationHead(DIM, 2)
     head.load_state_dict(payload["head_state"])
     rebuilt = TaskNetwork(fresh, head, "gender").eval()

@@ -38,11 +38,14 @@ def test_forward_shapes_and_user_vector_is_last_position() -> None:
 
 
 @pytest.mark.parametrize("placement", [None, "serial", "parallel"])
-def test_changing_a_later_event_never_changes_earlier_outputs(placement: str | None) -> None:
+@pytest.mark.parametrize("item_rank", [0, 3])
+def test_changing_a_later_event_never_changes_earlier_outputs(
+    placement: str | None, item_rank: int
+) -> None:
     model = make_model()
     task = None
     if placement is not None:
-        model.add_task("t", bottleneck=4, placement=placement)
+        model.add_task("t", bottleneck=4, placement=placement, item_rank=item_rank)
         for p in model.task_parameters("t"):  # non-identity patches
             torch.nn.init.normal_(p, std=0.5)
         task = "t"
@@ -61,14 +64,15 @@ def test_changing_a_later_event_never_changes_earlier_outputs(placement: str | N
     extra=st.integers(1, 6),
     seed=st.integers(0, 1000),
     placement=st.sampled_from([None, "serial", "parallel"]),
+    item_rank=st.sampled_from([0, 2]),
 )
 def test_output_at_real_positions_ignores_amount_of_left_padding(
-    length: int, extra: int, seed: int, placement: str | None
+    length: int, extra: int, seed: int, placement: str | None, item_rank: int
 ) -> None:
     model = make_model(dilations=(1, 2, 4))
     task = None
     if placement is not None:
-        model.add_task("t", bottleneck=4, placement=placement)
+        model.add_task("t", bottleneck=4, placement=placement, item_rank=item_rank)
         for p in model.task_parameters("t"):
             torch.nn.init.normal_(p, std=0.5)
         task = "t"
@@ -113,20 +117,42 @@ def test_mean_readout_averages_the_real_positions_only() -> None:
 
 @pytest.mark.parametrize("placement", ["serial", "parallel"])
 @pytest.mark.parametrize("own_layer_norms", [True, False])
-def test_new_patch_is_identity(placement: str, own_layer_norms: bool) -> None:
+@pytest.mark.parametrize("item_rank", [0, 3])
+def test_new_patch_is_identity(placement: str, own_layer_norms: bool, item_rank: int) -> None:
     model = make_model()
     items = random_items(4, L)
+    items[0, :3] = PAD_ID
     before = model(items)
-    model.add_task("t", 4, placement, own_layer_norms)
+    model.add_task("t", 4, placement, own_layer_norms, item_rank)
     torch.testing.assert_close(model(items, task="t"), before, rtol=0, atol=0)
+
+
+def test_item_patch_adds_its_low_rank_vectors_to_the_item_embeddings() -> None:
+    # no blocks: the encoder's output is the (patched) embedding of each event, zero at PAD
+    torch.manual_seed(0)
+    model = NextItNet(V, D, ()).eval()
+    model.add_task("t", 4, item_rank=3)
+    patch = model.item_patches["t"]
+    torch.nn.init.normal_(patch.up)
+    items = random_items(2, L)
+    items[0, :2] = PAD_ID
+    expected = model.embedding(items) + patch.items[items] @ patch.up
+    expected = expected * (items != PAD_ID).unsqueeze(-1)
+    torch.testing.assert_close(model(items, "t"), expected)
+    assert torch.all(model(items, "t")[0, :2] == 0)
+    assert model.tasks["t"].item_rank == 3
+    assert sum(p.numel() for p in patch.parameters()) == V * 3 + 3 * D
+    with pytest.raises(ValueError, match="item_rank"):
+        model.add_task("u", 4, item_rank=-1)
 
 
 def test_task_modules_live_in_the_state_dict_under_their_task_name() -> None:
     model = make_model()
     backbone_keys = set(model.state_dict())
-    model.add_task("gender", 4)
+    model.add_task("gender", 4, item_rank=2)
     new_keys = set(model.state_dict()) - backbone_keys
     assert new_keys and all(".gender." in key for key in new_keys)
+    assert "item_patches.gender.items" in new_keys
     assert {id(p) for p in model.task_parameters("gender")} == {
         id(p) for name, p in model.named_parameters() if ".gender." in name
     }
@@ -144,11 +170,12 @@ def train_task(model: NextItNet, task: str, items: torch.Tensor, steps: int = 5)
 def test_training_a_task_leaves_backbone_and_other_tasks_untouched() -> None:
     model = make_model().train()
     items = random_items(4, L)
-    model.add_task("a", 4, "serial")
-    model.add_task("b", 4, "parallel")
+    model.add_task("a", 4, "serial", item_rank=2)
+    model.add_task("b", 4, "parallel", item_rank=3)
     model.freeze_backbone()
     backbone = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     assert backbone and all(".a." not in n and ".b." not in n for n in backbone)
+    assert "embedding.weight" in backbone
     with torch.no_grad():
         base_out, a_out = model(items), model(items, "a")
 

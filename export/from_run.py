@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from training.config import ExperimentConfig, read_run_config
 from training.data.dataset import PreparedDataset
 from training.data.prepare import load_run_dataset
 from training.fused import ProfileTask, RecommendTask
-from training.model import ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
+from training.model import TASK_KEY, ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
 from training.protocols import pretraining_view
 from uservec.manifest import BundleManifest
 from uservec.sequences import encode_batch
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 
 #: real sequences used to calibrate int8 and (a held-out quarter) to check parity
 CALIBRATION_USERS = 512
-_PATCH_KEY = re.compile(r"^(?:blocks\.\d+\.(?:patches|task_norms)|item_patches)\.([^.]+)\.")
 
 
 def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.ndarray:
@@ -45,7 +43,7 @@ def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.n
 
 
 def _patch_name(patch_state: dict[str, torch.Tensor]) -> str | None:
-    names = {m.group(1) for key in patch_state if (m := _PATCH_KEY.match(key))}
+    names = {m.group(1) for key in patch_state if (m := TASK_KEY.match(key))}
     if len(names) > 1:
         raise ExportError(f"final model carries patches of several tasks: {sorted(names)}")
     return next(iter(names), None)
@@ -64,7 +62,7 @@ def _attach_patches(encoder: NextItNet, payload: dict[str, Any]) -> str | None:
     except RuntimeError as exc:  # shapes that do not fit (e.g. a task of a run with another dim)
         raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone "
                           f"({str(exc).splitlines()[-1].strip()})") from exc
-    if unexpected or any((m := _PATCH_KEY.match(k)) and m.group(1) == name for k in missing):
+    if unexpected or any((m := TASK_KEY.match(k)) and m.group(1) == name for k in missing):
         raise ExportError(f"task {payload['task']}: patch weights do not fit the backbone")
     return name
 

@@ -49,6 +49,7 @@ from training.config import ExperimentConfig, build_dataclass
 from training.model import (
     PLACEMENTS,
     READOUTS,
+    TASK_KEY,
     BottleneckPatch,
     ItemPatch,
     NextItNet,
@@ -288,10 +289,9 @@ def count_parameters(params: Sequence[nn.Parameter]) -> int:
 def _task_state_keys(encoder: NextItNet, name: str) -> list[str]:
     """Encoder state-dict keys that belong to task ``name`` (patches, own layer norms, item
     patch)."""
-    marks = (f".patches.{name}.", f".task_norms.{name}.")
     return [
         key for key in encoder.state_dict()
-        if any(mark in key for mark in marks) or key.startswith(f"item_patches.{name}.")
+        if (match := TASK_KEY.match(key)) and match.group(1) == name
     ]
 
 

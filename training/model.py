@@ -12,6 +12,7 @@ left padding precedes the sequence: serving may pad a batch only to its longest 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -26,6 +27,11 @@ PLACEMENTS: tuple[str, ...] = get_args(Placement)
 #: how a sequence's hidden states become one user vector (see :func:`read_out`)
 Readout = Literal["last", "mean"]
 READOUTS: tuple[str, ...] = ("last", "mean")
+
+
+#: state-dict keys of a task's own modules; group 1 is the task name (block patches, task layer
+#: norms, item patch): the one place that knows the layout, for saving and for export
+TASK_KEY = re.compile(r"^(?:blocks\.\d+\.(?:patches|task_norms)|item_patches)\.([^.]+)\.")
 
 
 @dataclass(frozen=True)

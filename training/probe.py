@@ -16,6 +16,11 @@ user vectors instead of TF-IDF item bags, one readout at a time:
   bag does not: if it only compresses the bag, this row equals the ``lr``/``lr_bal`` baselines,
   and no head on that vector can beat them.
 
+Beside them, ``majority`` (the most frequent training label) is the floor every row is read
+against. A task with ``low_label`` gets the same rows again on the low-label folds (10% of each
+training fold labelled): with a few dozen labels, accuracy is a contest with the majority class,
+and these rows show how far any linear reader of the vector or the bag gets past it.
+
 Cross-domain (P3) tasks get the same question in ranking form: the P3 ``ridge`` baseline's model
 fitted on the frozen vector of each user's source history (``ridge-on-mean``,
 ``ridge-on-item-mean``; :func:`training.cross_domain_task.vector_ridge`, lambda on the P3 validation
@@ -54,6 +59,7 @@ from training.baselines import (
     evaluate_profile,
     fit_predict,
     fit_ridge,
+    majority_predict,
     ridge_scorer,
     select_c,
     select_lambda,
@@ -156,20 +162,27 @@ class BagPlusVectorProbe:
         return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))
 
 
+def _majority(balanced: bool) -> PredictFn:
+    """The majority-class predictor, in the probe's ``make(balanced)`` shape (both are one)."""
+    return majority_predict
+
+
 def probe_attribute(
     vectors: dict[str, np.ndarray], dataset: PreparedDataset, attribute: str,
     buckets: Sequence[float] | None = None, bag_plus: str | None = "mean",
+    low_label: bool = False,
 ) -> dict[str, Any]:
     """Mean ± std accuracy (``lr``) and macro-F1 (``lr_bal``) per readout on the P2 folds.
 
-    With ``bag_plus`` (a key of ``vectors``), also the row ``tfidf+<bag_plus>``
-    (:class:`BagPlusVectorProbe`) and, beside it, the plain TF-IDF baselines as ``tfidf``,
-    with the per-fold difference between the two, which is what the row is for.
+    The first row, ``majority``, is the floor. With ``bag_plus`` (a key of ``vectors``), also
+    the row ``tfidf+<bag_plus>`` (:class:`BagPlusVectorProbe`) and, beside it, the plain TF-IDF
+    baselines as ``tfidf``, with the per-fold difference between the two, which is what the row
+    is for. ``low_label`` probes on the low-label folds (10% of each training fold labelled).
     """
     labels = profile_labels(dataset, attribute, buckets)
-    folds = profile_folds(labels.users, labels.labels)
-    probes: dict[str, Callable[[bool], PredictFn]] = {
-        readout: partial(LinearProbe, matrix) for readout, matrix in vectors.items()}
+    folds = profile_folds(labels.users, labels.labels, low_label=low_label)
+    probes: dict[str, Callable[[bool], PredictFn]] = {"majority": _majority}
+    probes.update({readout: partial(LinearProbe, matrix) for readout, matrix in vectors.items()})
     if bag_plus is not None:
         matrix = user_item_matrix(dataset)
         probes["tfidf"] = partial(LogisticPredictor, matrix)
@@ -323,6 +336,9 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
         vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
         result["tasks"] = {t.name: probe_attribute(vectors, dataset, str(t.attribute), t.buckets)
                            for t in profile}
+        result["tasks_low_label"] = {
+            t.name: probe_attribute(vectors, dataset, str(t.attribute), t.buckets, low_label=True)
+            for t in profile if t.low_label}
     for task in cross:
         split = cross_domain_split(dataset, str(task.target_domain))
         result["cross_domain"][task.name] = probe_cross_domain(encoder, split, cfg.model.max_len,
@@ -350,7 +366,10 @@ def probe_table(result: dict[str, Any]) -> str:
     if result.get("tasks"):
         lines += ["| task | readout | lr accuracy | lr_bal macro-F1 | "
                   "minus tfidf, per fold (wins) |", "|---|---|---|---|---|"]
-    for task, readouts in result.get("tasks", {}).items():
+    regimes = [(task, readouts) for task, readouts in result.get("tasks", {}).items()]
+    regimes += [(f"{task}, 10% labels", readouts)
+                for task, readouts in result.get("tasks_low_label", {}).items()]
+    for task, readouts in regimes:
         for readout, scores in readouts.items():
             acc, f1 = scores["lr_accuracy"], scores["lr_bal_macro_f1"]
             gain = ""

@@ -138,9 +138,10 @@ def probe(run_dir: Path) -> None:
 
     Profile tasks: fits the P2 logistic-regression baselines on frozen user vectors (last
     position, mean over the window, mean of item embeddings) instead of item bags, and on the bag
-    with the mean vector appended, on the same folds. Cross-domain tasks: fits the P3 ridge
-    baseline on the frozen vector of each user's source history instead of the source bag, and
-    on the bag with that vector appended, on the same users. Seconds to minutes, and it shows
+    with the mean vector appended, on the same folds, beside the majority class; tasks with
+    low_label again on the low-label folds (10% of the labels). Cross-domain tasks: fits the P3
+    ridge baseline on the frozen vector of each user's source history instead of the source bag,
+    and on the bag with that vector appended, on the same users. Seconds to minutes, and it shows
     whether the pretrained representation carries the signal before adapters are trained.
     Writes RUN_DIR/probe.json.
 

@@ -92,12 +92,32 @@ def test_an_informative_vector_lifts_a_bag_that_carries_nothing() -> None:
     truth[labels.users] = (labels.labels == "y").astype(float)
     vectors = np.stack([truth, np.random.default_rng(1).normal(size=dataset.num_users)], axis=1)
     result = probe_attribute({"mean": vectors}, dataset, "kind")
-    assert set(result) == {"mean", "tfidf", "tfidf+mean"}
+    assert set(result) == {"majority", "mean", "tfidf", "tfidf+mean"}
     assert result["tfidf+mean"]["lr_accuracy"]["mean"] > 0.95
     assert result["tfidf"]["lr_accuracy"]["mean"] < 0.8
     gain = result["tfidf+mean"]["minus_tfidf"]["lr_accuracy"]
     assert len(gain["per_fold"]) == 5 and gain["wins"] >= 4
     assert "+" in probe_table({"tasks": {"kind": result}})  # the gain column is rendered
+
+
+def test_low_label_probe_reads_a_tenth_of_the_labels_against_the_majority_floor() -> None:
+    dataset = noise_dataset(num_users=300, on_topic=0.0)
+    labels = profile_labels(dataset, "kind")
+    truth = np.zeros(dataset.num_users)
+    truth[labels.users] = (labels.labels == "y").astype(float)
+    vectors = np.stack([truth, np.random.default_rng(1).normal(size=dataset.num_users)], axis=1)
+    low = probe_attribute({"mean": vectors}, dataset, "kind", low_label=True)
+    full = probe_attribute({"mean": vectors}, dataset, "kind")
+    share_x = float(np.mean(labels.labels == "x"))
+    # the floor: every test user gets the majority label "x"
+    assert low["majority"]["lr_accuracy"]["mean"] == pytest.approx(share_x, abs=0.01)
+    assert low["majority"]["lr_bal_macro_f1"]["mean"] < 0.4
+    # 24 labelled users per fold are enough for a vector that *is* the label...
+    assert low["mean"]["lr_accuracy"]["mean"] > 0.95
+    # ...while the bag of noise items reads nothing from them
+    assert low["tfidf"]["lr_accuracy"]["mean"] < share_x + 0.1
+    table = probe_table({"tasks": {"kind": full}, "tasks_low_label": {"kind": low}})
+    assert "| kind, 10% labels | majority |" in table and "| kind | mean |" in table
 
 
 def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:

@@ -184,7 +184,9 @@ def test_probe_fits_the_baselines_on_each_frozen_readout(run_dir: Path):
     probe = json.loads((run_dir / "probe.json").read_text())
     assert set(probe["tasks"]) == {"gender"}
     readouts = probe["tasks"]["gender"]
-    assert set(readouts) == {"last", "mean", "item-mean", "tfidf-svd", "tfidf", "tfidf+mean"}
+    assert set(readouts) == {"majority", "last", "mean", "item-mean", "tfidf-svd", "tfidf",
+                             "tfidf+mean"}
+    assert probe["tasks_low_label"] == {}  # the task declares low_label = false
     for scores in readouts.values():
         assert 0.0 <= scores["lr_accuracy"]["mean"] <= 1.0
         assert 0.0 <= scores["lr_bal_macro_f1"]["mean"] <= 1.0

@@ -484,15 +484,27 @@ def plot_results(results: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     if low_vs_full:
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for task_name, points in low_vs_full.items():
+        # One panel per task, one colour per method across panels (a legend, not text labels:
+        # methods within a point of each other would print over one another); the diagonal is
+        # "10% of the labels cost nothing".
+        methods = list(dict.fromkeys(m for points in low_vs_full.values() for m in points))
+        colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+        fig, axes = plt.subplots(1, len(low_vs_full), figsize=(4.5 * len(low_vs_full) + 1.5, 4),
+                                 squeeze=False)
+        for ax, (task_name, points) in zip(axes[0], low_vs_full.items(), strict=True):
             for method, (full, low) in points.items():
-                ax.scatter(full, low)
-                ax.annotate(f"{task_name}/{method}", (full, low), fontsize=7)
-        ax.set_xlabel("macro-F1, full labels")
-        ax.set_ylabel("macro-F1, 10% labels")
-        ax.set_title("low-label vs full-label")
-        fig.tight_layout()
+                ax.scatter(full, low, color=colours[method], label=method, s=40)
+            top = max(max(pair) for pair in points.values()) * 1.05
+            ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle="--")
+            ax.set_xlim(0, top)
+            ax.set_ylim(0, top)
+            ax.set_xlabel("macro-F1, full labels")
+            ax.set_ylabel("macro-F1, 10% labels")
+            ax.set_title(task_name)
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="center right", fontsize=8)
+        fig.suptitle("low-label vs full-label (mean over folds)")
+        fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
         path = plot_dir / "low_label_vs_full.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)

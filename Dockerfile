@@ -13,9 +13,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE constraints.txt ./
+# The source folders install as one `uservec` package (pyproject's package-dir); only the serve
+# extra's dependencies are installed, so the offline stages are files here that nothing imports.
 COPY uservec ./uservec
+COPY training ./training
 COPY export ./export
 COPY service ./service
+COPY configs ./configs
 # Third-party versions come from constraints.txt, the same pins as `make install` and CI.
 # hadolint ignore=DL3013
 RUN pip install -c constraints.txt ".[serve]" \

@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean typecheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +26,22 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/uservec demo
 
-test: $(STAMP)
+test: $(STAMP) typecheck
 	$(BIN)/ruff check .
-	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/pytest -q
+
+# mypy reads the package as installed: a folder of symlinks that maps the stage folders into the
+# uservec namespace the way pyproject's package-dir does.
+typecheck: $(STAMP)
+	rm -rf .typecheck && mkdir -p .typecheck/uservec
+	for entry in uservec/*; do ln -s "$$PWD/$$entry" .typecheck/uservec/; done
+	for stage in training export service; do ln -s "$$PWD/$$stage" .typecheck/uservec/$$stage; done
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) runs bundles .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) runs bundles .pytest_cache .ruff_cache .mypy_cache .typecheck

@@ -23,15 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from export import ExportError
-from export.indexes import IndexKind, build_index, write_index
-from export.onnx_export import OPSET, export_onnx
-from export.parity import check_parity, open_session, session_outputs
-from export.quantize import Method, quantize_within_gate
-from export.verify import catalogue_problem, load_and_verify
-from training.fused import FusedUserModel, profile_output, query_output
-from uservec.fingerprint import code_version, sha256_file, sha256_json
-from uservec.manifest import (
+from uservec.contract.fingerprint import code_version, sha256_file, sha256_json
+from uservec.contract.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     BundleManifest,
@@ -39,7 +32,14 @@ from uservec.manifest import (
     TaskSpec,
     sealed,
 )
-from uservec.vocab import Vocabulary
+from uservec.contract.verify import catalogue_problem, load_and_verify
+from uservec.contract.vocab import Vocabulary
+from uservec.export import ExportError
+from uservec.export.indexes import IndexKind, build_index, write_index
+from uservec.export.onnx_export import OPSET, export_onnx
+from uservec.export.parity import check_parity, open_session, session_outputs
+from uservec.export.quantize import Method, quantize_within_gate
+from uservec.training.fused import FusedUserModel, profile_output, query_output
 
 log = logging.getLogger(__name__)
 

@@ -13,34 +13,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from export import ExportError
-from export.bundle import TaskExport, write_bundle
-from training.checkpoint import load_checkpoint, load_encoder
-from training.config import ExperimentConfig, read_run_config
-from training.data.dataset import PreparedDataset
-from training.data.prepare import load_run_dataset
-from training.fused import ProfileTask, RecommendTask
-from training.model import TASK_KEY, ClassificationHead, ItemScoringHead, NextItNet, TaskSpec
-from training.protocols import pretraining_view
-from uservec.manifest import BundleManifest
-from uservec.sequences import encode_batch
+from uservec.contract.manifest import BundleManifest
+from uservec.export import ExportError
+from uservec.export.bundle import TaskExport, write_bundle
+from uservec.export.calibration import calibration_items
+from uservec.training.checkpoint import load_checkpoint, load_encoder
+from uservec.training.config import ExperimentConfig, read_run_config
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.data.prepare import load_run_dataset
+from uservec.training.fused import ProfileTask, RecommendTask
+from uservec.training.model import (
+    TASK_KEY,
+    ClassificationHead,
+    ItemScoringHead,
+    NextItNet,
+    TaskSpec,
+)
+from uservec.training.protocols import pretraining_view
 
 log = logging.getLogger(__name__)
-
-#: real sequences used to calibrate int8 and (a held-out quarter) to check parity
-CALIBRATION_USERS = 512
-
-
-def calibration_items(dataset: PreparedDataset, max_len: int, seed: int) -> np.ndarray:
-    """Latest ``max_len`` events of a seeded sample of users, left-padded: (N, max_len)."""
-    rng = np.random.default_rng(seed)
-    n = min(CALIBRATION_USERS, dataset.num_users)
-    users = np.sort(rng.choice(dataset.num_users, size=n, replace=False))
-    return encode_batch([dataset.sequence(int(u)) for u in users], max_len)
-
 
 def _patch_name(patch_state: dict[str, torch.Tensor]) -> str | None:
     names = {m.group(1) for key in patch_state if (m := TASK_KEY.match(key))}
@@ -156,7 +149,7 @@ def export_from_run(
         log.info("loaded final model of task %s (%s)", task.name, task.kind)
     if not exports:
         log.warning("%s has no task models: the bundle serves /embed only", run_dir)
-    from training.fused import FusedUserModel
+    from uservec.training.fused import FusedUserModel
 
     fused = FusedUserModel(encoder.eval(), profile, recommend).eval()
     compare = None
@@ -177,7 +170,7 @@ def int8_comparison(
     tasks: dict[str, TaskExport],
 ) -> Callable[[Path, Path], dict[str, Any]]:
     """fp32 vs int8 on the run's own evaluation data (P1 test, P3 test users, P2 labels)."""
-    from export.task_metrics import compare_on_tasks, evaluator_of_run
+    from uservec.export.task_metrics import compare_on_tasks, evaluator_of_run
 
     with torch.no_grad():
         vectors = {name: fused.item_vectors(name).float().numpy() for name in fused.recommend_heads}

@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import torch
 
-from export import ExportError
-from training.fused import FusedUserModel
-from uservec.ids import NUM_RESERVED, PAD_ID
-from uservec.manifest import TensorSpec
+from uservec.contract.ids import NUM_RESERVED, PAD_ID
+from uservec.contract.manifest import TensorSpec
+from uservec.export import ExportError
+from uservec.training.fused import FusedUserModel
 
 log = logging.getLogger(__name__)
 

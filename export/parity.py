@@ -17,10 +17,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export import ExportError
-from export.onnx_export import INPUT_NAME
-from training.fused import PROFILE_PREFIX, QUERY_PREFIX, FusedUserModel
-from uservec.manifest import DISABLED_OPTIMIZERS
+from uservec.contract.manifest import DISABLED_OPTIMIZERS
+from uservec.export import ExportError
+from uservec.export.onnx_export import INPUT_NAME
+from uservec.training.fused import PROFILE_PREFIX, QUERY_PREFIX, FusedUserModel
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from export import ExportError
-from export.onnx_export import INPUT_NAME
-from export.parity import compare_outputs, open_session, session_outputs
-from training.fused import USER_VECTOR
+from uservec.export import ExportError
+from uservec.export.onnx_export import INPUT_NAME
+from uservec.export.parity import compare_outputs, open_session, session_outputs
+from uservec.training.fused import USER_VECTOR
 
 log = logging.getLogger(__name__)
 

@@ -26,20 +26,20 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.parity import open_session, session_outputs
-from training.batching import evaluation_examples
-from training.config import ExperimentConfig
-from training.cross_domain_task import (
+from uservec.export.parity import open_session, session_outputs
+from uservec.training.batching import evaluation_examples
+from uservec.training.config import ExperimentConfig
+from uservec.training.cross_domain_task import (
     source_inputs,
 )
-from training.data.dataset import PreparedDataset
-from training.evaluate import metrics_from_ranks, rank_of_targets
-from training.fused import profile_output, query_output
-from training.metrics import accuracy, macro_f1
-from training.profile_task import (
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluate import metrics_from_ranks, rank_of_targets
+from uservec.training.fused import profile_output, query_output
+from uservec.training.metrics import accuracy, macro_f1
+from uservec.training.profile_task import (
     profile_inputs,
 )
-from training.protocols import (
+from uservec.training.protocols import (
     CrossDomainSplit,
     cross_domain_split,
     pretraining_view,
@@ -107,7 +107,7 @@ def profile_metrics(session: ort.InferenceSession, name: str, data: _Profile) ->
 def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend, k: int
                       ) -> dict[str, Any]:
     """P3 HR/NDCG@k (mean over test users) of a recommendation head's query vectors."""
-    from training.baselines import evaluate_cross_domain
+    from uservec.training.baselines import evaluate_cross_domain
 
     def score(users: np.ndarray) -> np.ndarray:
         items = source_inputs(data.split, users, data.max_len).numpy()  # as the task was trained
@@ -125,7 +125,7 @@ def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend
 
 def next_item_layer(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(W (V, D), b (V,)) of the run's pretrained next-item output layer, if it has one."""
-    from training.checkpoint import load_checkpoint
+    from uservec.training.checkpoint import load_checkpoint
 
     head = load_checkpoint(Path(run_dir) / "pretrain" / "best.pt").get("head", {})
     if "output.weight" not in head:
@@ -229,10 +229,10 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     None when the bundle does not name its run (``config.source_run``) or that run is not on this
     machine: a bundle carries no labelled data, only the run does.
     """
-    from export.from_run import calibration_items
-    from training.config import read_run_config
-    from training.data.prepare import load_run_dataset
-    from uservec.manifest import read_manifest
+    from uservec.contract.manifest import read_manifest
+    from uservec.export.calibration import calibration_items
+    from uservec.training.config import read_run_config
+    from uservec.training.data.prepare import load_run_dataset
 
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)

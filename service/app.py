@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import uservec
-from service.engine import Bundle
-from service.errors import ServiceError, install_error_handlers
-from service.metrics import Metrics
-from service.middleware import LimitsMiddleware, RequestContextMiddleware
-from service.routers import admin, bundle, embed, health, profile, recommend
-from service.runtime import Runtime
-from service.settings import Settings, get_settings
+from uservec.service.engine import Bundle
+from uservec.service.errors import ServiceError, install_error_handlers
+from uservec.service.metrics import Metrics
+from uservec.service.middleware import LimitsMiddleware, RequestContextMiddleware
+from uservec.service.routers import admin, bundle, embed, health, profile, recommend
+from uservec.service.runtime import Runtime
+from uservec.service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

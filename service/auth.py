@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import AuthError
-from service.settings import Settings
+from uservec.service.errors import AuthError
+from uservec.service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from USERVEC_API_KEYS")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine import Bundle, Outputs
-from service.metrics import Metrics
+from uservec.service.engine import Bundle, Outputs
+from uservec.service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

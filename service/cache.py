@@ -26,8 +26,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from service.engine import Outputs
-from service.metrics import Metrics
+from uservec.service.engine import Outputs
+from uservec.service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.metrics import Timings
-from service.runtime import Runtime
+from uservec.service.metrics import Timings
+from uservec.service.runtime import Runtime
 
 
 # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per dependency

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export.verify import load_and_verify
-from service.retrieval import Catalogue, load_catalogue
-from service.schemas import Event
-from uservec import decision
-from uservec.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
-from uservec.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
-from uservec.sequences import batch_length, encode_batch
-from uservec.vocab import Vocabulary
+from uservec.contract import decision
+from uservec.contract.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
+from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
+from uservec.contract.sequences import batch_length, encode_batch
+from uservec.contract.verify import load_and_verify
+from uservec.contract.vocab import Vocabulary
+from uservec.service.retrieval import Catalogue, load_catalogue
+from uservec.service.schemas import Event
 
 logger = logging.getLogger(__name__)
 

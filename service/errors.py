@@ -171,7 +171,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entry documenting the given error codes, with an example each."""
-    from service.schemas import ErrorResponse  # schemas must not depend on errors: import here
+    from uservec.service.schemas import (
+        ErrorResponse,  # schemas must not depend on errors: import here
+    )
 
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:

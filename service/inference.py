@@ -13,13 +13,15 @@ from typing import TypedDict
 
 import numpy as np
 
-from service.engine import USER_VECTOR, Bundle, PreparedUser, ProfileHead, RecommendHead
-from service.errors import InvalidRequest
-from service.limits import check_exclude, check_k, check_users
-from service.metrics import Timings
-from service.retrieval import Scored
-from service.runtime import Encoded, Runtime
-from service.schemas import (
+from uservec.contract.decision import Decision
+from uservec.contract.ids import item_key, split_item_key
+from uservec.service.engine import USER_VECTOR, Bundle, PreparedUser, ProfileHead, RecommendHead
+from uservec.service.errors import InvalidRequest
+from uservec.service.limits import check_exclude, check_k, check_users
+from uservec.service.metrics import Timings
+from uservec.service.retrieval import Scored
+from uservec.service.runtime import Encoded, Runtime
+from uservec.service.schemas import (
     AttributePrediction,
     EmbedRequest,
     EmbedResponse,
@@ -33,15 +35,14 @@ from service.schemas import (
     RecommendResult,
     UserEvents,
 )
-from uservec.decision import Decision
-from uservec.ids import item_key, split_item_key
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis, in float64."""
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def _prepare(

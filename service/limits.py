@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.errors import InvalidRequest
-from service.schemas import UserEvents
-from service.settings import Settings
+from uservec.service.errors import InvalidRequest
+from uservec.service.schemas import UserEvents
+from uservec.service.settings import Settings
 
 
 def check_users(users: Sequence[UserEvents], settings: Settings) -> None:

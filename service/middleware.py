@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
-from service.metrics import Metrics, Timings
+from uservec.service.errors import error_response
+from uservec.service.metrics import Metrics, Timings
 
 access_logger = logging.getLogger("uservec.access")
 

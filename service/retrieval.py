@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from uservec.manifest import BundleError
+from uservec.contract.manifest import BundleError
 
 #: (item key, score); score is None for popularity results
 Scored = tuple[str, float | None]

@@ -19,13 +19,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from service.batching import MicroBatcher, RunTiming, run_unbatched
-from service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key
-from service.engine import Bundle, Outputs, PreparedUser, load_bundle
-from service.errors import BundleRejected, NotReady, ServiceError
-from service.metrics import Metrics, Timings
-from service.settings import Settings
-from uservec.manifest import BundleError
+from uservec.contract.manifest import BundleError
+from uservec.service.batching import MicroBatcher, RunTiming, run_unbatched
+from uservec.service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key
+from uservec.service.engine import Bundle, Outputs, PreparedUser, load_bundle
+from uservec.service.errors import BundleRejected, NotReady, ServiceError
+from uservec.service.metrics import Metrics, Timings
+from uservec.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uservec.decision import Decision
+from uservec.contract.decision import Decision
 
 _EVENTS_EXAMPLE: Any = [
     {"item_id": "1193", "domain": "movies", "timestamp": 978300760},

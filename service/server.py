@@ -11,11 +11,11 @@ import logging
 
 import uvicorn
 
-from service.app import create_app
-from service.middleware import JsonFormatter
-from service.runtime import load_configured
-from service.settings import Settings, get_settings
-from uservec.logs import quiet_third_party
+from uservec.contract.logs import quiet_third_party
+from uservec.service.app import create_app
+from uservec.service.middleware import JsonFormatter
+from uservec.service.runtime import load_configured
+from uservec.service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -44,9 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.checkpoint import load_checkpoint, load_encoder
-from training.config import ExperimentConfig, build_dataclass
-from training.model import (
+from uservec.contract import decision
+from uservec.contract.fingerprint import code_version
+from uservec.contract.ids import PAD_ID
+from uservec.training.checkpoint import load_checkpoint, load_encoder
+from uservec.training.config import ExperimentConfig, build_dataclass
+from uservec.training.model import (
     PLACEMENTS,
     READOUTS,
     TASK_KEY,
@@ -56,10 +59,7 @@ from training.model import (
     Readout,
     keep_domains,
 )
-from training.protocols import CrossDomainSplit
-from uservec import decision
-from uservec.fingerprint import code_version
-from uservec.ids import PAD_ID
+from uservec.training.protocols import CrossDomainSplit
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ baselines follow PROTOCOLS.md to the letter and fit nothing on test users. The e
 
 Example (MovieLens-100K age, prepared by ``training.data.prepare.load_dataset``)::
 
-    from training.baselines import run_profile_baselines
-    from training.protocols import AGE_BUCKETS
+    from uservec.training.baselines import run_profile_baselines
+    from uservec.training.protocols import AGE_BUCKETS
     result = run_profile_baselines(dataset, "age", AGE_BUCKETS, low_label=False)
 """
 
@@ -27,8 +27,9 @@ from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from training.data.dataset import PreparedDataset
-from training.metrics import (
+from uservec.contract.decision import Decision
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.metrics import (
     accuracy,
     hit_rate_at_k,
     macro_f1,
@@ -38,7 +39,7 @@ from training.metrics import (
     recall_at_k,
     top_k,
 )
-from training.protocols import (
+from uservec.training.protocols import (
     CrossDomainSplit,
     Fold,
     ProfileLabels,
@@ -49,7 +50,6 @@ from training.protocols import (
     profile_folds,
     profile_labels,
 )
-from uservec.decision import Decision
 
 logger = logging.getLogger(__name__)
 

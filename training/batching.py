@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.data.dataset import PreparedDataset
-from uservec.ids import PAD_ID
-from uservec.sequences import encode_sequence
+from uservec.contract.ids import PAD_ID
+from uservec.contract.sequences import encode_sequence
+from uservec.training.data.dataset import PreparedDataset
 
 #: events per user held out by P1 (validation target, test target)
 HELD_OUT = 2

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from training.config import ModelConfig, PretrainConfig, build_dataclass
-from training.model import NextItNet
+from uservec.training.config import ModelConfig, PretrainConfig, build_dataclass
+from uservec.training.model import NextItNet
 
 CHECKPOINT_FORMAT_VERSION = 1
 #: tensors and optimizer state; everything else is metadata

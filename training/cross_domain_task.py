@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.adapt import (
+from uservec.contract.ids import NUM_RESERVED, split_item_key
+from uservec.contract.sequences import encode_batch
+from uservec.training.adapt import (
     AdaptSettings,
     HeadInit,
     Hyperparameters,
@@ -37,13 +39,11 @@ from training.adapt import (
     fit_task,
     make_task_fit,
 )
-from training.baselines import LAMBDA_GRID, K, best_lambda, evaluate_cross_domain
-from training.data.dataset import PreparedDataset
-from training.metrics import ndcg_at_k, top_k
-from training.model import ItemScoringHead
-from training.protocols import CrossDomainSplit
-from uservec.ids import NUM_RESERVED, split_item_key
-from uservec.sequences import encode_batch
+from uservec.training.baselines import LAMBDA_GRID, K, best_lambda, evaluate_cross_domain
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.metrics import ndcg_at_k, top_k
+from uservec.training.model import ItemScoringHead
+from uservec.training.protocols import CrossDomainSplit
 
 logger = logging.getLogger(__name__)
 

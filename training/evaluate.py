@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.batching import Split, evaluation_examples, training_event_mask
-from training.data.dataset import PreparedDataset
-from training.model import NextItemHead, NextItNet
-from uservec.ids import NUM_RESERVED
+from uservec.contract.ids import NUM_RESERVED
+from uservec.training.batching import Split, evaluation_examples, training_event_mask
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.model import NextItemHead, NextItNet
 
 
 def rank_of_targets(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,9 @@ def query_output(name: str) -> str:
 
 
 def _default_keep_domains() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    from training.model import keep_domains  # the encoder's own compaction, exported with it
+    from uservec.training.model import (
+        keep_domains,  # the encoder's own compaction, exported with it
+    )
 
     return keep_domains
 
@@ -144,7 +146,7 @@ class FusedUserModel(nn.Module):
         return self.recommend_heads[name].item_vectors()
 
     def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from training.model import read_out
+        from uservec.training.model import read_out
 
         inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
         hidden: dict[_PassKey, torch.Tensor] = {}

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uservec.ids import PAD_ID
+from uservec.contract.ids import PAD_ID
 
 Placement = Literal["serial", "parallel"]
 PLACEMENTS: tuple[str, ...] = get_args(Placement)

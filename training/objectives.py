@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from training.model import NextItemHead, read_out
-from uservec.ids import NUM_RESERVED, PAD_ID
+from uservec.contract.ids import NUM_RESERVED, PAD_ID
+from uservec.training.model import NextItemHead, read_out
 
 
 def next_item_loss(

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from training.batching import NextItemWindows, shuffled_batches, training_event_mask
-from training.checkpoint import (
+from uservec.contract.fingerprint import code_version
+from uservec.contract.ids import NUM_RESERVED, PAD_ID
+from uservec.training.batching import NextItemWindows, shuffled_batches, training_event_mask
+from uservec.training.checkpoint import (
     CheckpointError,
     build_encoder,
     load_checkpoint,
@@ -32,14 +34,12 @@ from training.checkpoint import (
     resume_mismatches,
     save_checkpoint,
 )
-from training.config import EvalConfig, ModelConfig, PretrainConfig
-from training.data.dataset import PreparedDataset
-from training.evaluate import evaluate_next_item
-from training.model import NextItemHead, NextItNet
-from training.objectives import bag_loss, next_item_loss
-from training.protocols import binary_matrix, event_users
-from uservec.fingerprint import code_version
-from uservec.ids import NUM_RESERVED, PAD_ID
+from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluate import evaluate_next_item
+from uservec.training.model import NextItemHead, NextItNet
+from uservec.training.objectives import bag_loss, next_item_loss
+from uservec.training.protocols import binary_matrix, event_users
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
 

@@ -44,10 +44,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from training.adapt import (
+from uservec.contract.ids import PAD_ID
+from uservec.training.adapt import (
     column_scale,
 )
-from training.baselines import (
+from uservec.training.baselines import (
     K,
     LogisticPredictor,
     PredictFn,
@@ -67,20 +68,24 @@ from training.baselines import (
     user_item_matrix,
     validation_ndcg,
 )
-from training.config import ExperimentConfig
-from training.cross_domain_task import (
+from uservec.training.config import ExperimentConfig
+from uservec.training.cross_domain_task import (
     source_inputs,
     source_keep,
     vector_ridge_solver,
 )
-from training.data.dataset import PreparedDataset
-from training.model import NextItNet, keep_domains, read_out
-from training.profile_task import (
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.model import NextItNet, keep_domains, read_out
+from uservec.training.profile_task import (
     profile_inputs,
 )
-from training.protocols import CrossDomainSplit, cross_domain_split, profile_folds, profile_labels
-from training.tasks import paired_folds, paired_users, per_fold
-from uservec.ids import PAD_ID
+from uservec.training.protocols import (
+    CrossDomainSplit,
+    cross_domain_split,
+    profile_folds,
+    profile_labels,
+)
+from uservec.training.tasks import paired_folds, paired_users, per_fold
 
 logger = logging.getLogger(__name__)
 
@@ -348,9 +353,9 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
 
 def probe_run_dir(run_dir: str | Path) -> dict[str, Any]:
     """Load a finished run (config, prepared data, pretrained encoder) and probe it."""
-    from training.checkpoint import load_encoder
-    from training.config import read_run_config
-    from training.data.prepare import load_run_dataset
+    from uservec.training.checkpoint import load_encoder
+    from uservec.training.config import read_run_config
+    from uservec.training.data.prepare import load_run_dataset
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.adapt import (
+from uservec.contract import decision
+from uservec.contract.decision import Decision
+from uservec.contract.sequences import encode_batch
+from uservec.training.adapt import (
     AdaptSettings,
     HeadInit,
     Hyperparameters,
@@ -36,14 +39,11 @@ from training.adapt import (
     fit_task,
     make_task_fit,
 )
-from training.baselines import METRIC_DECISION, fit_lr, select_c
-from training.data.dataset import PreparedDataset
-from training.metrics import accuracy, macro_f1
-from training.model import ClassificationHead
-from training.protocols import holdout_split
-from uservec import decision
-from uservec.decision import Decision
-from uservec.sequences import encode_batch
+from uservec.training.baselines import METRIC_DECISION, fit_lr, select_c
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.metrics import accuracy, macro_f1
+from uservec.training.model import ClassificationHead
+from uservec.training.protocols import holdout_split
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
-from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID, PreparedDataset
-from uservec.ids import split_item_key
+from uservec.contract.ids import split_item_key
+from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID, PreparedDataset
 
 if TYPE_CHECKING:
-    from training.config import ExperimentConfig
+    from uservec.training.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 

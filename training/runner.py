@@ -1,8 +1,9 @@
 """``uservec run``: one experiment from one config file, written to one output folder.
 
 Data's path reads top to bottom: prepare the dataset -> pretrain the encoder (P1 view) ->
-evaluate next-item prediction beside the popularity baseline -> write ``report.json`` and
-``report.md``. Later stages (task adapters, export) extend the same report.
+evaluate next-item prediction beside the popularity baseline -> fit the tasks -> write
+``report.json`` and ``report.md``. Export is a later stage: :mod:`uservec.pipeline` runs it on the
+run folder and adds the bundle to the same report.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ from typing import Any
 import numpy as np
 
 import uservec
-from training.adapt import METHODS
-from training.config import ConfigError, ExperimentConfig, config_to_dict
-from training.data.dataset import PreparedDataset
-from training.protocols import pretraining_view
-from uservec.fingerprint import code_version
+from uservec.contract.fingerprint import code_version
+from uservec.training.adapt import METHODS
+from uservec.training.config import ExperimentConfig, config_to_dict
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.protocols import pretraining_view
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,19 @@ def dataset_stats(dataset: PreparedDataset) -> dict[str, Any]:
     return stats
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> dict[str, Any]:
-    """Run every stage the config declares and write the report; returns the report dict."""
-    from training.data.prepare import load_run_dataset
+@dataclass
+class TrainingRun:
+    """What the training stages leave for later stages (export) and for the final report."""
+
+    report: dict[str, Any]
+    #: seconds per stage, in the order the stages ran
+    timings: dict[str, float]
+    started: float
+
+
+def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> TrainingRun:
+    """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business."""
+    from uservec.training.data.prepare import load_run_dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # the resolved config: what `uservec export RUN_DIR` rebuilds the run from
@@ -84,7 +96,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
-        from training.tasks import plot_results, run_tasks
+        from uservec.training.tasks import plot_results, run_tasks
 
         t0 = time.perf_counter()
         report["tasks"] = run_tasks(cfg, dataset, out_dir / "pretrain" / "best.pt", out_dir)
@@ -92,19 +104,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
         timings["tasks_s"] = time.perf_counter() - t0
+    return TrainingRun(report, timings, started)
 
-    export = export_settings(cfg)
-    if export["enabled"]:
-        from export.from_run import export_from_run
 
-        t0 = time.perf_counter()
-        bundle_dir = Path(export["out"]) if export["out"] else out_dir / "bundle"
-        manifest = export_from_run(out_dir, bundle_dir, quantize=export["int8"], overwrite=True)
-        report["bundle"] = {"path": str(bundle_dir), "version": manifest.bundle_version,
-                            "parity": manifest.parity}
-        timings["export_s"] = time.perf_counter() - t0
-
-    timings["total_s"] = time.perf_counter() - started
+def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:
+    """Add the total time and the headline, write report.json / report.md; returns the report."""
+    report, timings = run.report, run.timings
+    timings["total_s"] = time.perf_counter() - run.started
     report["timings"] = {k: round(v, 1) for k, v in timings.items()}
     report["headline"] = _headline(report)
     write_report(report, out_dir)
@@ -144,22 +150,12 @@ def protocol_notes(
     return notes
 
 
-def export_settings(cfg: ExperimentConfig) -> dict[str, Any]:
-    """``[extra.export]``: enabled (default false), out (default OUT/bundle), int8 (false)."""
-    raw = dict(cfg.extra.get("export", {}))
-    unknown = sorted(set(raw) - {"enabled", "out", "int8"})
-    if unknown:
-        raise ConfigError(f"config.extra.export: unknown key(s) {unknown}")
-    return {"enabled": bool(raw.get("enabled", False)), "out": raw.get("out"),
-            "int8": bool(raw.get("int8", False))}
-
-
 def _pretrain_and_evaluate(
     cfg: ExperimentConfig, dataset: PreparedDataset, out_dir: Path, resume: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
-    from training.evaluate import evaluate_next_item, popularity_next_item
-    from training.pretrain import pretrain
+    from uservec.training.evaluate import evaluate_next_item, popularity_next_item
+    from uservec.training.pretrain import pretrain
 
     result = pretrain(
         dataset, cfg.model, cfg.pretrain, cfg.eval, out_dir / "pretrain", seed=cfg.seed,

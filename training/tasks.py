@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from training.adapt import (
+from uservec.training.adapt import (
     AdaptSettings,
     Pretrained,
     TaskFit,
@@ -44,7 +44,7 @@ from training.adapt import (
     final_payload,
     load_pretrained,
 )
-from training.baselines import (
+from uservec.training.baselines import (
     PROFILE_METRICS,
     ProfileFold,
     evaluate_cross_domain,
@@ -52,22 +52,22 @@ from training.baselines import (
     run_cross_domain_baselines,
     run_profile_baselines,
 )
-from training.checkpoint import save_checkpoint
-from training.config import ExperimentConfig, TaskConfig
-from training.cross_domain_task import (
+from uservec.training.checkpoint import save_checkpoint
+from uservec.training.config import ExperimentConfig, TaskConfig
+from uservec.training.cross_domain_task import (
     cross_domain_scorer,
     fit_cross_domain_task,
     source_inputs,
 )
-from training.data.dataset import PreparedDataset
-from training.metrics import mean_se, mean_std, tie_break_order
-from training.pretrain import torch_threads
-from training.profile_task import (
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.metrics import mean_se, mean_std, tie_break_order
+from uservec.training.pretrain import torch_threads
+from uservec.training.profile_task import (
     fit_profile_task,
     predict_profile_rules,
     profile_inputs,
 )
-from training.protocols import (
+from uservec.training.protocols import (
     LeakError,
     cross_domain_split,
     pretraining_view,

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import uservec
-from uservec.logs import quiet_third_party
+from uservec.contract.logs import quiet_third_party
 
 if TYPE_CHECKING:  # the service extra may not be installed; imported lazily below
-    from service.settings import Settings
+    from uservec.service.settings import Settings
 
 log = logging.getLogger("uservec")
 
@@ -34,9 +34,15 @@ def _setup_logging(verbose: int) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # Training and export report progress through INFO logs; keep them visible by default.
-    for name in ("uservec", "training", "export", "service"):
-        logging.getLogger(name).setLevel(min(level, logging.INFO))
+    logging.getLogger("uservec").setLevel(min(level, logging.INFO))
     quiet_third_party(level)
+
+
+def shipped_config(name: str) -> Path:
+    """A config shipped inside the package (``configs/NAME.toml``), wherever it is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("uservec.configs") / f"{name}.toml"))
 
 
 class _UserError(click.ClickException):
@@ -48,16 +54,16 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from export import ExportError
-        from uservec.manifest import BundleError
+        from uservec.contract.manifest import BundleError
+        from uservec.export import ExportError
 
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
         try:
-            from training.checkpoint import CheckpointError
-            from training.config import ConfigError
-            from training.data.prepare import DataError
-            from training.protocols import LeakError
+            from uservec.training.checkpoint import CheckpointError
+            from uservec.training.config import ConfigError
+            from uservec.training.data.prepare import DataError
+            from uservec.training.protocols import LeakError
 
             user_errors += (CheckpointError, ConfigError, DataError, LeakError)
         except ImportError:  # serving-only install: no training package deps
@@ -98,8 +104,8 @@ def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: b
 
     Example: uservec run configs/movielens-100k.toml --set pretrain.epochs=5
     """
-    from training.config import load_config
-    from training.runner import run_experiment
+    from uservec.pipeline import run_experiment
+    from uservec.training.config import load_config
 
     cfg = load_config(config, list(overrides))
     out = out_dir or Path("runs") / cfg.name
@@ -120,9 +126,9 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
 
     Example: uservec prepare configs/ciao.toml
     """
-    from training.config import load_config
-    from training.data.prepare import load_dataset
-    from training.runner import dataset_stats
+    from uservec.training.config import load_config
+    from uservec.training.data.prepare import load_dataset
+    from uservec.training.runner import dataset_stats
 
     cfg = load_config(config, list(overrides))
     cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
@@ -147,7 +153,7 @@ def probe(run_dir: Path) -> None:
 
     Example: uservec probe runs/movielens-100k
     """
-    from training.probe import probe_run_dir, probe_table
+    from uservec.training.probe import probe_run_dir, probe_table
 
     result = probe_run_dir(run_dir)
     if not result["tasks"] and not result["cross_domain"]:
@@ -173,7 +179,7 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
 
     Example: uservec download movielens-100k --dest ~/data/ml-100k
     """
-    from training.data.download import check_movielens, download_movielens
+    from uservec.training.data.download import check_movielens, download_movielens
 
     folder = check_movielens(local) if local is not None else download_movielens(dest)
     click.echo(f"MovieLens-100K ready at {folder}; use data.path = \"{folder}\" in your config")
@@ -200,10 +206,10 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
 
     Example: uservec demo --port 8000
     """
-    from training.config import load_config
-    from training.demo import run_demo
+    from uservec.demo import run_demo
+    from uservec.training.config import load_config
 
-    path = config_path or Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+    path = config_path or shipped_config("demo")
     cfg = load_config(path, ["extra.export.enabled=true", *overrides])
     bundle_dir, examples = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
@@ -213,7 +219,7 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     if no_serve:
         click.echo(f"serve it later with: uservec serve --bundle {bundle_dir}")
         return
-    from service.settings import Settings
+    from uservec.service.settings import Settings
 
     click.echo(f"serving on {base} (Ctrl-C to stop)")
     _serve(Settings(bundle_path=bundle_dir, host=host, port=port, json_logs=False))
@@ -237,7 +243,7 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) ->
 
     Example: uservec export runs/movielens-100k --out bundles/movielens-100k
     """
-    from export.from_run import export_from_run
+    from uservec.export.from_run import export_from_run
 
     manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite)
     click.echo(f"bundle {manifest.bundle_version} written to {out_dir}")
@@ -289,7 +295,7 @@ def serve(
     """
     from pydantic import ValidationError
 
-    from service.settings import Settings
+    from uservec.service.settings import Settings
 
     flags: dict[str, Any] = {"bundle_path": bundle_path, "host": host, "port": port,
                              "redis_url": redis_url, "use_int8": use_int8}
@@ -303,8 +309,8 @@ def serve(
 def _serve(settings: Settings) -> None:
     """Serve until SIGTERM / Ctrl-C; a bundle that fails its checks is one line, not a traceback
     (``service.server.serve`` loads it before the server starts)."""
-    from service.server import serve as serve_forever
-    from uservec.manifest import BundleError
+    from uservec.contract.manifest import BundleError
+    from uservec.service.server import serve as serve_forever
 
     try:
         serve_forever(settings)
@@ -349,7 +355,7 @@ def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool
     int8 metric change on real data: export a run with --int8, then
     uservec bench --bundle bundles/ciao --only int8 --out bench-int8/
     """
-    from training.bench import run_bench
+    from uservec.bench import run_bench
 
     results = run_bench(out_dir, bundle_path, quick=quick, scale=scale, robustness=robustness,
                         seed=seed, only=sections)
@@ -373,7 +379,7 @@ def bundle_verify(bundle_dir: Path, no_smoke: bool) -> None:
 
     Example: uservec bundle verify bundles/movielens-100k
     """
-    from export.verify import load_and_verify
+    from uservec.contract.verify import load_and_verify
 
     manifest = load_and_verify(bundle_dir, smoke=not no_smoke)
     click.echo(f"OK {bundle_dir}: bundle {manifest.bundle_version}, {len(manifest.files)} files, "
@@ -389,7 +395,7 @@ def bundle_info_cmd(bundle_dir: Path, as_json: bool) -> None:
 
     Example: uservec bundle info bundles/movielens-100k
     """
-    from export.verify import bundle_info
+    from uservec.contract.verify import bundle_info
 
     info = bundle_info(bundle_dir)
     if as_json:

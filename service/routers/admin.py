@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 
-from service.auth import require_admin_key
-from service.dependencies import RuntimeDep
-from service.errors import error_responses
-from service.schemas import ReloadRequest, ReloadResponse
+from uservec.service.auth import require_admin_key
+from uservec.service.dependencies import RuntimeDep
+from uservec.service.errors import error_responses
+from uservec.service.schemas import ReloadRequest, ReloadResponse
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_key)])
 

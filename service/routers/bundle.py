@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.auth import require_api_key
-from service.dependencies import RuntimeDep
-from service.engine import Bundle
-from service.errors import error_responses
-from service.schemas import BundleSummary, TaskSummary
+from uservec.service.auth import require_api_key
+from uservec.service.dependencies import RuntimeDep
+from uservec.service.engine import Bundle
+from uservec.service.errors import error_responses
+from uservec.service.schemas import BundleSummary, TaskSummary
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_api_key)])
 

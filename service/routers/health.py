@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.dependencies import RuntimeDep
-from service.errors import NotReady, error_responses
-from service.schemas import HealthResponse
+from uservec.service.dependencies import RuntimeDep
+from uservec.service.errors import NotReady, error_responses
+from uservec.service.schemas import HealthResponse
 
 router = APIRouter(tags=["operations"])
 

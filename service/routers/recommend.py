@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.auth import require_api_key
-from service.dependencies import RuntimeDep, TimingsDep
-from service.errors import error_responses
-from service.inference import recommend_items
-from service.routers.common import INFERENCE_ERRORS
-from service.schemas import RecommendRequest, RecommendResponse
+from uservec.service.auth import require_api_key
+from uservec.service.dependencies import RuntimeDep, TimingsDep
+from uservec.service.errors import error_responses
+from uservec.service.inference import recommend_items
+from uservec.service.routers.common import INFERENCE_ERRORS
+from uservec.service.schemas import RecommendRequest, RecommendResponse
 
 router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
 

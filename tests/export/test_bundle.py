@@ -9,13 +9,13 @@ import pytest
 import torch
 from tiny_export import MAX_LEN, make_items
 
-from export import ExportError, bundle
-from export.bundle import write_bundle
-from export.parity import ParityError, torch_outputs
-from service.engine import load_bundle
-from uservec.fingerprint import sha256_file
-from uservec.manifest import SCHEMA_VERSION, manifest_digest, read_manifest
-from uservec.vocab import Vocabulary
+from uservec.contract.fingerprint import sha256_file
+from uservec.contract.manifest import SCHEMA_VERSION, manifest_digest, read_manifest
+from uservec.contract.vocab import Vocabulary
+from uservec.export import ExportError, bundle
+from uservec.export.bundle import write_bundle
+from uservec.export.parity import ParityError, torch_outputs
+from uservec.service.engine import load_bundle
 
 
 def test_bundle_has_the_documented_layout(bundle_dir):

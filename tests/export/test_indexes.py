@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from export import indexes
-from export.indexes import build_index, read_index, recall_at_k, search, write_index
+from uservec.export import indexes
+from uservec.export.indexes import build_index, read_index, recall_at_k, search, write_index
 
 
 def _clustered(n, d=16, clusters=40, seed=0):

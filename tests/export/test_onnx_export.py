@@ -4,8 +4,8 @@ import onnxruntime as ort
 import pytest
 from tiny_export import DIM, MAX_LEN, make_items
 
-from export.onnx_export import INPUT_NAME, OPSET
-from export.parity import torch_outputs
+from uservec.export.onnx_export import INPUT_NAME, OPSET
+from uservec.export.parity import torch_outputs
 
 
 def test_graph_has_one_items_input_and_every_head_as_output(exported, fused):

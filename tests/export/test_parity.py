@@ -5,7 +5,7 @@ import pytest
 import torch
 from tiny_export import MAX_LEN, make_items
 
-from export.parity import (
+from uservec.export.parity import (
     ABS_TOL,
     ParityError,
     argmax_mismatches,
@@ -40,16 +40,16 @@ def test_a_graph_that_differs_from_torch_is_refused(fused, onnx_path):
 
 def test_a_graph_that_outputs_nan_is_refused(fused, onnx_path, monkeypatch):
     """np.max over a NaN is NaN and NaN > tol is False: NaN once passed as a 0.0 diff."""
-    import export.parity
+    from uservec.export import parity
 
-    real = export.parity.session_outputs
+    real = parity.session_outputs
 
     def nan_user_vector(session, items):
         outputs = real(session, items)
         outputs["user_vector"] = np.full_like(outputs["user_vector"], np.nan)
         return outputs
 
-    monkeypatch.setattr(export.parity, "session_outputs", nan_user_vector)
+    monkeypatch.setattr(parity, "session_outputs", nan_user_vector)
     with pytest.raises(ParityError, match=r"user_vector: max abs diff inf"):
         check_parity(fused, onnx_path, make_items(8, seed=7), _vectors(fused))
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 from tiny_export import make_items
 
-from export import ExportError
-from export.onnx_export import INPUT_NAME
-from export.quantize import (
+from uservec.cli import parity_summary
+from uservec.export import ExportError
+from uservec.export.onnx_export import INPUT_NAME
+from uservec.export.quantize import (
     ENCODER_SCOPE,
     SequenceCalibrationReader,
     acceptable,
@@ -18,7 +19,6 @@ from export.quantize import (
     residual_convs,
     row_cosine,
 )
-from uservec.cli import parity_summary
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_the_disabled_fusion_exists_and_keeps_skip_layer_norm_out_of_the_int8_gr
 ):
     """The fused SkipLayerNormalization kernel made int8 bundles with patches ~1.2x of fp32
     instead of ~2x (README, Benchmarks): every session the project opens disables it."""
-    from uservec.manifest import DISABLED_OPTIMIZERS
+    from uservec.contract.manifest import DISABLED_OPTIMIZERS
 
     int8_path = quantize(fp32_path, tmp_path / "q.onnx", "static", make_items(64))
 
@@ -155,7 +155,7 @@ def test_a_failing_twin_keeps_more_blocks_fp32_until_it_passes(
 ):
     """Amazon's whole-encoder twin drifted (cosine min 0.42); with blocks 0-1's residual
     convolutions in fp32 it passed. The search stops at the first setting that passes."""
-    import export.quantize as module
+    import uservec.export.quantize as module
 
     verdicts = iter([False, False, True, True])  # gate calls: 0 blocks, 1, 2, then the report
     monkeypatch.setattr(module, "acceptable", lambda report: next(verdicts))
@@ -168,7 +168,7 @@ def test_a_failing_twin_keeps_more_blocks_fp32_until_it_passes(
 def test_a_twin_that_never_passes_is_refused_with_every_block_tried(
     fp32_path, vectors, tmp_path, monkeypatch
 ):
-    import export.quantize as module
+    import uservec.export.quantize as module
 
     calls = []
     monkeypatch.setattr(module, "acceptable", lambda report: calls.append(1) and False)

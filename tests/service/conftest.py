@@ -16,7 +16,7 @@ import pytest
 from service_bundles import build_bundle, bundle_source_hash
 from service_helpers import OwnRedis, Reference, free_port, redis_answers, running
 
-from service.settings import Settings
+from uservec.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

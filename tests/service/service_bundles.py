@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from uservec.ids import NUM_RESERVED, PAD_ID, item_key
-from uservec.vocab import Vocabulary
+from uservec.contract.ids import NUM_RESERVED, PAD_ID, item_key
+from uservec.contract.vocab import Vocabulary
 
 DIM, MAX_LEN, N_ITEMS = 16, 8, 62  # vocabulary 64 with the reserved ids
 BOOKS, GAMES = "books", "games"
@@ -74,9 +74,9 @@ def build_bundle(out_dir: Path, *, seed: int = 0, two_domains: bool = True) -> P
 def _export(out_dir: Path, seed: int, two_domains: bool) -> None:
     import torch
 
-    from export.bundle import TaskExport, write_bundle
-    from training.fused import FusedUserModel, ProfileTask, RecommendTask
-    from training.model import ClassificationHead, ItemScoringHead, NextItNet
+    from uservec.export.bundle import TaskExport, write_bundle
+    from uservec.training.fused import FusedUserModel, ProfileTask, RecommendTask
+    from uservec.training.model import ClassificationHead, ItemScoringHead, NextItNet
 
     vocab = make_vocab()
     torch.manual_seed(seed)

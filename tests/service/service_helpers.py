@@ -17,12 +17,12 @@ import numpy as np
 from fastapi import FastAPI
 from service_bundles import BOOKS, GAMES, MAX_LEN, N_ITEMS, raw_id
 
-from service.app import create_app
-from service.runtime import Runtime
-from service.settings import Settings
-from uservec.ids import item_key
-from uservec.sequences import encode_sequence
-from uservec.vocab import Vocabulary
+from uservec.contract.ids import item_key
+from uservec.contract.sequences import encode_sequence
+from uservec.contract.vocab import Vocabulary
+from uservec.service.app import create_app
+from uservec.service.runtime import Runtime
+from uservec.service.settings import Settings
 
 
 # --- request bodies

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from service_helpers import user
 
-from service.app import create_app
-from service.engine import load_bundle
+from uservec.service.app import create_app
+from uservec.service.engine import load_bundle
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from service.cache import LRUCache, RedisCache, cache_key, deserialize, serialize
-from service.metrics import Metrics
+from uservec.service.cache import LRUCache, RedisCache, cache_key, deserialize, serialize
+from uservec.service.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 

@@ -12,11 +12,11 @@ import pytest
 from service_bundles import BOOKS, GAMES, MAX_LEN
 from service_helpers import Reference, random_users
 
-from service.engine import _default_domain, load_bundle
-from service.schemas import Event
-from uservec.ids import UNK_ID, item_key
-from uservec.manifest import BundleError
-from uservec.vocab import Vocabulary
+from uservec.contract.ids import UNK_ID, item_key
+from uservec.contract.manifest import BundleError
+from uservec.contract.vocab import Vocabulary
+from uservec.service.engine import _default_domain, load_bundle
+from uservec.service.schemas import Event
 
 
 def events(*raws: str, **extra: object) -> list[Event]:
@@ -116,7 +116,7 @@ def test_an_index_that_does_not_fit_its_item_keys_is_refused(main_bundle, tmp_pa
 
 
 def test_int8_requested_of_a_bundle_without_one_serves_fp32_and_says_so(main_bundle, caplog):
-    with caplog.at_level("WARNING", logger="service.engine"):
+    with caplog.at_level("WARNING", logger="uservec.service.engine"):
         loaded = load_bundle(main_bundle, use_int8=True)
     assert loaded.model_file == "model.onnx"
     assert "no int8 model" in caplog.text

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import assert_error, running, user
 
-from service.app import create_app
-from service.errors import ERROR_CODES, ServiceError
+from uservec.service.app import create_app
+from uservec.service.errors import ERROR_CODES, ServiceError
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +20,7 @@ ENDPOINTS = ("/embed", "/predict-profile", "/recommend")
 
 @pytest.fixture(scope="module")
 async def served(main_bundle):
-    from service.settings import Settings
+    from uservec.service.settings import Settings
 
     async with running(Settings(bundle_path=main_bundle, reload_on_sighup=False,
                                 ort_intra_op_threads=1)) as app:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from service.app import create_app
-from service.settings import Settings
-from training.bench.server import ServerProcess
+from uservec.bench.server import ServerProcess
+from uservec.service.app import create_app
+from uservec.service.settings import Settings
 
 schemathesis = pytest.importorskip("schemathesis")  # dev extra; skipped where not installed
 

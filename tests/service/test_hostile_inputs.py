@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from service_helpers import Served, running
 
-from service.settings import Settings
-from training.bench.hostile import HostileCase, check_answer, hostile_cases
+from uservec.bench.hostile import HostileCase, check_answer, hostile_cases
+from uservec.service.settings import Settings
 
 pytestmark = pytest.mark.anyio
 CASES = hostile_cases()

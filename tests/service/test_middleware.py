@@ -9,8 +9,8 @@ import logging
 import pytest
 from service_helpers import assert_error, user
 
-from service.app import create_app
-from service.middleware import JsonFormatter
+from uservec.service.app import create_app
+from uservec.service.middleware import JsonFormatter
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine import load_bundle
-from service.retrieval import Catalogue
-from uservec.manifest import BundleError
+from uservec.contract.manifest import BundleError
+from uservec.service.engine import load_bundle
+from uservec.service.retrieval import Catalogue
 
 
 def make_catalogue(n: int, dim: int, seed: int) -> tuple[Catalogue, np.ndarray]:

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 # uvicorn re-raises SIGTERM once its graceful shutdown is complete: this handler then reports
 SCRIPT = """
 import signal, sys
-from service.server import serve
-from service.settings import Settings
+from uservec.service.server import serve
+from uservec.service.settings import Settings
 
 def done(*_):
     print("torch imported:", "torch" in sys.modules, flush=True)
@@ -100,8 +100,8 @@ def test_uservec_serve_refuses_a_corrupt_model_in_one_line_before_starting(corru
 
 
 def test_an_admin_endpoint_without_a_key_on_a_public_interface_is_warned_about():
-    from service.server import open_admin_warning
-    from service.settings import Settings
+    from uservec.service.server import open_admin_warning
+    from uservec.service.settings import Settings
 
     assert "anyone who reaches" in open_admin_warning(Settings(host="0.0.0.0"))
     assert open_admin_warning(Settings(host="0.0.0.0", admin_api_keys=["k"])) is None

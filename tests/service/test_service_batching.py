@@ -11,10 +11,10 @@ import pytest
 from service_bundles import BOOKS, GAMES
 from service_helpers import random_users, user
 
-from service.batching import MicroBatcher, run_unbatched
-from service.engine import load_bundle
-from service.metrics import Metrics
-from service.schemas import Event
+from uservec.service.batching import MicroBatcher, run_unbatched
+from uservec.service.engine import load_bundle
+from uservec.service.metrics import Metrics
+from uservec.service.schemas import Event
 
 pytestmark = pytest.mark.anyio
 

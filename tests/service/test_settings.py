@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, get_settings
+from uservec.service.settings import Settings, get_settings
 
 
 def test_environment_variables_with_the_prefix_configure_the_service(monkeypatch):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.adapt import AdaptSettings, Pretrained
-from training.model import NextItemHead, NextItNet
-from uservec.ids import NUM_RESERVED
+from uservec.contract.ids import NUM_RESERVED
+from uservec.training.adapt import AdaptSettings, Pretrained
+from uservec.training.model import NextItemHead, NextItNet
 
 VOCAB, DIM, MAX_LEN = 64, 16, 8
 # tiny data gives few optimizer steps: large learning rates, a faster head

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.data.dataset import PreparedDataset
-from uservec.ids import NUM_RESERVED, item_key
-from uservec.vocab import Vocabulary
+from uservec.contract.ids import NUM_RESERVED, item_key
+from uservec.contract.vocab import Vocabulary
+from uservec.training.data.dataset import PreparedDataset
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from training.data.dataset import PreparedDataset
-from uservec.ids import item_key
-from uservec.vocab import Vocabulary
+from uservec.contract.ids import item_key
+from uservec.contract.vocab import Vocabulary
+from uservec.training.data.dataset import PreparedDataset
 
 
 def _sort_key(values: pd.Series) -> pd.Series:

@@ -16,7 +16,8 @@ from adapt_helpers import (
     random_pretrained,
 )
 
-from training.adapt import (
+from uservec.contract.ids import NUM_RESERVED
+from uservec.training.adapt import (
     METHODS,
     AdaptSettings,
     Hyperparameters,
@@ -31,13 +32,12 @@ from training.adapt import (
     hyperparameter_grid,
     length_batches,
 )
-from training.config import ConfigError, ExperimentConfig
-from training.model import ClassificationHead
-from training.profile_task import (
+from uservec.training.config import ConfigError, ExperimentConfig
+from uservec.training.model import ClassificationHead
+from uservec.training.profile_task import (
     fit_profile_task,
     profile_inputs,
 )
-from uservec.ids import NUM_RESERVED
 
 
 def test_settings_from_config_defaults_and_unknown_keys():

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from data_helpers import build_dataset, random_cross_domain
 
-from training.baselines import (
+from uservec.training.baselines import (
     C_GRID,
     LAMBDA_GRID,
     LogisticPredictor,
@@ -27,8 +27,8 @@ from training.baselines import (
     tfidf_features,
     user_item_matrix,
 )
-from training.metrics import macro_f1
-from training.protocols import cross_domain_split, profile_folds, profile_labels
+from uservec.training.metrics import macro_f1
+from uservec.training.protocols import cross_domain_split, profile_folds, profile_labels
 
 
 def labelled_dataset(num_users: int = 60, seed: int = 0):

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from training.batching import (
+from uservec.contract.ids import PAD_ID
+from uservec.training.batching import (
     NextItemWindows,
     evaluation_examples,
     pretrain_examples,
@@ -14,7 +15,6 @@ from training.batching import (
     training_event_mask,
     window_bounds,
 )
-from uservec.ids import PAD_ID
 
 
 @given(length=st.integers(0, 60), max_len=st.integers(1, 12))

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from training.checkpoint import (
+from uservec.training.checkpoint import (
     CheckpointError,
     build_encoder,
     checkpoint_meta,
@@ -14,7 +14,7 @@ from training.checkpoint import (
     resume_mismatches,
     save_checkpoint,
 )
-from training.config import EvalConfig, ModelConfig, PretrainConfig
+from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
 

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from training.adapt import adapt_settings
-from training.config import (
+from uservec.pipeline import export_settings
+from uservec.training.adapt import adapt_settings
+from uservec.training.config import (
     ConfigError,
     ExperimentConfig,
     ModelConfig,
@@ -13,7 +14,6 @@ from training.config import (
     load_config,
     read_run_config,
 )
-from training.runner import export_settings
 
 
 def write(tmp_path, name, text):

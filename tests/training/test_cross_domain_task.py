@@ -16,7 +16,9 @@ from adapt_helpers import (
 )
 from data_helpers import random_cross_domain
 
-from training.adapt import (
+from uservec.contract.ids import NUM_RESERVED
+from uservec.contract.sequences import encode_batch
+from uservec.training.adapt import (
     METHODS,
     Hyperparameters,
     TaskFit,
@@ -26,8 +28,8 @@ from training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from training.baselines import evaluate_cross_domain, popularity_scorer
-from training.cross_domain_task import (
+from uservec.training.baselines import evaluate_cross_domain, popularity_scorer
+from uservec.training.cross_domain_task import (
     cross_domain_problem,
     cross_domain_scorer,
     fit_cross_domain_task,
@@ -38,10 +40,8 @@ from training.cross_domain_task import (
     source_keep,
     vector_ridge,
 )
-from training.model import ClassificationHead
-from training.protocols import cross_domain_split
-from uservec.ids import NUM_RESERVED
-from uservec.sequences import encode_batch
+from uservec.training.model import ClassificationHead
+from uservec.training.protocols import cross_domain_split
 
 
 @pytest.fixture

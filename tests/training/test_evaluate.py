@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.evaluate import (
+from uservec.contract.ids import PAD_ID, UNK_ID
+from uservec.training.evaluate import (
     evaluate_next_item,
     metrics_from_ranks,
     popularity_next_item,
     rank_of_targets,
 )
-from training.model import NextItemHead
-from uservec.ids import PAD_ID, UNK_ID
+from uservec.training.model import NextItemHead
 
 V = 6  # ids 0 (PAD), 1 (UNK), real items 2..5
 

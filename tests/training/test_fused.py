@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.fused import FusedUserModel, ProfileTask, RecommendTask
-from training.model import ClassificationHead, ItemScoringHead, NextItNet, keep_domains
-from uservec.ids import PAD_ID
+from uservec.contract.ids import PAD_ID
+from uservec.training.fused import FusedUserModel, ProfileTask, RecommendTask
+from uservec.training.model import ClassificationHead, ItemScoringHead, NextItNet, keep_domains
 
 torch.set_num_threads(1)
 DIM, VOCAB, L = 16, 64, 8

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.metrics import (
+from uservec.training.metrics import (
     accuracy,
     hit_rate_at_k,
     macro_f1,

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.model import (
+from uservec.contract.ids import NUM_RESERVED, PAD_ID
+from uservec.training.model import (
     ClassificationHead,
     ItemScoringHead,
     NextItemHead,
@@ -14,7 +15,6 @@ from training.model import (
     keep_domains,
     read_out,
 )
-from uservec.ids import NUM_RESERVED, PAD_ID
 
 V, D, L = 64, 16, 8
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.batching import NextItemWindows, shuffled_batches
-from training.model import NextItemHead, NextItNet
-from training.objectives import bag_loss, next_item_loss, sampled_softmax_loss
-from uservec.ids import NUM_RESERVED, PAD_ID
+from uservec.contract.ids import NUM_RESERVED, PAD_ID
+from uservec.training.batching import NextItemWindows, shuffled_batches
+from uservec.training.model import NextItemHead, NextItNet
+from uservec.training.objectives import bag_loss, next_item_loss, sampled_softmax_loss
 
 V, D = 64, 16
 

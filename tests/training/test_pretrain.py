@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import CheckpointError, load_checkpoint
-from training.config import EvalConfig, ModelConfig, PretrainConfig
-from training.evaluate import popularity_next_item
-from training.pretrain import load_encoder, pretrain, svd_item_init
-from uservec.ids import NUM_RESERVED
+from uservec.contract.ids import NUM_RESERVED
+from uservec.training.checkpoint import CheckpointError, load_checkpoint
+from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
+from uservec.training.evaluate import popularity_next_item
+from uservec.training.pretrain import load_encoder, pretrain, svd_item_init
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
 EVAL = EvalConfig(k=10, batch_size=64)
@@ -125,7 +125,7 @@ def test_pretraining_starts_from_the_svd_init(tiny_dataset, tmp_path: Path) -> N
 
 def test_pretraining_windows_can_be_shorter_than_the_model_reads(tiny_dataset, tmp_path: Path,
                                                                   monkeypatch) -> None:
-    import training.pretrain as module
+    import uservec.training.pretrain as module
 
     lengths: list[int] = []
     real = module.NextItemWindows

@@ -6,7 +6,9 @@ import pytest
 import torch
 from data_helpers import build_dataset, random_cross_domain
 
-from training.baselines import (
+from uservec.contract.ids import PAD_ID
+from uservec.contract.sequences import encode_batch
+from uservec.training.baselines import (
     LAMBDA_GRID,
     LogisticPredictor,
     evaluate_cross_domain,
@@ -15,8 +17,8 @@ from training.baselines import (
     ridge_scorer,
     user_item_matrix,
 )
-from training.model import NextItNet
-from training.probe import (
+from uservec.training.model import NextItNet
+from uservec.training.probe import (
     BagPlusVectorProbe,
     VectorLookup,
     bag_plus_vector_family,
@@ -26,9 +28,7 @@ from training.probe import (
     probe_table,
     source_vectors,
 )
-from training.protocols import cross_domain_split, profile_folds, profile_labels
-from uservec.ids import PAD_ID
-from uservec.sequences import encode_batch
+from uservec.training.protocols import cross_domain_split, profile_folds, profile_labels
 
 
 def test_frozen_readouts_match_the_encoder_and_its_embeddings() -> None:

@@ -15,8 +15,9 @@ from adapt_helpers import (
     random_pretrained,
 )
 
-import training.profile_task
-from training.adapt import (
+from uservec.contract.ids import PAD_ID
+from uservec.training import profile_task
+from uservec.training.adapt import (
     METHODS,
     AdaptSettings,
     Hyperparameters,
@@ -24,9 +25,9 @@ from training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from training.baselines import C_GRID
-from training.model import ClassificationHead
-from training.profile_task import (
+from uservec.training.baselines import C_GRID
+from uservec.training.model import ClassificationHead
+from uservec.training.profile_task import (
     class_weights,
     fit_profile_task,
     predict_profile,
@@ -37,7 +38,6 @@ from training.profile_task import (
     profile_problem,
     profile_score,
 )
-from uservec.ids import PAD_ID
 
 
 def test_class_weights_balanced_and_unweighted():
@@ -116,7 +116,7 @@ def test_predict_profile_rules_shift_one_set_of_logits(dataset_from_sequences):
     rules = predict_profile_rules(fit, dataset, users[80:], MAX_LEN)
     np.testing.assert_array_equal(rules["as_trained"],
                                   predict_profile(fit, dataset, users[80:], MAX_LEN))
-    logits = training.profile_task.profile_logits(fit, dataset, users[80:], MAX_LEN)
+    logits = profile_task.profile_logits(fit, dataset, users[80:], MAX_LEN)
     np.testing.assert_array_equal(rules["prior_adjusted"],
                                   classes[(logits + fit.logit_shift).argmax(1)])
 
@@ -215,8 +215,8 @@ def test_probe_init_starts_training_from_the_probe_and_lets_it_compete(labelled)
 def test_a_tuning_grid_fits_the_profile_probe_once(labelled, monkeypatch):
     dataset, users, labels, _ = labelled
     fitted = []
-    real = training.profile_task.probe_head
-    monkeypatch.setattr(training.profile_task, "probe_head",
+    real = profile_task.probe_head
+    monkeypatch.setattr(profile_task, "probe_head",
                         lambda *args, **kwargs: fitted.append(1) or real(*args, **kwargs))
     settings = dataclasses.replace(FAST, head_init="probe", adapter_lr_grid=(1e-3, 3e-3),
                                    max_epochs=1, refit=False)

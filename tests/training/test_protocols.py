@@ -4,8 +4,8 @@ import pytest
 from data_helpers import build_dataset, random_cross_domain
 from sklearn.model_selection import StratifiedKFold
 
-from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
-from training.protocols import (
+from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
+from uservec.training.protocols import (
     AGE_BUCKETS,
     LeakError,
     binary_matrix,

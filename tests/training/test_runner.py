@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from export.verify import load_and_verify
 from uservec.cli import main
+from uservec.contract.verify import load_and_verify
 
 CONFIG = """
 name = "tiny-e2e"
@@ -159,8 +159,8 @@ def test_the_report_states_what_the_protocols_ask_it_to(run_dir: Path):
 def test_a_dataset_without_timestamps_is_said_to_follow_file_order(tiny_dataset):
     import dataclasses
 
-    from training.config import ExperimentConfig
-    from training.runner import protocol_notes
+    from uservec.training.config import ExperimentConfig
+    from uservec.training.runner import protocol_notes
 
     cfg = ExperimentConfig(name="x")
     assert protocol_notes(cfg, tiny_dataset, tiny_dataset) == []

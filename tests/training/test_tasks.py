@@ -8,12 +8,12 @@ import pytest
 import torch
 from data_helpers import build_dataset
 
-from training.adapt import METHODS
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
-from training.model import NextItemHead, NextItNet
-from training.protocols import LeakError, pretraining_view
-from training.tasks import paired_folds, paired_users, plot_results, run_tasks
+from uservec.training.adapt import METHODS
+from uservec.training.checkpoint import load_checkpoint, save_checkpoint
+from uservec.training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
+from uservec.training.model import NextItemHead, NextItNet
+from uservec.training.protocols import LeakError, pretraining_view
+from uservec.training.tasks import paired_folds, paired_users, plot_results, run_tasks
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
 
@@ -183,10 +183,10 @@ def test_paired_users_statistics():
 
 
 def test_task_fits_use_the_configured_threads_and_restore_them(monkeypatch, tmp_path):
-    import training.tasks
+    from uservec.training import tasks as tasks_module
 
     seen: list[int] = []
-    monkeypatch.setattr(training.tasks, "_run_tasks",
+    monkeypatch.setattr(tasks_module, "_run_tasks",
                         lambda *args: seen.append(torch.get_num_threads()) or {})
     before = torch.get_num_threads()
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from uservec.vocab import Vocabulary
+from uservec.contract.vocab import Vocabulary
 
 #: ``event_split`` codes for datasets that ship their own split (CDRIB); -1 = no published split.
 SPLIT_TRAIN, SPLIT_VALID, SPLIT_TEST = 0, 1, 2

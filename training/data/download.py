@@ -2,7 +2,7 @@
 
 Usage::
 
-    from training.data.download import download_movielens
+    from uservec.training.data.download import download_movielens
     folder = download_movielens(Path("data-cache"))  # -> data-cache/ml-100k
 
 Offline machines fail fast with a :class:`DataError` that says to pass ``--path`` to a local copy.
@@ -18,8 +18,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from training.data.loaders import DataError
-from uservec.fingerprint import sha256_file
+from uservec.contract.fingerprint import sha256_file
+from uservec.training.data.loaders import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.config import DataConfig
-from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
-from uservec.ids import DEFAULT_DOMAIN, DOMAIN_SEPARATOR
+from uservec.contract.ids import DEFAULT_DOMAIN, DOMAIN_SEPARATOR
+from uservec.training.config import DataConfig
+from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ the prepared arrays the same way for all of them:
 
 Usage::
 
-    from training.config import DataConfig
-    from training.data.prepare import load_dataset
+    from uservec.training.config import DataConfig
+    from uservec.training.data.prepare import load_dataset
     data = load_dataset(DataConfig(format="movielens", path="/work/shared/data/movielens-100k"))
 """
 
@@ -32,9 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.config import DataConfig
-from training.data.dataset import PreparedDataset
-from training.data.loaders import (
+from uservec.contract.fingerprint import sha256_file, sha256_json
+from uservec.contract.ids import DOMAIN_SEPARATOR
+from uservec.contract.vocab import Vocabulary
+from uservec.training.config import DataConfig
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.data.loaders import (
     SYNTHETIC_SEED,
     DataError,
     RawData,
@@ -44,10 +47,7 @@ from training.data.loaders import (
     load_movielens,
     load_peterrec,
 )
-from training.data.synthetic import generate_synthetic
-from uservec.fingerprint import sha256_file, sha256_json
-from uservec.ids import DOMAIN_SEPARATOR
-from uservec.vocab import Vocabulary
+from uservec.training.data.synthetic import generate_synthetic
 
 __all__ = [
     "DataError",

@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from training.data.loaders import LOADER_VERSION, RawData
+from uservec.training.data.loaders import LOADER_VERSION, RawData
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 from service_bundles import BOOKS, GAMES
 from service_helpers import assert_error, random_users, user
 
-from uservec.ids import item_key
+from uservec.contract.ids import item_key
 
 pytestmark = pytest.mark.anyio
 

@@ -3,9 +3,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from training.config import DataConfig
-from training.data.dataset import PreparedDataset
-from training.data.prepare import load_raw, prepare
+from uservec.training.config import DataConfig
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.data.prepare import load_raw, prepare
 
 
 def assert_same(a: PreparedDataset, b: PreparedDataset) -> None:

@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from training.data.download import download_movielens
-from training.data.loaders import DataError
+from uservec.training.data.download import download_movielens
+from uservec.training.data.loaders import DataError
 
 U_DATA = b"1\t2\t3\t881250949\n"
 

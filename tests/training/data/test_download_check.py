@@ -1,13 +1,13 @@
 import pytest
 
-from training.data.download import check_movielens
-from training.data.loaders import DataError
+from uservec.training.data.download import check_movielens
+from uservec.training.data.loaders import DataError
 
 
 def test_check_accepts_a_copy_with_the_official_checksum(tmp_path):
     (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
     (tmp_path / "u.user").write_text("1|20|M|x|0\n")
-    from uservec.fingerprint import sha256_file
+    from uservec.contract.fingerprint import sha256_file
 
     assert check_movielens(tmp_path, sha256_file(tmp_path / "u.data")) == tmp_path
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.config import DataConfig
-from training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
-from training.data.loaders import parse_timestamps
-from training.data.prepare import DataError, load_raw, prepare
-from uservec.ids import DEFAULT_DOMAIN, UNK_ID
+from uservec.contract.ids import DEFAULT_DOMAIN, UNK_ID
+from uservec.training.config import DataConfig
+from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
+from uservec.training.data.loaders import parse_timestamps
+from uservec.training.data.prepare import DataError, load_raw, prepare
 
 SHARED = Path("/work/shared/data")
 

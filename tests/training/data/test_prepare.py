@@ -6,16 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.config import DataConfig
-from training.data import prepare as prepare_module
-from training.data.loaders import RawData
-from training.data.prepare import (
+from uservec.contract.ids import NUM_RESERVED, UNK_ID
+from uservec.training.config import DataConfig
+from uservec.training.data import prepare as prepare_module
+from uservec.training.data.loaders import RawData
+from uservec.training.data.prepare import (
     compute_fingerprint,
     load_dataset,
     prepare,
     sort_ids,
 )
-from uservec.ids import NUM_RESERVED, UNK_ID
 
 
 def raw_events(users, items, timestamps, domains=None, **kwargs) -> RawData:

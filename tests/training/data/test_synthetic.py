@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from training.data.prepare import prepare
-from training.data.synthetic import OCCUPATIONS, generate_synthetic
+from uservec.training.data.prepare import prepare
+from uservec.training.data.synthetic import OCCUPATIONS, generate_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Shipped experiment configs, installed as package data (``uservec.configs``)."""

@@ -42,10 +42,7 @@ from uservec.training.data.loaders import (
     DataError,
     RawData,
     describe_source,
-    load_amazon_cdrib,
-    load_generic,
-    load_movielens,
-    load_peterrec,
+    load_source,
 )
 from uservec.training.data.synthetic import generate_synthetic
 
@@ -77,16 +74,7 @@ def load_raw(config: DataConfig) -> RawData:
             seed=SYNTHETIC_SEED,
         )
     else:
-        describe_source(config)  # validates the format and the path first
-        path = Path(config.path or "").expanduser()
-        if config.format == "movielens":
-            raw = load_movielens(path)
-        elif config.format == "generic":
-            raw = load_generic(config)
-        elif config.format == "peterrec":
-            raw = load_peterrec(path)
-        else:
-            raw = load_amazon_cdrib(path)
+        raw = load_source(config)
     logger.info(
         "loaded %s data: %d events in %.2fs",
         config.format, len(raw.interactions), time.perf_counter() - started,

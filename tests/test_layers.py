@@ -1,6 +1,6 @@
 """The layering of the package, checked on the source: a forbidden import fails the suite.
 
-    contract  <-  training  <-  export  <-  top (cli, pipeline, demo, bench)
+    contract  <-  training  <-  export  <-  top (cli, pipeline, demo, bench, docs)
     contract  <-  service   <-  top
 
 Each layer may import itself and the layers to its left, never one to its right; the contract and
@@ -25,7 +25,7 @@ FOLDERS = {
     "uservec.service": ROOT / "service",
     "uservec": ROOT / "uservec",
 }
-TOP = ("uservec.cli", "uservec.pipeline", "uservec.demo", "uservec.bench")
+TOP = ("uservec.cli", "uservec.pipeline", "uservec.demo", "uservec.bench", "uservec.docs")
 ALLOWED = {
     "uservec.contract": ("uservec.contract",),
     "uservec.training": ("uservec.contract", "uservec.training"),

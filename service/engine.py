@@ -99,8 +99,8 @@ class Bundle:
     #: the graph's sequence length when it is not dynamic
     fixed_length: int | None
     default_domain: str
-    #: multi-domain bundles: raw item id -> its domain, None when several domains have it
-    raw_id_domains: dict[str, str | None]
+    #: the vocabulary's domains when there are several (an event may then need to name one)
+    domains: tuple[str, ...]
     profile_heads: dict[str, ProfileHead]
     recommend_heads: dict[str, RecommendHead]
     loaded_at: datetime
@@ -120,15 +120,13 @@ class Bundle:
         its item id exists in (:class:`DomainRequired` when that is not exactly one)."""
         if event.domain is not None:
             return event.domain
-        if not self.raw_id_domains:
+        if not self.domains:
             return self.default_domain
-        domain = self.raw_id_domains.get(event.item_id)
-        if domain is None:
-            candidates = [] if event.item_id not in self.raw_id_domains else [
-                name for name in self.vocab.domains() if item_key(event.item_id, name)
-                in self.vocab]
-            raise DomainRequired(position, event.item_id, candidates)
-        return domain
+        # one lookup per domain (a handful): no per-item table to hold in memory
+        found = [name for name in self.domains if item_key(event.item_id, name) in self.vocab]
+        if len(found) != 1:
+            raise DomainRequired(position, event.item_id, found)
+        return found[0]
 
     def prepare(self, events: Sequence[Event], head: RecommendHead | None = None) -> PreparedUser:
         """Order events, map them to ids and pick the window the model reads.
@@ -272,19 +270,16 @@ def _default_domain(vocab: Vocabulary) -> str:
     return domains[0] if len(domains) == 1 else DEFAULT_DOMAIN
 
 
-def raw_id_domains(vocab: Vocabulary) -> dict[str, str | None]:
-    """Raw item id -> the one domain it exists in (None: several); empty for one domain.
-
-    What lets an event without ``domain`` be read in a multi-domain bundle when its id is
-    unambiguous, instead of silently becoming an unknown item.
-    """
+def unambiguous_ids(vocab: Vocabulary) -> list[str]:
+    """Raw item ids that exist in exactly one of a multi-domain vocabulary's domains: the ids an
+    event may send without its domain (sorted; empty for a single-domain vocabulary)."""
     if len(vocab.domains()) < 2:
-        return {}
-    found: dict[str, str | None] = {}
+        return []
+    seen: dict[str, int] = {}
     for key in vocab.keys:
-        domain, raw = split_item_key(key)
-        found[raw] = domain if found.get(raw, domain) == domain else None
-    return found
+        raw = split_item_key(key)[1]
+        seen[raw] = seen.get(raw, 0) + 1
+    return sorted(raw for raw, count in seen.items() if count == 1)
 
 
 def load_bundle(
@@ -323,7 +318,7 @@ def load_bundle(
         output_names=tuple(o.name for o in session.get_outputs()),
         fixed_length=_fixed_length(session.get_inputs()[0].shape),
         default_domain=_default_domain(vocab),
-        raw_id_domains=raw_id_domains(vocab),
+        domains=tuple(vocab.domains()) if len(vocab.domains()) > 1 else (),
         profile_heads=profile,
         recommend_heads=recommend,
         loaded_at=datetime.now(UTC),

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from uservec.contract.ids import split_item_key
-from uservec.service.engine import Bundle
+from uservec.service.engine import Bundle, unambiguous_ids
 from uservec.service.runtime import Runtime
 from uservec.service.settings import Settings
 
@@ -59,14 +59,16 @@ def apply_limits(doc: Doc, settings: Settings) -> None:
 
 def _item_ids_without_domain(bundle: Bundle) -> list[str] | None:
     """Raw ids that resolve without a domain (None: too many to list)."""
-    ids = sorted(raw for raw, domain in bundle.raw_id_domains.items() if domain is not None)
+    if len(bundle.vocab.keys) > 2 * MAX_LISTED_IDS:  # not worth scanning: far too many
+        return None
+    ids = unambiguous_ids(bundle.vocab)
     return ids if len(ids) <= MAX_LISTED_IDS else None
 
 
 def _event_schema(doc: Doc, bundle: Bundle) -> None:
     """Multi-domain bundle: an event names its domain, unless its item id is one of those that
     exist in exactly one domain (then the id alone is enough)."""
-    if not bundle.raw_id_domains:
+    if not bundle.domains:
         return  # one domain: an event without one belongs to it
     event = _schema(doc, "Event")
     with_domain = copy.deepcopy(event)

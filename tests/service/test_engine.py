@@ -15,7 +15,12 @@ from service_helpers import Reference, random_users
 from uservec.contract.ids import UNK_ID, item_key
 from uservec.contract.manifest import BundleError
 from uservec.contract.vocab import Vocabulary
-from uservec.service.engine import DomainRequired, _default_domain, load_bundle, raw_id_domains
+from uservec.service.engine import (
+    DomainRequired,
+    _default_domain,
+    load_bundle,
+    unambiguous_ids,
+)
 from uservec.service.schemas import Event
 
 
@@ -79,8 +84,20 @@ def test_an_event_without_a_domain_whose_id_is_in_no_domain_needs_one(bundle):
 
 def test_item_ids_in_several_domains_are_ambiguous_and_single_domain_vocabularies_need_none():
     vocab = Vocabulary((item_key("1", "movies"), item_key("1", "books"), item_key("2", "books")))
-    assert raw_id_domains(vocab) == {"1": None, "2": "books"}
-    assert raw_id_domains(Vocabulary((item_key("1", "movies"),))) == {}
+    assert unambiguous_ids(vocab) == ["2"]
+    assert unambiguous_ids(Vocabulary((item_key("1", "movies"),))) == []
+
+
+def test_an_id_in_several_domains_needs_its_domain(bundle):
+    from dataclasses import replace
+
+    # the test vocabulary plus "b0" as a game too: b0 alone no longer says which it is
+    vocab = Vocabulary((*bundle.vocab.keys, item_key("b0", GAMES)))
+    twin = replace(bundle, vocab=vocab)
+    with pytest.raises(DomainRequired) as caught:
+        twin.prepare([Event(item_id="b0")])
+    assert caught.value.candidates == [BOOKS, GAMES]
+    assert twin.prepare([Event(item_id="b2")]).known_events == 1
 
 
 def test_events_without_a_domain_use_the_only_domain_of_a_single_domain_vocabulary():

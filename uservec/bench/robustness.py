@@ -545,15 +545,20 @@ async def _saturate(port: int, items: list[tuple[str, str]], seconds: float,
             "readiness": {str(k): v for k, v in ready.items()}}
 
 
-def slow_sockets(bundle: Path, workdir: Path, sockets: int, seconds: float,
-                 seed: int) -> dict[str, Any]:
+def slow_sockets(bundle: Path, workdir: Path, sockets: int, seconds: float, seed: int,
+                 deadline_s: float | None = None) -> dict[str, Any]:
     """``sockets`` stalled connections (half stop in the body, half in the head, reopened as
     soon as the server drops them) while ordinary requests keep coming: they must succeed with
     p99 under 1 s, readiness must stay 200 (the service does admit work), and each stalled
-    connection must be dropped at its deadline. Then, on a server with 2 in-flight slots under
-    8 concurrent clients, readiness must turn 503 while requests are being refused."""
+    connection must be dropped at its deadline (``deadline_s`` for head and body; None: the
+    service's defaults). Then, on a server with 2 in-flight slots under 8 concurrent clients,
+    readiness must turn 503 while requests are being refused."""
+    from uservec.service.settings import Settings
+
     items = bundle_items(bundle)
-    deadlines = {"body_timeout_s": 2.0, "header_timeout_s": 2.0}
+    defaults = Settings()
+    deadlines = {"body_timeout_s": deadline_s or defaults.body_timeout_s,
+                 "header_timeout_s": deadline_s or defaults.header_timeout_s}
     with ServerProcess(bundle, workdir / "server-slow.log", **deadlines) as server:
         result = asyncio.run(_slow_run(server.port, items, sockets, seconds, 4, seed))
         result["server_5xx"] = server_errors(server.metrics())

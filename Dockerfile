@@ -26,12 +26,13 @@ RUN pip install -c constraints.txt ".[serve]" \
     && useradd --create-home --uid 10001 uservec
 USER 10001
 
-# The image listens on every interface, so /admin/reload (which loads any folder the process can
-# read) is off unless asked for: -e USERVEC_ADMIN_ENABLED=true -e USERVEC_ADMIN_API_KEYS=...
+# The image listens on every interface. /admin/reload (which loads any folder the process can
+# read) exists only with an admin key of its own: -e USERVEC_ADMIN_API_KEYS=... (never one of
+# USERVEC_API_KEYS). Slow clients meet the service's deadlines (USERVEC_HEADER_TIMEOUT_S,
+# USERVEC_BODY_TIMEOUT_S, USERVEC_KEEP_ALIVE_TIMEOUT_S; 5 s each by default).
 ENV USERVEC_HOST=0.0.0.0 \
     USERVEC_PORT=8000 \
-    USERVEC_BUNDLE_PATH=/bundle \
-    USERVEC_ADMIN_ENABLED=false
+    USERVEC_BUNDLE_PATH=/bundle
 EXPOSE 8000
 
 # Ready = bundle loaded and checked (503 before); tests/test_dockerfile.py runs this exact command.

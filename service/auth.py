@@ -1,4 +1,8 @@
-"""Optional bearer API keys. No keys configured = auth off; health and metrics are always open."""
+"""Optional bearer API keys. No keys configured = auth off; probes, metrics and docs stay open.
+
+API keys guard the inference and bundle endpoints; admin keys (a separate list) guard
+``/admin/reload``, which does not exist without them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from uservec.service.errors import AuthError
 from uservec.service.settings import Settings
 
-_bearer = HTTPBearer(auto_error=False, description="an API key from USERVEC_API_KEYS")
+_bearer = HTTPBearer(auto_error=False, description="an API key from USERVEC_API_KEYS "
+                     "(USERVEC_ADMIN_API_KEYS for /admin/reload)")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -43,4 +48,4 @@ async def require_api_key(request: Request, credentials: Credentials) -> None:
 
 
 async def require_admin_key(request: Request, credentials: Credentials) -> None:
-    check_key(_settings(request).effective_admin_keys, credentials)
+    check_key(_settings(request).admin_api_keys, credentials)

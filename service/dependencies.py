@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from uservec.service.admission import Admission
 from uservec.service.metrics import Timings
 from uservec.service.runtime import Runtime
 
@@ -15,6 +16,11 @@ from uservec.service.runtime import Runtime
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 async def get_timings(request: Request) -> Timings:
@@ -28,3 +34,4 @@ async def get_timings(request: Request) -> Timings:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TimingsDep = Annotated[Timings, Depends(get_timings)]
+AdmissionDep = Annotated[Admission, Depends(get_admission)]

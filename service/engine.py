@@ -19,7 +19,14 @@ import numpy as np
 import onnxruntime as ort
 
 from uservec.contract import decision
-from uservec.contract.ids import DEFAULT_DOMAIN, NUM_RESERVED, PAD_ID, UNK_ID, item_key
+from uservec.contract.ids import (
+    DEFAULT_DOMAIN,
+    NUM_RESERVED,
+    PAD_ID,
+    UNK_ID,
+    item_key,
+    split_item_key,
+)
 from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
 from uservec.contract.sequences import batch_length, encode_batch
 from uservec.contract.verify import load_and_verify
@@ -52,15 +59,28 @@ class RecommendHead:
     #: per vocabulary id: does this head read it (its source domains, real items only)
     reads: np.ndarray
     catalogue: Catalogue
+    #: the domains it reads (None: every domain)
+    source_domains: frozenset[str] | None = None
+
+
+class DomainRequired(ValueError):
+    """An event without a domain whose item id does not name exactly one of the bundle's."""
+
+    def __init__(self, position: int, item_id: str, candidates: Sequence[str]) -> None:
+        super().__init__(f"event {position}: item {item_id!r} needs a domain")
+        self.position = position
+        self.item_id = item_id
+        self.candidates = list(candidates)
 
 
 @dataclass(frozen=True)
 class PreparedUser:
     """A user's request events mapped to model ids: what the model reads and what they had."""
 
-    ids: np.ndarray  # (n,) int64, the latest n <= max_len events, oldest first
-    unknown_items: tuple[str, ...]  # raw ids among those events that map to UNK, first seen first
+    ids: np.ndarray  # (n,) int64, the latest n <= max_len events read, oldest first
+    unknown_items: tuple[str, ...]  # raw ids the model never saw (see Bundle.prepare), in order
     seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
+    known_events: int  # ids that are not UNK: 0 = the answer knows nothing of the user
 
     @property
     def events_used(self) -> int:
@@ -79,6 +99,8 @@ class Bundle:
     #: the graph's sequence length when it is not dynamic
     fixed_length: int | None
     default_domain: str
+    #: the vocabulary's domains when there are several (an event may then need to name one)
+    domains: tuple[str, ...]
     profile_heads: dict[str, ProfileHead]
     recommend_heads: dict[str, RecommendHead]
     loaded_at: datetime
@@ -93,19 +115,51 @@ class Bundle:
     def max_len(self) -> int:
         return self.manifest.model.max_len
 
-    def prepare(self, events: Sequence[Event]) -> PreparedUser:
-        """Order events, keep the latest ``max_len``, map them to ids (unknown ids are no error)."""
-        ordered = list(events)
-        if ordered and all(event.timestamp is not None for event in ordered):
-            ordered.sort(key=lambda event: (event.timestamp, event.item_id))
+    def domain_of(self, event: Event, position: int) -> str:
+        """The event's domain: as sent, else the only one the bundle has, else the only one
+        its item id exists in (:class:`DomainRequired` when that is not exactly one)."""
+        if event.domain is not None:
+            return event.domain
+        if not self.domains:
+            return self.default_domain
+        # one lookup per domain (a handful): no per-item table to hold in memory
+        found = [name for name in self.domains if item_key(event.item_id, name) in self.vocab]
+        if len(found) != 1:
+            raise DomainRequired(position, event.item_id, found)
+        return found[0]
+
+    def prepare(self, events: Sequence[Event], head: RecommendHead | None = None) -> PreparedUser:
+        """Order events, map them to ids and pick the window the model reads.
+
+        Without ``head``: the latest ``max_len`` events. With a recommend ``head``: the known
+        events of its source domains are selected from the whole sequence first, then the latest
+        ``max_len`` of those are kept (the graph drops every other event from that head's input
+        anyway: cutting first would lose source events behind a run of other ones).
+        ``unknown_items`` are the unknown ids among the events that could have been read: the
+        window's, or (``head``) those of its source domains. Unknown ids are no error.
+        """
+        domains = [self.domain_of(event, pos) for pos, event in enumerate(events)]
+        order = list(range(len(events)))
+        if events and all(event.timestamp is not None for event in events):
+            order.sort(key=lambda pos: (events[pos].timestamp, events[pos].item_id))
         # Event.domain's schema refuses ':', the one character item_key rejects
-        keys = [item_key(e.item_id, e.domain or self.default_domain) for e in ordered]
-        window = keys[-self.max_len :] if self.max_len else []
-        ids = self.vocab.encode(window)
-        used = ordered[len(ordered) - len(window) :]
-        unknown = dict.fromkeys(e.item_id for e, i in zip(used, ids.tolist(), strict=True)
-                                if i == UNK_ID)
-        return PreparedUser(ids=ids, unknown_items=tuple(unknown), seen_keys=frozenset(keys))
+        keys = [item_key(events[pos].item_id, domains[pos]) for pos in order]
+        all_ids = self.vocab.encode(keys)
+        if head is None:
+            start = max(0, len(keys) - self.max_len) if self.max_len else len(keys)
+            positions = np.arange(start, len(keys))
+            candidates = positions
+        else:
+            positions = np.flatnonzero(head.reads[all_ids])[-self.max_len:] if self.max_len else (
+                np.zeros(0, dtype=np.int64))
+            sources = head.source_domains
+            candidates = np.arange(len(keys)) if sources is None else np.array(
+                [row for row, pos in enumerate(order) if domains[pos] in sources], dtype=np.int64)
+        ids = all_ids[positions]
+        unknown = dict.fromkeys(events[order[row]].item_id for row in candidates.tolist()
+                                if all_ids[row] == UNK_ID)
+        return PreparedUser(ids=ids, unknown_items=tuple(unknown), seen_keys=frozenset(keys),
+                            known_events=int(np.count_nonzero(ids != UNK_ID)))
 
     def run(self, sequences: Sequence[np.ndarray]) -> list[Outputs]:
         """One onnxruntime pass over many id sequences (blocking; call it off the event loop)."""
@@ -182,8 +236,9 @@ def _heads(
             root, task.domain, task.item_keys_file, task.index_file, task.popularity_file
         )
         reads = _source_mask(vocab, task.source_domains)
+        sources = None if task.source_domains is None else frozenset(task.source_domains)
         recommend[task.name] = RecommendHead(
-            task.name, task.output, task.domain, reads, catalogue
+            task.name, task.output, task.domain, reads, catalogue, sources
         )
     return profile, recommend
 
@@ -213,6 +268,18 @@ def _default_domain(vocab: Vocabulary) -> str:
     """Events without a domain belong to the vocabulary's only domain when it has one."""
     domains = vocab.domains()
     return domains[0] if len(domains) == 1 else DEFAULT_DOMAIN
+
+
+def unambiguous_ids(vocab: Vocabulary) -> list[str]:
+    """Raw item ids that exist in exactly one of a multi-domain vocabulary's domains: the ids an
+    event may send without its domain (sorted; empty for a single-domain vocabulary)."""
+    if len(vocab.domains()) < 2:
+        return []
+    seen: dict[str, int] = {}
+    for key in vocab.keys:
+        raw = split_item_key(key)[1]
+        seen[raw] = seen.get(raw, 0) + 1
+    return sorted(raw for raw, count in seen.items() if count == 1)
 
 
 def load_bundle(
@@ -251,6 +318,7 @@ def load_bundle(
         output_names=tuple(o.name for o in session.get_outputs()),
         fixed_length=_fixed_length(session.get_inputs()[0].shape),
         default_domain=_default_domain(vocab),
+        domains=tuple(vocab.domains()) if len(vocab.domains()) > 1 else (),
         profile_heads=profile,
         recommend_heads=recommend,
         loaded_at=datetime.now(UTC),

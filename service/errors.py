@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,11 +26,14 @@ ERROR_CODES: dict[str, int] = {
     "invalid_api_key": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "bundle_rejected": 409,
     "reload_in_progress": 409,
     "payload_too_large": 413,
+    "headers_too_large": 431,
     "unsupported_media_type": 415,
     "validation_error": 422,
+    "finite_number": 422,
     "too_many_users": 422,
     "too_many_events": 422,
     "too_many_excluded": 422,
@@ -113,10 +117,19 @@ def error_response(
     )
 
 
+def _is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors without echoing the input (it may be large or sensitive)."""
+    """Pydantic errors without echoing the input (it may be large or sensitive).
+
+    A NaN, Infinity or overflowing number (``1e400``) is a ``finite_number`` error wherever it is
+    sent, also where the field wanted an integer or a string: the client's problem is the same.
+    """
     return [
-        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")),
+         "type": "finite_number" if _is_non_finite(err.get("input")) else err.get("type")}
         for err in exc.errors()
     ]
 
@@ -126,22 +139,47 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.code, exc.message, exc.details, exc.headers)
 
 
+def invalid_json(reason: str, position: int | None = None) -> JSONResponse:
+    """The one answer to a body that is not parseable JSON, whatever the parser tripped on."""
+    return error_response("invalid_json", f"request body is not valid JSON: {reason}",
+                          {"reason": reason, "position": position})
+
+
+def _parse_failure(cause: BaseException | None) -> tuple[str, int | None]:
+    """Why FastAPI could not parse a body (it reports every cause but one as a bare 400)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not UTF-8 text", cause.start
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply", None
+    if isinstance(cause, ValueError) and str(cause):
+        return str(cause).split(";")[0], None  # e.g. an integer longer than 4300 digits
+    return "the body cannot be parsed", None
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            loc = list(err.get("loc", ()))
+            position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+            return invalid_json(str((err.get("ctx") or {}).get("error", "decode error")),
+                                position)
     details = _validation_details(exc)
-    if any(d["type"] == "json_invalid" for d in details):
-        return error_response("invalid_json", "request body is not valid JSON", details)
+    if any(d["type"] == "finite_number" for d in details):
+        return error_response("finite_number", "numbers must be finite: NaN, Infinity and "
+                              "values beyond the float range are refused", details)
     return error_response("validation_error", "request does not match the schema", details)
 
 
-# 400: FastAPI's "There was an error parsing the body" (e.g. a body that is not UTF-8)
-_HTTP_CODES = {400: "invalid_json", 401: "missing_api_key", 403: "invalid_api_key",
-               404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+_HTTP_CODES = {401: "missing_api_key", 403: "invalid_api_key", 404: "not_found",
+               405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "too_many_requests", 503: "not_ready"}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
+        return invalid_json(*_parse_failure(exc.__cause__))
     code = _HTTP_CODES.get(exc.status_code)
     if code is None:
         code = "validation_error" if exc.status_code < 500 else "internal_error"
@@ -187,23 +225,29 @@ def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
 
 
 _EXAMPLE_MESSAGES = {
-    "invalid_json": "request body is not valid JSON",
+    "invalid_json": "request body is not valid JSON: Expecting ',' delimiter",
+    "request_timeout": "the request body did not arrive within 5 s",
+    "finite_number": "numbers must be finite: NaN, Infinity and values beyond the float range "
+    "are refused",
     "missing_api_key": "missing API key: send 'Authorization: Bearer <key>'",
     "invalid_api_key": "the API key is not valid",
     "payload_too_large": "request body exceeds 1048576 bytes",
+    "headers_too_large": "the request head exceeds 65536 bytes",
     "unsupported_media_type": "send the body as JSON with 'Content-Type: application/json'",
-    "too_many_excluded": "at most 1000 excluded ids per user, got 1200",
+    "too_many_excluded": "at most 1000 excluded ids in user 0's 'exclude', got 1200",
     "validation_error": "request does not match the schema",
     "too_many_users": "at most 64 users per request, got 65",
     "too_many_events": "user 0 has 1001 events; at most 1000 are accepted",
     "k_out_of_range": "k must be between 1 and 100, got 0",
     "unknown_domain": "no recommendation head for domain 'music'",
-    "domain_required": "this bundle recommends in 2 domains; say which with 'domain'",
+    "domain_required": "user 0, event 2: item '42' is in no domain or in several of this "
+    "bundle's; say which with 'domain'",
     "unknown_attribute": "unknown profile attributes ['height']",
     "decision_unavailable": "decision 'prior_adjusted' needs the heads' training label prior, "
     "and this bundle has none for ['gender']",
     "too_many_requests": "more than 64 requests in flight; retry after 1 s",
     "not_ready": "no bundle is loaded yet",
+    "method_not_allowed": "Method Not Allowed",
     "bundle_rejected": "bundle refused: model.onnx: sha256 mismatch",
     "reload_in_progress": "another reload is in progress",
 }

@@ -15,7 +15,14 @@ import numpy as np
 
 from uservec.contract.decision import Decision
 from uservec.contract.ids import item_key, split_item_key
-from uservec.service.engine import USER_VECTOR, Bundle, PreparedUser, ProfileHead, RecommendHead
+from uservec.service.engine import (
+    USER_VECTOR,
+    Bundle,
+    DomainRequired,
+    PreparedUser,
+    ProfileHead,
+    RecommendHead,
+)
 from uservec.service.errors import InvalidRequest
 from uservec.service.limits import check_exclude, check_k, check_users
 from uservec.service.metrics import Timings
@@ -26,6 +33,7 @@ from uservec.service.schemas import (
     EmbedRequest,
     EmbedResponse,
     EmbedResult,
+    Fallback,
     ProfileRequest,
     ProfileResponse,
     ProfileResult,
@@ -46,10 +54,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _prepare(
-    runtime: Runtime, bundle: Bundle, users: Sequence[UserEvents], endpoint: str
+    runtime: Runtime, bundle: Bundle, users: Sequence[UserEvents], endpoint: str,
+    head: RecommendHead | None = None,
 ) -> list[PreparedUser]:
     check_users(users, runtime.settings)
-    prepared = [bundle.prepare(user.events) for user in users]
+    prepared = []
+    for position, user in enumerate(users):
+        try:
+            prepared.append(bundle.prepare(user.events, head))
+        except DomainRequired as exc:
+            raise InvalidRequest(
+                f"user {position}, event {exc.position}: item {exc.item_id!r} is in "
+                f"{'several' if exc.candidates else 'none'} of this bundle's domains; say "
+                "which with 'domain'",
+                code="domain_required",
+                details={"user": position, "event": exc.position, "item_id": exc.item_id,
+                         "domains": exc.candidates, "available": bundle.vocab.domains()},
+            ) from exc
     runtime.metrics.users.labels(endpoint=endpoint).inc(len(users))
     runtime.metrics.unknown_items.inc(sum(len(p.unknown_items) for p in prepared))
     return prepared
@@ -58,16 +79,22 @@ def _prepare(
 class _UserFields(TypedDict):
     user_id: str | None
     events_used: int
+    known_events: int
     unknown_items: list[str]
     cached: bool
+    fallback: Fallback | None
 
 
-def _common(user: UserEvents, prepared: PreparedUser, cached: bool) -> _UserFields:
+def _common(user: UserEvents, prepared: PreparedUser, cached: bool,
+            fallback: Fallback = "no_signal") -> _UserFields:
+    """The fields every result has; ``fallback`` is what a user with no known event got."""
     return {
         "user_id": user.user_id,
         "events_used": prepared.events_used,
+        "known_events": prepared.known_events,
         "unknown_items": list(prepared.unknown_items),
         "cached": cached,
+        "fallback": None if prepared.known_events else fallback,
     }
 
 
@@ -189,14 +216,15 @@ async def recommend_items(
 ) -> RecommendResponse:
     k = runtime.settings.default_k if request.k is None else request.k
     check_k(k, runtime.settings)
-    for user in request.users:
-        check_exclude(len(request.exclude) + len(user.exclude), runtime.settings)
+    check_exclude(len(request.exclude), runtime.settings)
+    for position, user in enumerate(request.users):
+        check_exclude(len(user.exclude), runtime.settings, position)
     bundle = runtime.bundle
     head = recommend_head(bundle, request.domain)
-    prepared = _prepare(runtime, bundle, request.users, "recommend")
+    prepared = _prepare(runtime, bundle, request.users, "recommend", head)
     excluded = _exclusions(head, request, prepared)
-    # a user none of whose events the head reads is cold: popularity, no model pass needed
-    warm = [pos for pos, prep in enumerate(prepared) if head.reads[prep.ids].any()]
+    # a user with no known event the head reads is cold: popularity, no model pass needed
+    warm = [pos for pos, prep in enumerate(prepared) if prep.known_events]
     encoded: dict[int, Encoded] = dict(zip(
         warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings), strict=True
     ))
@@ -220,8 +248,7 @@ async def recommend_items(
         results.append(RecommendResult(
             items=[RecommendedItem(item_id=split_item_key(key)[1], score=score)
                    for key, score in items],
-            fallback="popularity" if cold else None,
-            **_common(user, prep, not cold and encoded[pos].cached),
+            **_common(user, prep, not cold and encoded[pos].cached, "popularity"),
         ))
     return RecommendResponse(
         bundle_version=bundle.version, domain=head.domain, task=head.name, results=results

@@ -41,10 +41,13 @@ def check_k(k: int, settings: Settings) -> None:
         )
 
 
-def check_exclude(count: int, settings: Settings) -> None:
+def check_exclude(count: int, settings: Settings, user: int | None = None) -> None:
+    """At most ``max_exclude`` ids in the request's ``exclude`` and in each user's (a limit per
+    list, so that the OpenAPI schema can state it as ``maxItems``)."""
     if count > settings.max_exclude:
+        where = "the request's 'exclude'" if user is None else f"user {user}'s 'exclude'"
         raise InvalidRequest(
-            f"at most {settings.max_exclude} excluded ids per user, got {count}",
+            f"at most {settings.max_exclude} excluded ids in {where}, got {count}",
             code="too_many_excluded",
-            details={"excluded": count, "max": settings.max_exclude},
+            details={"user": user, "excluded": count, "max": settings.max_exclude},
         )

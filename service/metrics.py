@@ -74,8 +74,14 @@ class Metrics:
         self.in_flight = Gauge(
             "uservec_in_flight_requests", "API requests being processed", registry=reg
         )
+        self.receiving = Gauge(
+            "uservec_receiving_requests",
+            "API requests whose body is still arriving (they hold no in-flight slot)",
+            registry=reg,
+        )
         self.rejected = Counter(
-            "uservec_rejected_requests_total", "requests refused before processing by reason",
+            "uservec_rejected_requests_total",
+            "requests refused before processing by reason (in_flight, body_size, body_timeout)",
             ["reason"], registry=reg,
         )
         self.bundle_info = Gauge(

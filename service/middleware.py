@@ -6,6 +6,7 @@ buffered and replayed, and limits answer before any routing or parsing happens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from uservec.service.admission import Admission
 from uservec.service.errors import error_response
 from uservec.service.metrics import Metrics, Timings
 
@@ -111,74 +113,103 @@ class RequestContextMiddleware:
 
 
 class LimitsMiddleware:
-    """429 + ``Retry-After`` over the in-flight limit; 413 for bodies over ``max_body_bytes``;
-    415 for a body that is not declared as JSON (curl's default form encoding, text/plain).
+    """Admission of API requests, before any routing or parsing.
 
-    ``open_paths`` (probes, metrics, docs) never count against the in-flight limit: a probe must
-    answer under load.
+    The body is read first, under a deadline (``body_timeout_s``: 408 and the connection closed
+    when it has not fully arrived), and buffered up to ``max_body_bytes`` (413); only then does
+    the request take an in-flight slot (429 + ``Retry-After`` when none is free), so a slow or
+    stalled upload never keeps other clients out. A body not declared as JSON (curl's default
+    form encoding, text/plain) or sent compressed is a 415.
+
+    ``open_paths`` and paths under ``open_prefixes`` (probes, metrics, docs) skip all of this: a
+    probe must answer under load.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         metrics: Metrics,
+        admission: Admission,
         max_body_bytes: int,
-        max_concurrent: int,
+        body_timeout_s: float,
         retry_after_s: int,
         open_paths: Collection[str] = (),
+        open_prefixes: Collection[str] = (),
     ) -> None:
         self.app = app
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = tuple(open_prefixes)
         self.metrics = metrics
+        self.admission = admission
         self.max_body_bytes = max_body_bytes
-        self.max_concurrent = max_concurrent
+        self.body_timeout_s = body_timeout_s
         self.retry_after_s = retry_after_s
-        self.in_flight = 0
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_concurrent:
-            self.metrics.rejected.labels(reason="in_flight").inc()
-            response = error_response(
-                "too_many_requests",
-                f"more than {self.max_concurrent} requests in flight; retry after "
-                f"{self.retry_after_s} s",
-                {"max_concurrent_requests": self.max_concurrent},
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
-            await response(scope, receive, send)
-            return
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
+        self.admission.receiving += 1
+        self.metrics.receiving.inc()
         try:
             replay = await self._read_body(scope, receive, send)
-            if replay is not None:
-                await self.app(scope, replay, send)
         finally:
-            self.in_flight -= 1
+            self.admission.receiving -= 1
+            self.metrics.receiving.dec()
+        if replay is None:
+            return
+        if not self.admission.try_acquire():
+            self.metrics.rejected.labels(reason="in_flight").inc()
+            limit = self.admission.max_concurrent
+            response = error_response(
+                "too_many_requests",
+                f"more than {limit} requests in flight; retry after {self.retry_after_s} s",
+                {"max_concurrent_requests": limit},
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+            await response(scope, replay, send)
+            return
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.admission.release()
             self.metrics.in_flight.dec()
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.metrics.rejected.labels(reason="body_size").inc()
-        response = error_response(
-            "payload_too_large",
-            f"request body exceeds {self.max_body_bytes} bytes",
-            {"max_body_bytes": self.max_body_bytes},
-        )
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str,
+                      code: str, message: str, details: dict[str, Any]) -> None:
+        """Answer before the body was read to its end: the connection cannot be reused."""
+        self.metrics.rejected.labels(reason=reason).inc()
+        response = error_response(code, message, details, headers={"Connection": "close"})
         await response(scope, receive, send)
 
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._refuse(scope, receive, send, "body_size", "payload_too_large",
+                           f"request body exceeds {self.max_body_bytes} bytes",
+                           {"max_body_bytes": self.max_body_bytes})
+
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """Buffer the body up to the limit and return a receive that replays it (None: 413 sent)."""
+        """Buffer the body and return a receive that replays it (None: answered or gone)."""
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(scope, receive, send)
             return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await self._refuse(
+                    scope, receive, send, "body_timeout", "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    {"body_timeout_s": self.body_timeout_s, "received_bytes": size})
+                return None
             if message["type"] != "http.request":  # client went away
                 return None
             chunk = message.get("body", b"")
@@ -190,13 +221,9 @@ class LimitsMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and not _is_json(_header(scope, b"content-type")):
-            response = error_response(
-                "unsupported_media_type",
-                "send the body as JSON with 'Content-Type: application/json'",
-                {"content_type": _header(scope, b"content-type")},
-            )
-            await response(scope, receive, send)
+        refusal = _media_problem(scope) if body else None
+        if refusal is not None:
+            await error_response("unsupported_media_type", *refusal)(scope, receive, send)
             return None
         sent = False
 
@@ -208,6 +235,19 @@ class LimitsMiddleware:
             return await receive()
 
         return replay
+
+
+def _media_problem(scope: Scope) -> tuple[str, dict[str, Any]] | None:
+    """Why a body cannot be read as JSON from its headers (None: it can)."""
+    content_type = _header(scope, b"content-type")
+    if not _is_json(content_type):
+        return ("send the body as JSON with 'Content-Type: application/json'",
+                {"content_type": content_type})
+    encoding = (_header(scope, b"content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        return ("compressed bodies are not accepted; send the JSON uncompressed",
+                {"content_encoding": encoding})
+    return None
 
 
 class JsonFormatter(logging.Formatter):

@@ -66,9 +66,11 @@ def load_configured(settings: Settings, path: Path) -> Bundle:
     """:func:`~service.engine.load_bundle` with the loading settings (checksums, int8, threads).
 
     The one place they are read: start-up (``service.server.serve``) and every reload load alike.
+    The path is resolved once, first: a ``current`` symlink switched to another bundle while this
+    one loads cannot mix the files of two bundles.
     """
     return load_bundle(
-        path,
+        Path(path).resolve(),
         verify_checksums=settings.verify_checksums,
         use_int8=settings.use_int8,
         intra_op_threads=settings.ort_intra_op_threads,
@@ -109,10 +111,13 @@ class Runtime:
         """
         if self.batcher is not None:
             self.batcher.start()
-        if preloaded is None and self.bundle_path is not None:
-            preloaded = await asyncio.to_thread(load_configured, self.settings, self.bundle_path)
+        configured = self.bundle_path
+        if preloaded is None and configured is not None:
+            preloaded = await asyncio.to_thread(load_configured, self.settings, configured)
         if preloaded is not None:
-            self._swap_in(preloaded)  # the start-up bundle: not counted as a reload
+            # the configured path (a symlink stays one) when it is where the bundle came from
+            same = configured is not None and configured.resolve() == preloaded.path
+            self._swap_in(preloaded, configured if same else None)  # start-up: not a reload
 
     async def close(self) -> None:
         self.shutting_down = True
@@ -133,7 +138,7 @@ class Runtime:
     def bundle(self) -> Bundle:
         """The bundle a new request uses; 503 ``not_ready`` before one is loaded."""
         if self._bundle is None:
-            raise NotReady("no bundle is loaded yet")
+            raise NotReady("no bundle is loaded yet", details={"reason": "no_bundle"})
         return self._bundle
 
     async def reload(self, path: str | Path | None = None) -> ReloadResult:
@@ -160,14 +165,18 @@ class Runtime:
                     f"bundle refused: {exc}",
                     details={"bundle_path": str(target), "serving": current},
                 ) from exc
-            previous = self._swap_in(bundle)
+            previous = self._swap_in(bundle, target)
             self.metrics.reloads.labels(result="ok").inc()
             return ReloadResult(previous, bundle, time.perf_counter() - start)
 
-    def _swap_in(self, bundle: Bundle) -> str | None:
-        """Make ``bundle`` the one new requests use; returns the version it replaced."""
+    def _swap_in(self, bundle: Bundle, path: Path | None) -> str | None:
+        """Make ``bundle`` the one new requests use; returns the version it replaced.
+
+        ``path`` is what the next reload without a path reads again: the path as given (a
+        ``current`` symlink stays a symlink, so SIGHUP follows it), not the folder it resolved to.
+        """
         previous = self._bundle.version if self._bundle else None
-        self._bundle, self.bundle_path = bundle, bundle.path
+        self._bundle, self.bundle_path = bundle, path or bundle.path
         self.metrics.set_bundle(bundle.version, bundle.manifest.schema_version, bundle.model_file)
         logger.info("serving bundle %s (was %s)", bundle.version, previous)
         return previous

@@ -6,38 +6,52 @@ Shapes and types are declared here; limits that operators tune (users per reques
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from uservec.contract.decision import Decision
-
-_EVENTS_EXAMPLE: Any = [
-    {"item_id": "1193", "domain": "movies", "timestamp": 978300760},
-    {"item_id": "661", "domain": "movies", "timestamp": 978302109},
-    {"item_id": "914", "domain": "movies", "timestamp": 978301968},
-]
-
 
 #: a domain name must not contain ':' (it separates domain and item id in item keys)
 DOMAIN_PATTERN = r"^[^:]*$"
 
+#: request models take JSON types as they are: a number is never read as a string, nor a string
+#: or a boolean as a number (``"k": "5"``, ``"k": true``, ``"item_id": 7`` are 422s)
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def _integral(value: Any) -> Any:
+    """``5.0`` is the JSON number 5 (JSON Schema's "integer" accepts it): read it as 5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: a JSON integer: a number without a fraction (``5`` or ``5.0``), never a string or a boolean
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+
 
 class Event(BaseModel):
-    """One behaviour event. Numbers given as item ids are read as strings."""
+    """One behaviour event."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-    item_id: str = Field(min_length=1, max_length=512, description="raw item id, as in the data")
+    model_config = STRICT
+    item_id: str = Field(min_length=1, max_length=512,
+                         description="JSON string: the raw item id, as in the data")
     domain: str | None = Field(
         None,
         max_length=128,
         pattern=DOMAIN_PATTERN,
-        description="item domain (no ':'); omitted = the bundle's only domain (or 'default')",
+        description="JSON string (no ':'): the item's domain. May be omitted when the bundle "
+        "has one domain, or when the item id exists in exactly one of its domains (it then "
+        "resolves to that one); otherwise an event without it is a 422 `domain_required`. "
+        "A domain the bundle does not have makes the item unknown",
     )
     timestamp: float | None = Field(
         None,
-        description="unix seconds; when every event has one, events are ordered by "
-        "(timestamp, item_id) like the training data, otherwise the list order is used",
+        allow_inf_nan=False,
+        description="JSON number (finite; NaN, Infinity and 1e400 are 422 `finite_number`): "
+        "unix seconds. When every event of the user has one, events are ordered by "
+        "(timestamp, item_id) like the training data; otherwise the list order is used",
     )
 
 
@@ -48,87 +62,92 @@ class UserEvents(BaseModel):
     ``max_len`` of them (see ``GET /v1/bundle``), older events are ignored.
     """
 
-    model_config = ConfigDict(extra="forbid")
-    user_id: str | None = Field(None, max_length=256, description="echoed back, never stored")
-    events: list[Event] = Field(default_factory=list)
+    model_config = STRICT
+    user_id: str | None = Field(None, max_length=256,
+                                description="JSON string: echoed back, never stored")
+    events: list[Event] = Field(
+        description="JSON array of events, oldest first (required; may be empty: the answer "
+        "then carries `fallback`)")
 
 
 class UsersRequest(BaseModel):
     """Base of every inference request: 1..``USERVEC_MAX_USERS_PER_REQUEST`` users (default 64)."""
 
-    model_config = ConfigDict(extra="forbid")
-    users: list[UserEvents] = Field(min_length=1)
+    model_config = STRICT
+    users: list[UserEvents] = Field(min_length=1, description="JSON array of users")
 
 
 class EmbedRequest(UsersRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE}]}]},
-    )
+    pass
 
 
 class ProfileRequest(UsersRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE}], "attributes": ["gender"]}
-            ]
-        },
-    )
     attributes: list[str] | None = Field(
-        None, description="profile heads to run (see GET /v1/bundle); omitted = all of them"
+        None, min_length=1,
+        description="JSON array of strings: the profile heads to run (see GET /v1/bundle); "
+        "omitted = all of them",
     )
     decision: Decision = Field(
         "as_trained",
-        description="as_trained: the head's argmax and softmax as trained with class weights "
-        "(favours rare labels: the macro-F1 rule); prior_adjusted: logits shifted by the "
-        "training label prior, so the label is the most probable one and the probabilities "
-        "estimate the ordinary class probabilities (the accuracy rule; needs a bundle whose "
-        "tasks list class_prior)",
+        description="JSON string, one of the listed values. as_trained: the head's argmax and "
+        "softmax as trained with class weights (favours rare labels: the macro-F1 rule); "
+        "prior_adjusted: logits shifted by the training label prior, so the label is the most "
+        "probable one and the probabilities estimate the ordinary class probabilities (the "
+        "accuracy rule; needs a bundle whose tasks list class_prior)",
     )
 
 
 class RecommendUser(UserEvents):
     exclude: list[str] = Field(
-        default_factory=list, description="raw item ids of the domain to drop for this user"
+        default_factory=list,
+        description="JSON array of strings: raw item ids of the domain to drop for this user "
+        "(at most USERVEC_MAX_EXCLUDE)",
     )
 
 
 class RecommendRequest(UsersRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "users": [{"user_id": "u1", "events": _EVENTS_EXAMPLE, "exclude": ["42"]}],
-                    "domain": "books",
-                    "k": 5,
-                }
-            ]
-        },
-    )
-    users: list[RecommendUser] = Field(min_length=1)  # type: ignore[assignment]
+    users: list[RecommendUser] = Field(  # type: ignore[assignment]
+        min_length=1, description="JSON array of users")
     domain: str | None = Field(
-        None, description="target domain; may be omitted when the bundle has only one"
+        None, description="JSON string: the target domain; may be omitted when the bundle "
+        "recommends in one domain only"
     )
-    k: int | None = Field(
+    k: JsonInt | None = Field(
         None,
-        description="items per user, 1..USERVEC_MAX_K (default 100); omitted = "
+        description="JSON integer: items per user, 1..USERVEC_MAX_K (default 100); omitted = "
         "USERVEC_DEFAULT_K (default 10). Fewer come back when the domain has fewer items left",
         json_schema_extra={"minimum": 1},
     )
-    exclude_seen: bool = Field(True, description="drop items that appear in the user's events")
+    exclude_seen: bool = Field(
+        True, description="JSON boolean: drop items that appear anywhere in the user's events "
+        "(all of them, not only the latest max_len)")
     exclude: list[str] = Field(
-        default_factory=list, description="raw item ids of the domain to drop for every user"
+        default_factory=list,
+        description="JSON array of strings: raw item ids of the domain to drop for every user "
+        "(at most USERVEC_MAX_EXCLUDE)",
     )
+
+
+#: what an answer falls back to when it reads no known event (null: it read at least one)
+Fallback = Literal["popularity", "no_signal"]
 
 
 class UserResult(BaseModel):
     user_id: str | None
-    events_used: int = Field(description="events the model read (the latest max_len)")
-    unknown_items: list[str] = Field(description="item ids among those events the model never saw")
+    events_used: int = Field(
+        description="events the model read: the latest max_len (for /recommend, the latest "
+        "max_len of the known events in the head's source domains)")
+    known_events: int = Field(
+        description="how many of those events the model knows: 0 means the answer says "
+        "nothing about this user (see fallback)")
+    unknown_items: list[str] = Field(
+        description="item ids among the events read (for /recommend, among the events of the "
+        "head's source domains) that the model never saw")
     cached: bool = Field(description="the encoding came from the cache")
+    fallback: Fallback | None = Field(
+        description="null when the answer read at least one known event. Otherwise "
+        "'no_signal' (/embed, /predict-profile: the vector or profile of a user the model "
+        "knows nothing about) or 'popularity' (/recommend: the domain's most popular items)")
 
 
 class EmbedResult(UserResult):
@@ -151,8 +170,10 @@ class EmbedResponse(BaseModel):
                             "vector": [0.12, -0.4, 0.03],
                             "dim": 3,
                             "events_used": 3,
+                            "known_events": 2,
                             "unknown_items": ["914"],
                             "cached": False,
+                            "fallback": None,
                         }
                     ],
                 }
@@ -186,8 +207,10 @@ class ProfileResponse(BaseModel):
                         {
                             "user_id": "u1",
                             "events_used": 3,
+                            "known_events": 3,
                             "unknown_items": [],
                             "cached": True,
+                            "fallback": None,
                             "attributes": {
                                 "gender": {
                                     "label": "M",
@@ -212,9 +235,6 @@ class RecommendedItem(BaseModel):
 
 class RecommendResult(UserResult):
     items: list[RecommendedItem]
-    fallback: Literal["popularity"] | None = Field(
-        description="'popularity' when the user has no known event the head reads"
-    )
 
 
 class RecommendResponse(BaseModel):
@@ -234,6 +254,7 @@ class RecommendResponse(BaseModel):
                         {
                             "user_id": "u1",
                             "events_used": 3,
+                            "known_events": 3,
                             "unknown_items": [],
                             "cached": False,
                             "fallback": None,
@@ -251,10 +272,12 @@ class RecommendResponse(BaseModel):
 
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"bundle_path": "/bundles/ml100k-v2"}]}
+        extra="forbid", strict=True,
+        json_schema_extra={"examples": [{"bundle_path": "/bundles/ml100k-v2"}]},
     )
     bundle_path: str | None = Field(
-        None, description="bundle directory; omitted = reload the current path from disk"
+        None, description="JSON string: a bundle directory on the server; omitted = reload the "
+        "current path from disk"
     )
 
 
@@ -344,7 +367,8 @@ class BundleSummary(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str
-    bundle_version: str | None = None
+    bundle_version: str | None = Field(
+        None, description="the bundle being served; null while none is loaded")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"status": "ready", "bundle_version": "ml100k-v2"}]}

@@ -2,17 +2,21 @@
 
 SIGTERM/SIGINT stop accepting connections, let in-flight requests finish (up to
 ``shutdown_timeout_s``), then the lifespan closes the batcher, cache and thread pool. SIGHUP
-reloads the bundle.
+reloads the bundle. Slow clients meet three deadlines: the request head (``header_timeout_s``,
+:mod:`service.connections`), the body (``body_timeout_s``, 408 from the app) and idle keep-alive
+connections (``keep_alive_timeout_s``, uvicorn's own).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
 from uservec.contract.logs import quiet_third_party
 from uservec.service.app import create_app
+from uservec.service.connections import protocol_class
 from uservec.service.middleware import JsonFormatter
 from uservec.service.runtime import load_configured
 from uservec.service.settings import Settings, get_settings
@@ -36,22 +40,6 @@ def configure_logging(level: str, json_logs: bool) -> None:
     quiet_third_party(root.level)
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def open_admin_warning(settings: Settings) -> str | None:
-    """What to say when ``/admin/reload`` has no key and listens beyond this machine."""
-    if not settings.admin_enabled or settings.effective_admin_keys:
-        return None
-    if settings.host in LOOPBACK_HOSTS:
-        return None
-    return (
-        f"/admin/reload is enabled without an API key on {settings.host}: anyone who reaches "
-        "this port can make the service load any folder it can read; set "
-        "USERVEC_ADMIN_API_KEYS, or USERVEC_ADMIN_ENABLED=false"
-    )
-
-
 def serve(settings: Settings | None = None) -> None:
     """Serve until SIGTERM/SIGINT; blocks.
 
@@ -61,9 +49,9 @@ def serve(settings: Settings | None = None) -> None:
     """
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.json_logs)
-    warning = open_admin_warning(settings)
-    if warning:
-        logger.warning(warning)
+    if "torch" in sys.modules:  # the serving path never imports it (tests/test_layers.py)
+        logger.warning("torch is loaded in the serving process: it costs ~700 MB of memory and "
+                       "serving does not need it; start the server in its own process")
     loaded = None
     if settings.bundle_path is not None:
         loaded = load_configured(settings, settings.bundle_path)
@@ -75,6 +63,9 @@ def serve(settings: Settings | None = None) -> None:
         access_log=False,  # the request middleware writes a structured access log
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        http=protocol_class(settings.header_timeout_s, settings.max_header_bytes),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         server_header=False,
     )
     uvicorn.Server(config).run()

@@ -47,19 +47,31 @@ class Settings(BaseSettings):
     log_level: str = "info"
     json_logs: bool = True
 
+    #: a request whose body has not fully arrived this many seconds after its headers gets 408
+    #: and its connection is closed; a slow upload never holds an in-flight slot meanwhile
+    body_timeout_s: float = Field(default=5.0, gt=0)
+    #: a connection whose request headers have not fully arrived this long after it opened (or
+    #: after its previous response) is closed
+    header_timeout_s: float = Field(default=5.0, gt=0)
+    #: an idle keep-alive connection is closed after this many seconds (uvicorn's setting)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    #: largest request head (request line and headers) in bytes; more: the connection is closed
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+
     # --- auth
-    #: bearer keys for the API; empty = auth off (health and metrics are always open)
+    #: bearer keys for the inference and bundle endpoints; empty = auth off (health, metrics
+    #: and docs are always open)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    #: bearer keys for /admin; empty = the api_keys
+    #: bearer keys for /admin/reload; empty = no admin endpoint at all. Separate from api_keys:
+    #: a key may not be in both lists
     admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    admin_enabled: bool = True
     reload_on_sighup: bool = True
 
     # --- request limits
     max_users_per_request: int = Field(default=64, ge=1)
     #: hard cap per user; the model itself reads only the latest max_len events
     max_events_per_user: int = Field(default=1000, ge=1)
-    #: ids one /recommend user may exclude (request-level plus per-user)
+    #: ids in /recommend's request-level `exclude`, and in each user's
     max_exclude: int = Field(default=1000, ge=0)
     default_k: int = Field(default=10, ge=1)
     max_k: int = Field(default=100, ge=1)
@@ -68,6 +80,10 @@ class Settings(BaseSettings):
     #: API requests in flight at once; more get 429 with Retry-After
     max_concurrent_requests: int = Field(default=64, ge=1)
     retry_after_s: int = Field(default=1, ge=0)
+    #: /health/ready answers 503 (reason "saturated") while a request was refused for lack of an
+    #: in-flight slot within this many seconds: a load balancer then sends work elsewhere.
+    #: 0 = readiness ignores saturation
+    saturation_window_s: float = Field(default=2.0, ge=0)
 
     # --- inference
     #: coalesce concurrent requests into one onnxruntime run
@@ -97,13 +113,18 @@ class Settings(BaseSettings):
     _split = field_validator("api_keys", "admin_api_keys", mode="before")(_split_list)
 
     @property
-    def effective_admin_keys(self) -> list[str]:
-        return self.admin_api_keys or self.api_keys
+    def admin_enabled(self) -> bool:
+        """/admin/reload exists only when an admin key is configured."""
+        return bool(self.admin_api_keys)
 
     @model_validator(mode="after")
-    def _check_k(self) -> Settings:
+    def _check(self) -> Settings:
         if self.default_k > self.max_k:
             raise ValueError(f"default_k ({self.default_k}) must not exceed max_k ({self.max_k})")
+        shared = sorted(set(self.api_keys) & set(self.admin_api_keys))
+        if shared:
+            raise ValueError(f"{len(shared)} key(s) are both API and admin keys; an API key must "
+                             "not be able to reload bundles: use separate keys")
         return self
 
 

@@ -65,3 +65,16 @@ def test_serve_names_a_bad_environment_setting(monkeypatch):
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 1
     assert "USERVEC_PORT='eighty'" in result.output and "valid integer" in result.output
+
+
+def test_bundle_info_verifies_a_good_bundle_and_names_a_bad_ones_problem(bundle_dir, bundle_copy):
+    """Regression: `uservec bundle info` printed `verified: False` for a good bundle."""
+    good = CliRunner().invoke(main, ["bundle", "info", str(bundle_dir)])
+    assert good.exit_code == 0, good.output
+    assert "verified: True" in good.output and "problem: None" in good.output
+    unchecked = CliRunner().invoke(main, ["bundle", "info", "--no-verify", str(bundle_dir)])
+    assert "verified: None" in unchecked.output
+    (bundle_copy / "vocab.json").write_text("{}")
+    bad = CliRunner().invoke(main, ["bundle", "info", str(bundle_copy)])
+    assert bad.exit_code == 1
+    assert "verified: False" in bad.output and "sha256 mismatch" in bad.output

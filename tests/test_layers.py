@@ -2,6 +2,7 @@
 
     contract  <-  training  <-  export  <-  top (cli, pipeline, demo, bench, docs)
     contract  <-  service   <-  top
+    contract  <-  client    <-  top      (the Python client: base install, no torch, no service)
 
 Each layer may import itself and the layers to its left, never one to its right; the contract and
 the service never import torch (the serving install has none); and no two modules import each
@@ -31,8 +32,9 @@ ALLOWED = {
     "uservec.training": ("uservec.contract", "uservec.training"),
     "uservec.export": ("uservec.contract", "uservec.training", "uservec.export"),
     "uservec.service": ("uservec.contract", "uservec.service"),
+    "uservec.client": ("uservec.contract", "uservec.client"),
 }
-TORCH_FREE = ("uservec.contract", "uservec.service")
+TORCH_FREE = ("uservec.contract", "uservec.service", "uservec.client")
 
 
 def _modules() -> dict[str, Path]:
@@ -108,7 +110,7 @@ def test_a_layer_imports_only_itself_and_the_layers_below(layer: str) -> None:
 
 
 @pytest.mark.parametrize("layer", TORCH_FREE)
-def test_the_contract_and_the_service_never_import_torch(layer: str) -> None:
+def test_the_contract_service_and_client_never_import_torch(layer: str) -> None:
     bad = [
         f"{name} imports {imp}"
         for name, path in MODULES.items() if _layer(name) == layer

@@ -190,7 +190,9 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Experiment config (default: the shipped configs/demo.toml).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/demo"),
-              show_default=True, help="Run folder; the bundle goes to OUT/bundle.")
+              show_default=True,
+              help="Run folder; each run's bundle goes to its own OUT/bundles/<time> folder and "
+                   "OUT/bundles/current points at the newest.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--no-serve", is_flag=True, help="Stop after exporting the bundle.")
@@ -199,30 +201,84 @@ def download(dataset: str, dest: Path, local: Path | None) -> None:
 @_friendly
 def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve: bool,
          overrides: tuple[str, ...]) -> None:
-    """The main job: generate data, pretrain, train adapters, export, serve, print curl examples.
+    """The main job: generate data, pretrain, train adapters, export, serve, print examples.
 
-    Needs no data download and no Redis (in-process cache). Use --config to run it on a real
-    dataset's config instead, e.g. --config configs/movielens-100k.toml.
+    Needs no data download and no Redis (in-process cache). The port is checked before any
+    training; the bundle is written into a new versioned folder (a server already running on an
+    earlier one keeps its bundle) and served by `uservec serve` in a child process, without torch.
+    Use --config to run it on a real dataset's config, e.g. --config configs/movielens-100k.toml.
 
     Example: uservec demo --port 8000
     """
-    from uservec.demo import run_demo
+    from uservec.demo import port_problem, run_demo
     from uservec.training.config import load_config
 
+    problem = None if no_serve else port_problem(host, port)
+    if problem:
+        raise _UserError(problem)
     path = config_path or shipped_config("demo")
     cfg = load_config(path, ["extra.export.enabled=true", *overrides])
-    bundle_dir, examples = run_demo(cfg, out_dir)
+    result = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
-    click.echo(f"\nbundle: {bundle_dir}\nreport: {out_dir / 'report.md'}\n")
-    click.echo("Try the service (in another terminal):\n")
-    click.echo(examples.replace("{BASE}", base) + "\n")
+    click.echo(f"\nbundle: {result.path} (version {result.version}; "
+               f"{result.path.parent / 'current'} points at it)\nreport: {out_dir / 'report.md'}\n")
+    click.echo("Try the service (in another terminal) with curl:\n")
+    click.echo(curl_text(result, base) + "\n")
+    click.echo("or with the Python client (pip install uservec; no torch needed):\n")
+    click.echo(client_text(result, base) + "\n")
     if no_serve:
-        click.echo(f"serve it later with: uservec serve --bundle {bundle_dir}")
+        click.echo(f"serve it later with: uservec serve --bundle {result.path}")
         return
-    from uservec.service.settings import Settings
+    _serve_demo(result.path, host, port, out_dir / "serve.log")
 
-    click.echo(f"serving on {base} (Ctrl-C to stop)")
-    _serve(Settings(bundle_path=bundle_dir, host=host, port=port, json_logs=False))
+
+def curl_text(result: Any, base: str) -> str:
+    from uservec.demo import curl_examples
+
+    return curl_examples(base, result.events, result.target)
+
+
+def client_text(result: Any, base: str) -> str:
+    from uservec.demo import client_examples
+
+    return client_examples(base, result.events, result.target)
+
+
+def _serve_demo(bundle_dir: Path, host: str, port: int, log_path: Path) -> None:
+    """Serve through `uservec serve` in a child process until Ctrl-C (or the child stops)."""
+    import signal
+    import subprocess
+
+    from uservec.demo import process_memory, serve_child, wait_ready
+
+    base = f"http://{host}:{port}"
+    child = serve_child(bundle_dir, host, port, log_path)
+    # SIGTERM to the demo stops its server too (the finally below), not only the demo
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        try:
+            wait_ready(base, child)
+        except RuntimeError as exc:
+            raise _UserError(f"{exc}; see {log_path}") from exc
+        torch_loaded, rss = process_memory(child.pid)
+        memory = "" if rss is None else f", RSS {rss:.0f} MB"
+        torch_note = {True: ", torch LOADED", False: ", no torch", None: ""}[torch_loaded]
+        click.echo(f"serving on {base} (uservec serve, pid {child.pid}{torch_note}{memory}; "
+                   f"log {log_path}); Ctrl-C to stop")
+        code = child.wait()
+        if code not in (0, -signal.SIGTERM, -signal.SIGINT):  # stopped by a signal: no error
+            raise _UserError(f"the server stopped with code {code}; see {log_path}")
+        click.echo("the server stopped")
+    except KeyboardInterrupt:
+        click.echo("stopping the server")
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 @main.command("export")
@@ -433,24 +489,30 @@ def bundle_verify(bundle_dir: Path, no_smoke: bool) -> None:
 @bundle.command("info")
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--no-verify", is_flag=True,
+              help="Skip the checks (checksums, schema, catalogues); `verified` is then null.")
 @_friendly
-def bundle_info_cmd(bundle_dir: Path, as_json: bool) -> None:
-    """Print a summary of BUNDLE_DIR: version, model, tasks, parity numbers.
+def bundle_info_cmd(bundle_dir: Path, as_json: bool, no_verify: bool) -> None:
+    """Print a summary of BUNDLE_DIR: version, model, tasks, parity numbers, and whether it passes
+    the checks `uservec bundle verify` runs (all but the smoke inference). Exits 1 when it fails
+    them, after printing the summary and the problem.
 
     Example: uservec bundle info bundles/movielens-100k
     """
     from uservec.contract.verify import bundle_info
 
-    info = bundle_info(bundle_dir)
+    info = bundle_info(bundle_dir, verify=not no_verify)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
-        return
-    for key, value in info.items():
-        if isinstance(value, dict | list):
-            click.echo(f"{key}:")
-            click.echo("  " + json.dumps(value, default=str, indent=2).replace("\n", "\n  "))
-        else:
-            click.echo(f"{key}: {value}")
+    else:
+        for key, value in info.items():
+            if isinstance(value, dict | list):
+                click.echo(f"{key}:")
+                click.echo("  " + json.dumps(value, default=str, indent=2).replace("\n", "\n  "))
+            else:
+                click.echo(f"{key}: {value}")
+    if info["verified"] is False:
+        raise _UserError(f"{bundle_dir} fails its checks: {info['problem']}")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from uservec.service.auth import require_api_key
 from uservec.service.dependencies import RuntimeDep
 from uservec.service.engine import Bundle
 from uservec.service.errors import error_responses
 from uservec.service.schemas import BundleSummary, TaskSummary
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["operations"])
 
 
 def summarize(bundle: Bundle) -> BundleSummary:
@@ -45,7 +44,7 @@ def summarize(bundle: Bundle) -> BundleSummary:
 @router.get(
     "/v1/bundle",
     summary="Manifest summary of the bundle being served",
-    responses=error_responses("missing_api_key", "invalid_api_key", "not_ready"),
+    responses=error_responses("not_ready", "request_timeout", "too_many_requests"),
 )
 async def bundle_info(runtime: RuntimeDep) -> BundleSummary:
     return summarize(runtime.bundle)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from uservec.service.auth import require_api_key
 from uservec.service.dependencies import RuntimeDep, TimingsDep
 from uservec.service.errors import error_responses
 from uservec.service.inference import embed_users
 from uservec.service.routers.common import INFERENCE_ERRORS
 from uservec.service.schemas import EmbedRequest, EmbedResponse
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["inference"])
 
 
 @router.post(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from uservec.service.auth import require_api_key
 from uservec.service.dependencies import RuntimeDep, TimingsDep
 from uservec.service.errors import error_responses
 from uservec.service.inference import recommend_items
 from uservec.service.routers.common import INFERENCE_ERRORS
 from uservec.service.schemas import RecommendRequest, RecommendResponse
 
-router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["inference"])
 
 
 @router.post(
@@ -22,8 +21,7 @@ router = APIRouter(tags=["inference"], dependencies=[Depends(require_api_key)])
     "A user with no known event that the head reads gets the domain's most popular items and "
     '`fallback: "popularity"`.',
     responses=error_responses(
-        *INFERENCE_ERRORS, "k_out_of_range", "unknown_domain", "domain_required",
-        "too_many_excluded",
+        *INFERENCE_ERRORS, "k_out_of_range", "unknown_domain", "too_many_excluded",
     ),
 )
 async def recommend(

@@ -7,12 +7,14 @@ import pytest
 
 from uservec.bench.hostile import HostileCase, check_answer
 from uservec.bench.robustness import (
+    _unique_failures,
     _window,
     hostile,
     load_test,
     quarter_growth,
     redis_fault,
     reload_fault,
+    slow_sockets,
 )
 
 
@@ -74,4 +76,32 @@ def test_redis_outage_under_load_is_only_misses(quick_bundle: Path, workdir: Pat
 def test_hostile_inputs_over_a_real_socket(quick_bundle: Path, workdir: Path) -> None:
     result = hostile(quick_bundle, workdir)
     assert result["failures"] == [] and result["server_alive_after"]
-    assert result["inputs_tried"] >= 50
+    assert result["inputs_tried"] >= 80 and len(result["rows"]) == result["inputs_tried"]
+    assert result["server_5xx"] == 0 and all(row["ok"] for row in result["rows"])
+    rows = {row["case"]: row for row in result["rows"]}
+    # the slow-client rows over a real socket: both deadlines answer 408 in the error shape
+    for name in ("stalled_body", "stalled_head"):
+        assert (rows[name]["status"], rows[name]["code"]) == (408, "request_timeout")
+        assert rows[name]["seconds"] < 5
+
+
+def test_stalled_sockets_do_not_lock_the_api_and_readiness_tells_the_truth(
+    quick_bundle: Path, workdir: Path
+) -> None:
+    """Regression: 64 sockets that sent a partial body held every in-flight slot, every other
+    request got 429 for as long as they stayed open, and /health/ready stayed 200."""
+    result = slow_sockets(quick_bundle, workdir, sockets=256, seconds=2.0, seed=0, deadline_s=1.0)
+    assert result["requests"] > 0 and result["status"] == {"200": result["requests"]}
+    assert result["latency_ms"]["p99"] < 1000
+    assert result["readiness"] and set(result["readiness"]) == {"200"}
+    assert result["stalled_answers"].get("408", 0) >= 256  # each dropped at its deadline
+    assert result["stalled_held_s"]["max"] < result["body_timeout_s"] + 2
+    assert result["server_5xx"] == 0
+    saturated = result["saturated"]
+    assert saturated["status"].get("429", 0) > 0 and saturated["readiness"].get("503", 0) > 0
+    assert result["passed"]
+
+
+def test_unique_failures_are_read_from_schemathesis_summary() -> None:
+    assert _unique_failures("Test cases:\n  416 generated, 4 found 4 unique failures\n") == 4
+    assert _unique_failures("Test cases:\n  1645 generated, 1645 passed\n") == 0

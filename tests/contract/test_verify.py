@@ -94,6 +94,9 @@ def test_bundle_info_summarises_without_loading_the_graph(bundle_dir, bundle_cop
     assert info["tasks"][2]["index_kind"] == "flat" and info["model"]["int8_method"] == "static"
     assert info["total_bytes"] == sum(info["file_bytes"].values()) > 0
     assert bundle_info(bundle_dir, verify=True)["verified"] is True
+    assert info["verified"] is None and info["problem"] is None  # not checked: not "False"
+    damaged = bundle_info(bundle_copy, verify=True)
+    assert damaged["verified"] is False and "sha256 mismatch" in damaged["problem"]
 
 
 def test_the_loading_side_never_imports_torch(bundle_dir):

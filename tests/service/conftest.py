@@ -96,7 +96,8 @@ def serve() -> Callable[[Settings], Any]:
 @pytest.fixture
 def shared_redis_url() -> str:
     if not redis_answers(6379):
-        pytest.skip("no Redis answers on 127.0.0.1:6379 (start one, or run .ci/test.sh)")
+        pytest.skip("no Redis answers on 127.0.0.1:6379 (start one: redis-server --port 6379, or "
+                    "run bash .ci/run, which starts one)")
     return "redis://127.0.0.1:6379/0"
 
 

@@ -44,9 +44,10 @@ def test_dockerfile_installs_only_the_serving_extra_and_drops_root():
     assert 'pip install -c constraints.txt ".[serve]"' in text
     assert "torch" not in text.split("FROM", 1)[1].lower().replace("no torch", "")
     assert re.search(r"^USER\s+(?!root\b|0\b)\S+", text, flags=re.MULTILINE)
-    # it listens on 0.0.0.0: the key-less reload endpoint must be off unless asked for
-    joined = text.replace("\\\n", " ")
-    assert re.search(r"^ENV\s.*USERVEC_ADMIN_ENABLED=false", joined, flags=re.MULTILINE)
+    # it listens on 0.0.0.0: the reload endpoint exists only with an admin key, and the image
+    # sets none (nor any API key) by itself
+    env = " ".join(re.findall(r"^ENV\s(.*)$", text.replace("\\\n", " "), flags=re.MULTILINE))
+    assert "USERVEC_HOST=0.0.0.0" in env and "KEYS" not in env
 
 
 def test_entrypoint_serves_and_healthcheck_turns_healthy(main_bundle: Path):

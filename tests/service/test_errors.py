@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import httpx
@@ -45,6 +46,7 @@ async def test_malformed_json_is_a_400(served, path):
                                                       "item_id"]),
         ({"users": [{"events": "b0"}]}, ["body", "users", 0, "events"]),
         ({"users": [{"events": [], "age": 3}]}, ["body", "users", 0, "age"]),
+        ({"users": [{"user_id": "u"}]}, ["body", "users", 0, "events"]),
         ({"users": [], "k": 3}, ["body", "users"]),
         ({}, ["body", "users"]),
         ({"users": [user("b0")], "k": "ten"}, ["body", "k"]),
@@ -73,12 +75,67 @@ async def test_json_with_a_charset_or_a_json_suffix_is_accepted(served):
         assert response.status_code == 200, (content_type, response.text)
 
 
-async def test_numeric_item_ids_are_read_as_strings(served):
-    response = await served.client.post(
-        "/embed", json={"users": [{"events": [{"item_id": 7, "domain": "books"}]}]}
-    )
-    assert response.status_code == 200
-    assert response.json()["results"][0]["unknown_items"] == ["7"]
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("item_id", 7, ["body", "users", 0, "events", 0, "item_id"]),
+        ("domain", 0, ["body", "users", 0, "events", 0, "domain"]),
+        ("timestamp", True, ["body", "users", 0, "events", 0, "timestamp"]),
+        ("timestamp", "5", ["body", "users", 0, "events", 0, "timestamp"]),
+        ("k", True, ["body", "k"]),
+        ("k", "5", ["body", "k"]),
+        ("k", 5.5, ["body", "k"]),
+        ("exclude_seen", 1, ["body", "exclude_seen"]),
+        ("exclude_seen", "true", ["body", "exclude_seen"]),
+        ("user_id", 5, ["body", "users", 0, "user_id"]),
+        ("exclude", [7], ["body", "exclude", 0]),
+    ],
+)
+async def test_no_json_type_is_converted_into_another(served, field, value, where):
+    """Regression: 7 was read as "7", 0 as "0", true as 1 and "5" as 5."""
+    event: dict = {"item_id": "b0", "domain": "books"}
+    body: dict = {"users": [{"events": [event]}], "domain": "games"}
+    if field in event or field == "timestamp":
+        event[field] = value
+    elif field == "user_id":
+        body["users"][0]["user_id"] = value
+    else:
+        body[field] = value
+    error = assert_error(await served.client.post("/recommend", json=body), 422,
+                         "validation_error")
+    assert where in [detail["loc"] for detail in error["details"]]
+
+
+async def test_a_user_without_events_is_a_422(served):
+    """Regression: {"users": [{}]} was a 200 for a user with no events."""
+    error = assert_error(await served.client.post("/embed", json={"users": [{}]}), 422,
+                         "validation_error")
+    assert error["details"][0]["loc"] == ["body", "users", 0, "events"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize("field", ["timestamp", "k"])
+async def test_non_finite_numbers_are_a_finite_number_422(served, field, literal):
+    """Regression: NaN, Infinity and 1e400 timestamps were accepted (and broke the ordering)."""
+    timestamp = literal if field == "timestamp" else "1"
+    k = literal if field == "k" else "3"
+    events = f'[{{"item_id": "b0", "domain": "books", "timestamp": {timestamp}}}]'
+    body = f'{{"users": [{{"events": {events}}}], "domain": "games", "k": {k}}}'
+    response = await served.client.post("/recommend", content=body,
+                                        headers={"content-type": "application/json"})
+    error = assert_error(response, 422, "finite_number")
+    assert [d["type"] for d in error["details"]] == ["finite_number"]
+
+
+async def test_events_order_by_finite_timestamps_whatever_order_they_are_sent_in(served):
+    events = [{"item_id": raw, "domain": "books", "timestamp": t}
+              for raw, t in [("b0", 3), ("b2", 1.5), ("b4", 2)]]
+    vectors = []
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        body = {"users": [{"events": [events[i] for i in order]}]}
+        vectors.append((await served.client.post("/embed", json=body)).json()[
+            "results"][0]["vector"])
+    assert vectors[0] == vectors[1] == vectors[2]
 
 
 async def test_a_domain_with_the_key_separator_is_a_422(served):
@@ -136,3 +193,34 @@ async def test_an_internal_failure_is_a_500_in_the_error_shape(make_settings, mo
     error = assert_error(response, 500, "internal_error")
     assert "exploded" not in error["message"]  # internals are logged, not returned
     assert response.headers["x-request-id"] == "req-500"  # the id to quote in a bug report
+
+
+GZIPPED = gzip.compress(json.dumps({"users": [user("b0")]}).encode())
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"users": [', "Expecting value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"users": [{"events": [{"item_id": "\xff\xfe"}]}]}', "not UTF-8"),
+        (GZIPPED, "not UTF-8"),
+        (b'{"users": [{"events": [{"item_id": ' + b"9" * 4301 + b"}]}]}", "digits"),
+    ],
+    ids=["truncated", "deep_nesting", "not_utf8", "gzip_bytes", "int_4301_digits"],
+)
+async def test_every_unparseable_body_gets_the_one_invalid_json_shape(served, body, reason):
+    """Regression: truncated JSON got details, the others "There was an error parsing the body"
+    with details null."""
+    response = await served.client.post("/embed", content=body,
+                                        headers={"content-type": "application/json"})
+    error = assert_error(response, 400, "invalid_json")
+    assert set(error["details"]) == {"reason", "position"}
+    assert reason in error["details"]["reason"] and reason in error["message"]
+
+
+async def test_a_compressed_body_is_a_415_that_names_the_encoding(served):
+    response = await served.client.post("/embed", content=GZIPPED, headers={
+        "content-type": "application/json", "content-encoding": "gzip"})
+    assert assert_error(response, 415, "unsupported_media_type")["details"] == {
+        "content_encoding": "gzip"}

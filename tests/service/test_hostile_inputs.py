@@ -1,12 +1,15 @@
 """Hostile inputs against the real app: never a 5xx, always the one error shape.
 
-The catalogue lives in :mod:`training.bench.hostile` (the robustness benchmark sends the same
+The catalogue lives in :mod:`uservec.bench.hostile` (the robustness benchmark sends the same
 requests to a live server). One app serves every case (the cases are independent requests); each
 case is its own test so a failure names the input, and the app must still answer afterwards.
+A stalled request head concerns the HTTP server, not the app: that case runs over a real socket
+only (tests/bench/test_bench_robustness.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +17,18 @@ from typing import Any
 import pytest
 from service_helpers import Served, running
 
-from uservec.bench.hostile import HostileCase, check_answer, hostile_cases
+from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer, hostile_cases
 from uservec.service.settings import Settings
 
 pytestmark = pytest.mark.anyio
-CASES = hostile_cases()
+CASES = [case for case in hostile_cases() if case.stall != "head"]
 OK_BODY = {"users": [{"events": [{"item_id": "b0", "domain": "books"}]}]}
 
 
 @pytest.fixture(scope="module")
 async def served(main_bundle: Path) -> AsyncIterator[Served]:
     settings = Settings(bundle_path=main_bundle, reload_on_sighup=False, max_batch_wait_ms=1.0,
-                        ort_intra_op_threads=1)
+                        ort_intra_op_threads=1, **{**SERVER_SETTINGS, "body_timeout_s": 0.3})
     async with running(settings) as app:
         yield app
 
@@ -33,8 +36,16 @@ async def served(main_bundle: Path) -> AsyncIterator[Served]:
 async def send(client: Any, case: HostileCase) -> tuple[int, bytes]:
     """Send a case; an exception escaping the app counts as the 500 a real server would send."""
     headers = {"content-type": case.content_type} if case.content_type else {}
+    headers.update(case.headers)
     content: Any = case.body
-    if case.chunked:
+    if case.stall == "body":
+        async def stalled() -> AsyncIterator[bytes]:
+            yield case.body
+            await asyncio.sleep(3600)  # the app's body deadline must answer first
+            yield b""
+
+        content = stalled()
+    elif case.chunked:
         async def stream() -> AsyncIterator[bytes]:
             for start in range(0, len(case.body), 1 << 16):
                 yield case.body[start : start + (1 << 16)]
@@ -66,6 +77,9 @@ async def test_lone_surrogate_echoed_in_an_error_gets_the_error_shape(served: Se
 
 
 def test_catalogue_covers_the_brief() -> None:
-    names = {case.name for case in CASES}
-    for kind in ("nan", "huge", "10mb", "nested", "unicode", "empty_item_id", "duplicate"):
+    names = {case.name for case in hostile_cases()}
+    for kind in ("nan", "infinity", "huge", "10mb", "nested", "unicode", "empty_item_id",
+                 "duplicate", "bool", "string_k", "number_item_id", "without_events",
+                 "no_domain", "gzip", "truncated", "head_", "stalled_body", "stalled_head",
+                 "without_admin_key"):
         assert any(kind in name for name in names), kind

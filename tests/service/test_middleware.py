@@ -35,22 +35,75 @@ async def test_an_oversize_body_is_a_413_whether_declared_or_streamed(serve, mak
     assert small.status_code == 200
 
 
-async def test_over_the_in_flight_limit_requests_get_429_but_probes_answer(serve, make_settings):
+async def test_over_the_in_flight_limit_requests_get_429_and_readiness_says_saturated(
+    serve, make_settings
+):
     # a long batching window keeps the first request in flight
-    async with serve(make_settings(max_concurrent_requests=1, max_batch_wait_ms=300,
-                                   retry_after_s=7)) as served:
+    settings = make_settings(max_concurrent_requests=1, max_batch_wait_ms=300, retry_after_s=7,
+                             saturation_window_s=0.5)
+    async with serve(settings) as served:
         first = asyncio.ensure_future(
             served.client.post("/embed", json={"users": [user("b0")]}))
         await asyncio.sleep(0.05)
         second = await served.client.post("/embed", json={"users": [user("b2")]})
         ready = await served.client.get("/health/ready")
+        live = await served.client.get("/health/live")
         assert (await first).status_code == 200
         after = await served.client.post("/embed", json={"users": [user("b2")]})
         assert served.metric("uservec_rejected_requests_total", reason="in_flight") == 1
+        await asyncio.sleep(0.6)  # the window passes without another refusal
+        ready_later = await served.client.get("/health/ready")
     assert_error(second, 429, "too_many_requests")
     assert second.headers["retry-after"] == "7"
-    assert ready.status_code == 200
+    details = assert_error(ready, 503, "not_ready")["details"]
+    assert details["reason"] == "saturated" and details["refused"] == 1
+    assert details["max_concurrent_requests"] == 1
+    assert live.status_code == 200
     assert after.status_code == 200
+    assert ready_later.status_code == 200
+
+
+async def test_readiness_ignores_saturation_when_its_window_is_zero(serve, make_settings):
+    settings = make_settings(max_concurrent_requests=1, max_batch_wait_ms=300,
+                             saturation_window_s=0)
+    async with serve(settings) as served:
+        first = asyncio.ensure_future(
+            served.client.post("/embed", json={"users": [user("b0")]}))
+        await asyncio.sleep(0.05)
+        refused = await served.client.post("/embed", json={"users": [user("b2")]})
+        ready = await served.client.get("/health/ready")
+        await first
+    assert refused.status_code == 429 and ready.status_code == 200
+
+
+async def stalled(first: bytes):
+    yield first
+    await asyncio.sleep(3600)  # never sends the rest
+    yield b""
+
+
+async def test_a_stalled_upload_gets_408_and_never_holds_an_in_flight_slot(serve, make_settings):
+    """Regression: stalled uploads held every in-flight slot (429 for everyone else) for as long
+    as the sockets stayed open."""
+    settings = make_settings(max_concurrent_requests=1, body_timeout_s=0.4)
+    async with serve(settings) as served:
+        uploads = [asyncio.ensure_future(served.client.post(
+            "/embed", content=stalled(b'{"users":'), headers={"content-type": "application/json"}))
+            for _ in range(4)]
+        await asyncio.sleep(0.1)
+        during = [await served.client.post("/embed", json={"users": [user("b0")]})
+                  for _ in range(3)]
+        ready = await served.client.get("/health/ready")
+        timed_out = await asyncio.gather(*uploads)
+        assert served.metric("uservec_rejected_requests_total", reason="body_timeout") == 4
+        assert served.metric("uservec_receiving_requests") == 0
+        assert served.metric("uservec_in_flight_requests") == 0
+    assert [r.status_code for r in during] == [200, 200, 200]
+    assert ready.status_code == 200
+    for response in timed_out:
+        error = assert_error(response, 408, "request_timeout")
+        assert error["details"] == {"body_timeout_s": 0.4, "received_bytes": 9}
+        assert response.headers["connection"] == "close"
 
 
 async def test_responses_carry_server_timing_and_a_request_id(serve, make_settings):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 from service_helpers import user
@@ -58,3 +60,11 @@ async def test_a_redis_outage_fails_no_request_and_the_cache_comes_back(
                 break
             await asyncio.sleep(0.02)
         assert response.json()["results"][0]["cached"], "the cache never came back"
+
+
+def test_the_skip_message_names_a_ci_script_that_exists():
+    """Regression: the skip message pointed at .ci/test.sh, which does not exist."""
+    repo = Path(__file__).resolve().parents[2]
+    conftest = (repo / "tests/service/conftest.py").read_text()
+    scripts = re.findall(r"\.ci/[\w.-]+", conftest)
+    assert scripts and all((repo / script).is_file() for script in scripts), scripts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -99,12 +100,73 @@ def test_uservec_serve_refuses_a_corrupt_model_in_one_line_before_starting(corru
     assert "Traceback" not in process.stderr and "Application startup failed" not in process.stderr
 
 
-def test_an_admin_endpoint_without_a_key_on_a_public_interface_is_warned_about():
-    from uservec.service.server import open_admin_warning
-    from uservec.service.settings import Settings
+@pytest.fixture(scope="module")
+def deadline_server(main_bundle, tmp_path_factory):
+    from uservec.bench.server import ServerProcess
 
-    assert "anyone who reaches" in open_admin_warning(Settings(host="0.0.0.0"))
-    assert open_admin_warning(Settings(host="0.0.0.0", admin_api_keys=["k"])) is None
-    assert open_admin_warning(Settings(host="0.0.0.0", admin_enabled=False)) is None
-    assert open_admin_warning(Settings(host="127.0.0.1")) is None
+    log = tmp_path_factory.mktemp("deadlines") / "server.log"
+    settings = {"header_timeout_s": 0.5, "body_timeout_s": 0.5, "keep_alive_timeout_s": 1,
+                "max_header_bytes": 4096}
+    with ServerProcess(main_bundle, log, core=None, **settings) as server:
+        yield server
 
+
+def exchange(port: int, data: bytes, timeout_s: float = 5.0) -> tuple[bytes, float]:
+    """Send ``data``, read until the server closes; returns what came back and how long."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        if data:
+            sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer, time.monotonic() - start
+
+
+def error_of(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    return int(head.split(b" ")[1]), json.loads(body)["error"]
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline(deadline_server):
+    answer, seconds = exchange(deadline_server.port, b"")
+    assert answer == b"" and 0.3 < seconds < 3
+
+
+def test_a_request_head_that_stops_half_way_gets_a_408(deadline_server):
+    """Slowloris: one header line, then nothing; uvicorn alone waited for ever."""
+    answer, seconds = exchange(deadline_server.port, b"POST /embed HTTP/1.1\r\nHost: x\r\n")
+    status, error = error_of(answer)
+    assert (status, error["code"]) == (408, "request_timeout") and seconds < 3
+
+
+def test_a_request_body_that_stops_half_way_gets_a_408_in_the_error_shape(deadline_server):
+    head = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n")
+    answer, seconds = exchange(deadline_server.port, head + b'{"users":')
+    status, error = error_of(answer)
+    assert (status, error["code"]) == (408, "request_timeout") and seconds < 3
+    assert error["details"] == {"body_timeout_s": 0.5, "received_bytes": 9}
+
+
+def test_an_oversize_request_head_gets_a_431(deadline_server):
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 100) for i in range(100))
+    answer, _ = exchange(deadline_server.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                         + headers)
+    status, error = error_of(answer)
+    assert (status, error["code"]) == (431, "headers_too_large")
+
+
+def test_a_normal_request_with_a_body_larger_than_the_head_limit_is_served(deadline_server):
+    body = json.dumps({"users": [user(*["b0"] * 400)]}).encode()
+    assert len(body) > 4096
+    response = httpx.post(f"http://127.0.0.1:{deadline_server.port}/embed", content=body,
+                          headers={"content-type": "application/json"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_an_idle_keep_alive_connection_is_closed(deadline_server):
+    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, seconds = exchange(deadline_server.port, request)
+    assert answer.startswith(b"HTTP/1.1 200") and 0.8 < seconds < 4

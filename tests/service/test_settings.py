@@ -21,12 +21,19 @@ def test_environment_variables_with_the_prefix_configure_the_service(monkeypatch
     assert settings.bundle_path == Path("/bundles/v1")
     assert (settings.max_k, settings.default_k) == (5, 3)
     assert settings.api_keys == ["key-a", "key-b"]
-    assert settings.effective_admin_keys == ["root"]
+    assert settings.admin_api_keys == ["root"] and settings.admin_enabled
     assert settings.batching_enabled is False
 
 
-def test_admin_keys_default_to_the_api_keys():
-    assert Settings(api_keys=["a"]).effective_admin_keys == ["a"]
+def test_admin_is_off_without_an_admin_key_and_api_keys_do_not_open_it():
+    assert not Settings().admin_enabled
+    assert not Settings(api_keys=["a"]).admin_enabled
+    assert Settings(api_keys=["a"], admin_api_keys=["b"]).admin_enabled
+
+
+def test_a_key_cannot_be_both_an_api_key_and_an_admin_key():
+    with pytest.raises(ValidationError, match="both API and admin keys"):
+        Settings(api_keys=["a", "b"], admin_api_keys=["b"])
 
 
 @pytest.mark.parametrize("values", [{"max_k": 0}, {"default_k": 20, "max_k": 10},

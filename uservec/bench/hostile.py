@@ -14,6 +14,11 @@ from typing import Any
 JSON = "application/json"
 #: bodies above the service's default 1 MiB limit
 TEN_MB = 10 * 2**20
+#: the admin key the server under test is started with (admin endpoints exist only with one)
+ADMIN_KEY = "hostile-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+#: what the server under test must be configured with for the catalogue's expectations
+SERVER_SETTINGS = {"admin_api_keys": ADMIN_KEY, "body_timeout_s": 1.0, "header_timeout_s": 1.0}
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class HostileCase:
     chunked: bool = False
     #: error codes the answer may carry (empty: any documented code)
     codes: frozenset[str] = field(default_factory=frozenset)
+    headers: tuple[tuple[str, str], ...] = ()
+    #: "body": send the headers and ``body`` (a part of it), then nothing; "head": send ``body``
+    #: as the beginning of a request head, then nothing (only over a real socket)
+    stall: str | None = None
 
 
 def _events(item_ids: list[Any], **extra: Any) -> list[dict[str, Any]]:
@@ -39,9 +48,17 @@ def _embed(events: list[dict[str, Any]] | str) -> bytes:
     return ('{"users": [{"events": ' + text + "}]}").encode()
 
 
-def _case(name: str, path: str, body: bytes | str, *allowed: int, **kw: Any) -> HostileCase:
+def _case(name: str, path: str, body: bytes | str, *allowed: int, codes: tuple[str, ...] = (),
+          headers: dict[str, str] | None = None, **kw: Any) -> HostileCase:
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    return HostileCase(name, path, raw, frozenset(allowed), **kw)
+    return HostileCase(name, path, raw, frozenset(allowed), codes=frozenset(codes),
+                       headers=tuple((headers or {}).items()), **kw)
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, mtime=0)
 
 
 def hostile_cases(item: str = "b0") -> list[HostileCase]:
@@ -51,14 +68,22 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
     cases = [
         # numbers the JSON grammar does not have, or that overflow
         _case("nan_timestamp", "/embed", _embed(f'[{{"item_id": "{item}", "timestamp": NaN}}]'),
-              200, 400, 422),
+              422, codes=("finite_number",)),
         _case("infinity_timestamp", "/embed",
-              _embed(f'[{{"item_id": "{item}", "timestamp": Infinity}}, {ok}]'), 200, 400, 422),
+              _embed(f'[{{"item_id": "{item}", "timestamp": Infinity}}, {ok}]'), 422,
+              codes=("finite_number",)),
+        _case("minus_infinity_timestamp", "/embed",
+              _embed(f'[{{"item_id": "{item}", "timestamp": -Infinity}}]'), 422,
+              codes=("finite_number",)),
         _case("huge_float_timestamp", "/embed",
-              _embed(f'[{{"item_id": "{item}", "timestamp": 1e400}}]'), 200, 400, 422),
+              _embed(f'[{{"item_id": "{item}", "timestamp": 1e400}}]'), 422,
+              codes=("finite_number",)),
         _case("mixed_nan_timestamps", "/embed", _embed(
             f'[{{"item_id": "{item}", "timestamp": NaN}}, {{"item_id": "b2", "timestamp": 1}}]'),
-            200, 400, 422),
+            422, codes=("finite_number",)),
+        _case("nan_k", "/recommend",
+              f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "k": NaN}}', 422,
+              codes=("finite_number",)),
         _case("huge_int_k", "/recommend",
               f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "k": {10**30}}}', 422),
         _case("float_k", "/recommend",
@@ -66,8 +91,35 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("negative_k", "/recommend",
               f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "k": -1}}', 422),
         _case("int_4301_digits_item", "/embed", _embed("[{\"item_id\": " + "9" * 4301 + "}]"),
-              400, 422),
-        _case("huge_number_item_id", "/embed", _embed('[{"item_id": 1e400}]'), 200, 422),
+              400, codes=("invalid_json",)),
+        _case("huge_number_item_id", "/embed", _embed('[{"item_id": 1e400}]'), 422,
+              codes=("finite_number",)),
+        _case("nan_item_id", "/embed", _embed('[{"item_id": NaN}]'), 422,
+              codes=("finite_number",)),
+        # coercions: a JSON type is never read as another
+        _case("number_item_id", "/embed", _embed('[{"item_id": 7, "domain": "books"}]'), 422,
+              codes=("validation_error",)),
+        _case("number_domain", "/embed", _embed(f'[{{"item_id": "{item}", "domain": 0}}]'), 422,
+              codes=("validation_error",)),
+        _case("bool_k", "/recommend",
+              f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "k": true}}', 422,
+              codes=("validation_error",)),
+        _case("string_k", "/recommend",
+              f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "k": "5"}}', 422,
+              codes=("validation_error",)),
+        _case("string_exclude_seen", "/recommend",
+              f'{{"users": [{{"events": [{ok}]}}], "domain": "games", "exclude_seen": "no"}}',
+              422, codes=("validation_error",)),
+        _case("number_user_id", "/embed", f'{{"users": [{{"user_id": 5, "events": [{ok}]}}]}}',
+              422, codes=("validation_error",)),
+        _case("user_without_events", "/embed", '{"users": [{"user_id": "u1"}]}', 422,
+              codes=("validation_error",)),
+        # events without a domain in a two-domain bundle
+        _case("no_domain_unknown_item", "/recommend",
+              '{"users": [{"events": [{"item_id": "nope"}]}], "domain": "games"}', 422,
+              codes=("domain_required",)),
+        _case("no_domain_known_item", "/recommend",
+              f'{{"users": [{{"events": [{{"item_id": "{item}"}}]}}], "domain": "games"}}', 200),
         # size
         _case("body_10mb", "/embed", _embed(json.dumps("x" * TEN_MB)), 413),
         _case("body_10mb_chunked", "/embed", _embed(json.dumps("x" * TEN_MB)), 413,
@@ -76,9 +128,10 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("users_over_limit", "/embed",
               json.dumps({"users": [{"events": _events(["b0"])}] * 65}), 422),
         # nesting
-        _case("nested_100k_arrays", "/embed", nested, 400, 422),
-        _case("nested_in_events", "/embed", _embed(nested), 400, 422),
-        _case("nested_objects", "/embed", '{"a":' * 50_000 + "1" + "}" * 50_000, 400, 422),
+        _case("nested_100k_arrays", "/embed", nested, 400, codes=("invalid_json",)),
+        _case("nested_in_events", "/embed", _embed(nested), 400, codes=("invalid_json",)),
+        _case("nested_objects", "/embed", '{"a":' * 50_000 + "1" + "}" * 50_000, 400,
+              codes=("invalid_json",)),
         # strings
         _case("unicode_item_ids", "/embed",
               _embed(_events(["книга", "本", "🎮🎲", "e\u0301", "\u202eRTL", "\u200b"])), 200),
@@ -88,7 +141,8 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("empty_item_id", "/embed", _embed('[{"item_id": ""}]'), 422),
         _case("domain_with_colon", "/embed", _embed('[{"item_id": "1", "domain": "a::b"}]'),
               422),
-        _case("item_id_with_separator", "/embed", _embed('[{"item_id": "x::y"}]'), 200),
+        _case("item_id_with_separator", "/embed",
+              _embed('[{"item_id": "x::y", "domain": "books"}]'), 200),
         _case("item_id_513_chars", "/embed", _embed(_events(["x" * 513])), 422),
         _case("unicode_domain", "/recommend", json.dumps(
             {"users": [{"events": _events([item])}], "domain": "игры"}), 422),
@@ -111,11 +165,16 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
              "domain": "games"}), 200),
         # wrong shapes and types
         _case("empty_body", "/embed", b"", 422, 400),
-        _case("not_json", "/embed", b"{users: nope", 400),
+        _case("not_json", "/embed", b"{users: nope", 400, codes=("invalid_json",)),
+        _case("truncated_json", "/embed", b'{"users": [', 400, codes=("invalid_json",)),
         _case("invalid_utf8", "/embed", b'{"users": [{"events": [{"item_id": "\xff\xfe"}]}]}',
-              400, codes=frozenset({"invalid_json"})),
+              400, codes=("invalid_json",)),
         _case("invalid_utf8_reload", "/admin/reload", b'{"bundle_path": "\xff"}', 400,
-              codes=frozenset({"invalid_json"})),
+              codes=("invalid_json",), headers=ADMIN),
+        _case("gzip_bytes_as_json", "/embed", _gzip(_embed(_events([item]))), 400,
+              codes=("invalid_json",)),
+        _case("gzip_content_encoding", "/embed", _gzip(_embed(_events([item]))), 415,
+              codes=("unsupported_media_type",), headers={"Content-Encoding": "gzip"}),
         _case("utf8_bom", "/embed", "\ufeff" + _embed(_events([item])).decode(), 200, 400),
         _case("json_null", "/embed", "null", 422),
         _case("json_array", "/embed", "[]", 422),
@@ -124,7 +183,7 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("timestamp_string", "/embed", _embed('[{"item_id": "b0", "timestamp": "now"}]'),
               422),
         _case("timestamp_bool", "/embed", _embed('[{"item_id": "b0", "timestamp": true}]'),
-              200, 422),
+              422, codes=("validation_error",)),
         _case("item_id_object", "/embed", _embed('[{"item_id": {"a": 1}}]'), 422),
         _case("extra_field", "/embed", _embed('[{"item_id": "b0", "rating": 5}]'), 422),
         _case("no_users", "/embed", '{"users": []}', 422),
@@ -142,17 +201,28 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
              "exclude": [str(i) for i in range(1001)]}), 422),
         # methods and paths
         _case("get_on_post_endpoint", "/embed", b"", 405, method="GET", content_type=None),
+        _case("head_ready", "/health/ready", b"", 200, method="HEAD", content_type=None),
+        _case("head_live", "/health/live", b"", 200, method="HEAD", content_type=None),
         _case("unknown_path", "/nope", b"{}", 404),
         _case("path_traversal", "/../../etc/passwd", b"", 404, method="GET", content_type=None),
-        # admin
+        # admin (the server has an admin key; without one the endpoint does not exist)
         _case("reload_missing_path", "/admin/reload", '{"bundle_path": "/nonexistent/bundle"}',
-              409),
+              409, headers=ADMIN),
         _case("reload_null_byte_path", "/admin/reload", '{"bundle_path": "/tmp/a\\u0000b"}',
-              409, 422),
+              409, 422, headers=ADMIN),
         _case("reload_surrogate_path", "/admin/reload", '{"bundle_path": "/tmp/\\ud800"}',
-              409, 422),
+              409, 422, headers=ADMIN),
         _case("reload_huge_path", "/admin/reload", json.dumps({"bundle_path": "a" * 100_000}),
-              409, 422),
+              409, 422, headers=ADMIN),
+        _case("reload_without_admin_key", "/admin/reload", b"", 401,
+              codes=("missing_api_key",)),
+        _case("reload_with_wrong_key", "/admin/reload", b"", 403, codes=("invalid_api_key",),
+              headers={"Authorization": "Bearer guess"}),
+        # slow clients: a body that stops half-way gets 408 at the body deadline
+        _case("stalled_body", "/embed", b'{"users":', 408, codes=("request_timeout",),
+              stall="body"),
+        _case("stalled_head", "/embed", b"POST /embed HTTP/1.1\r\nHost: x\r\n", 408,
+              codes=("request_timeout",), stall="head"),
     ]
     return cases
 

@@ -187,15 +187,40 @@ def _robustness(c: dict[str, Any]) -> list[str]:
     if "skipped" in fuzz:
         rows.append(["schemathesis", "skipped", fuzz["skipped"]])
     elif fuzz:
-        rows.append(["schemathesis", _fmt(fuzz["passed"]),
-                     f"{fuzz['operations']} operations, <= {fuzz['max_examples_per_operation']} "
-                     f"examples each ({fuzz['summary']}); {len(fuzz['failures'])} failures, "
-                     f"{fuzz['server_5xx_seen']} 5xx"])
+        rows.append([f"schemathesis --checks {fuzz.get('checks', 'all')}", _fmt(fuzz["passed"]),
+                     f"{fuzz.get('bundle', '')} bundle, {fuzz['operations']} operations, <= "
+                     f"{fuzz['max_examples_per_operation']} examples each, "
+                     f"{fuzz.get('generated')} cases ({fuzz['summary']}); "
+                     f"{fuzz.get('unique_failures')} unique failures, "
+                     f"{fuzz['server_5xx_seen']} 5xx, {fuzz.get('reloads_by_fuzzer', 0)} "
+                     "reloads by the fuzzer"])
     hostile = c.get("hostile", {})
     if hostile:
         rows.append(["hostile inputs", _fmt(hostile["passed"]),
-                     f"{hostile['inputs_tried']} inputs, {len(hostile['failures'])} failures"])
+                     f"{hostile['inputs_tried']} inputs, {len(hostile['failures'])} failures, "
+                     f"{hostile.get('server_5xx', 0)} 5xx"])
+    slow = c.get("slow_sockets", {})
+    if slow:
+        latency = slow.get("latency_ms", {})
+        saturated = slow.get("saturated", {})
+        rows.append(["stalled sockets", _fmt(slow["passed"]),
+                     f"{slow['sockets']} stalled connections (half in the body, half in the "
+                     f"head, reopened when dropped) for {slow['seconds']:g} s: "
+                     f"{slow['requests']:,} ordinary requests, statuses {slow['status']}, p50 "
+                     f"{_fmt(latency.get('p50'))} ms, p99 {_fmt(latency.get('p99'))} ms; "
+                     f"readiness {slow['readiness']}; stalled ones answered "
+                     f"{slow['stalled_answers']} after {_fmt(slow['stalled_held_s']['mean'])} s "
+                     f"(deadline {slow['body_timeout_s']:g} s); {slow['server_5xx']} 5xx"])
+        rows.append(["readiness when saturated", _fmt(slow["passed"]),
+                     f"2 in-flight slots, 8 clients: statuses {saturated.get('status')}, "
+                     f"readiness {saturated.get('readiness')}"])
     out = table(["check", "passed", "details"], rows)
+    if hostile.get("rows"):
+        out += ["Hostile inputs (one row per case):", ""]
+        out += table(["case", "request", "expected", "status", "code", "ok"],
+                     [[r["case"], f"{r['method']} {r['path']}",
+                       "/".join(str(s) for s in r["expected"]), r["status"], r["code"] or "",
+                       _fmt(r["ok"])] for r in hostile["rows"]])
     failures = [*fuzz.get("failures", []), *hostile.get("failures", [])]
     if failures:
         out += ["Failures:", "", *(f"- `{f}`" for f in failures), ""]

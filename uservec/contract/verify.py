@@ -259,9 +259,22 @@ def load_and_verify(
 
 
 def bundle_info(bundle_dir: str | Path, verify: bool = False) -> dict[str, Any]:
-    """A JSON-ready summary of a bundle (version, provenance, model, tasks, parity, sizes)."""
+    """A JSON-ready summary of a bundle (version, provenance, model, tasks, parity, sizes).
+
+    ``verify``: run :func:`load_and_verify`'s checks (no smoke inference) and say how they went:
+    ``verified`` is True, or False with the ``problem``; without ``verify`` it is None (not
+    checked), never a False that reads as "this bundle is bad".
+    """
     root = Path(bundle_dir)
-    manifest = load_and_verify(root, smoke=False) if verify else read_manifest(root)
+    verified: bool | None = None
+    problem: str | None = None
+    if verify:
+        try:
+            load_and_verify(root, smoke=False)
+            verified = True
+        except BundleError as exc:
+            verified, problem = False, str(exc)
+    manifest = read_manifest(root)
     tasks = []
     for task in manifest.tasks:
         entry: dict[str, Any] = {"name": task.name, "kind": task.kind, "output": task.output}
@@ -299,7 +312,8 @@ def bundle_info(bundle_dir: str | Path, verify: bool = False) -> dict[str, Any]:
         },
         "tasks": tasks,
         "parity": manifest.parity,
-        "verified": verify,
+        "verified": verified,
+        "problem": problem,
         "total_bytes": sum(sizes.values()),
         "file_bytes": sizes,
     }

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -88,12 +89,12 @@ async def test_in_flight_requests_finish_on_the_bundle_they_started_with(
     serve, make_settings, single_bundle, reference, single_reference
 ):
     # a long batching window keeps the first request queued while the reload happens
-    async with serve(make_settings(max_batch_wait_ms=300)) as served:
+    async with serve(make_settings(max_batch_wait_ms=300, admin_api_keys=["admin-key"])) as served:
         pending = asyncio.ensure_future(
             served.client.post("/embed", json={"users": [user("b0", "g1")]}))
         await asyncio.sleep(0.05)
         reload = await served.client.post("/admin/reload",
-                                          json={"bundle_path": str(single_bundle)})
+                                          json={"bundle_path": str(single_bundle)}, headers=ADMIN)
         assert reload.status_code == 200
         old = await pending
         new = await served.client.post("/embed", json={"users": [user("b0", "g1")]})
@@ -108,7 +109,9 @@ async def test_sighup_reloads_the_bundle_from_its_path(
 ):
     live = tmp_path / "live"
     shutil.copytree(main_bundle, live)
-    async with serve(make_settings(bundle_path=live, reload_on_sighup=True)) as served:
+    settings = make_settings(bundle_path=live, reload_on_sighup=True,
+                             admin_api_keys=["admin-key"])
+    async with serve(settings) as served:
         shutil.rmtree(live)
         shutil.copytree(single_bundle, live)
         # never send SIGHUP without the app's handler: the default action ends the process
@@ -120,5 +123,63 @@ async def test_sighup_reloads_the_bundle_from_its_path(
                 break
         assert await embed_version(served) == single_reference.version
         # no body: reload the current path from disk (here: unchanged)
-        response = await served.client.post("/admin/reload")
+        response = await served.client.post("/admin/reload", headers=ADMIN)
         assert response.json()["previous_version"] == single_reference.version
+
+
+async def wait_for(condition, timeout_s: float = 4.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition never became true")
+
+
+async def test_a_sighup_with_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(
+    serve, make_settings, main_bundle, corrupt_bundle, tmp_path, reference
+):
+    live = tmp_path / "live"
+    shutil.copytree(main_bundle, live)
+    async with serve(make_settings(bundle_path=live, reload_on_sighup=True)) as served:
+        shutil.rmtree(live)
+        shutil.copytree(corrupt_bundle, live)
+        assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await wait_for(lambda: served.metric("uservec_bundle_reloads_total", result="rejected"))
+        assert served.runtime.current.version == reference.version
+        assert await embed_version(served) == reference.version
+        assert (await served.client.get("/health/ready")).status_code == 200
+
+
+async def test_a_reload_while_another_runs_is_a_409_reload_in_progress(
+    serve, make_settings, single_bundle, monkeypatch
+):
+    from uservec.service import runtime as runtime_module
+
+    real = runtime_module.load_configured
+
+    def slow_load(settings, path):
+        time.sleep(0.5)
+        return real(settings, path)
+
+    monkeypatch.setattr(runtime_module, "load_configured", slow_load)
+    async with serve(make_settings(admin_api_keys=["admin-key"])) as served:
+        body = {"bundle_path": str(single_bundle)}
+        first = asyncio.ensure_future(
+            served.client.post("/admin/reload", json=body, headers=ADMIN))
+        await asyncio.sleep(0.1)
+        second = await served.client.post("/admin/reload", json=body, headers=ADMIN)
+        assert (await first).status_code == 200
+    assert_error(second, 409, "reload_in_progress")
+
+
+@pytest.mark.parametrize("keys", [{}, {"api_keys": ["api-key"]}])
+async def test_without_an_admin_key_there_is_no_admin_endpoint(serve, make_settings, keys):
+    """Regression: with keys off, /admin/reload was open (a fuzzer reloaded the demo 1,896
+    times); with only API keys, an API key could reload."""
+    async with serve(make_settings(**keys)) as served:
+        response = await served.client.post(
+            "/admin/reload", headers={"Authorization": "Bearer api-key"})
+        spec = (await served.client.get("/openapi.json")).json()
+    assert_error(response, 404, "not_found")
+    assert "/admin/reload" not in spec["paths"]

@@ -92,14 +92,13 @@ async def test_an_unknown_attribute_is_a_422_naming_the_available_ones(serve, ma
     assert error["details"] == {"unknown": ["height"], "available": ["gender", "age"]}
 
 
-async def test_an_empty_attribute_list_is_a_422_that_says_so(serve, make_settings):
+async def test_an_empty_attribute_list_is_a_422_that_points_at_the_field(serve, make_settings):
     async with serve(make_settings()) as served:
         response = await served.client.post(
             "/predict-profile", json={"users": [user("b0")], "attributes": []}
         )
-    error = assert_error(response, 422, "unknown_attribute")
-    assert "attributes is empty" in error["message"]  # not "this bundle has no profile heads"
-    assert error["details"]["available"] == ["gender", "age"]
+    error = assert_error(response, 422, "validation_error")
+    assert [d["loc"] for d in error["details"]] == [["body", "attributes"]]
 
 
 async def test_profile_reuses_the_encoding_cached_by_embed(serve, make_settings):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from service_bundles import BOOKS, GAMES
+from service_bundles import BOOKS, GAMES, MAX_LEN
 from service_helpers import assert_error, random_users, user
 
 from uservec.contract.ids import item_key
@@ -113,15 +113,23 @@ async def test_k_outside_its_range_is_refused(serve, make_settings, k):
                                                                            "max": 100}
 
 
-async def test_too_many_excluded_ids_are_refused(serve, make_settings):
+async def test_too_many_excluded_ids_are_refused_per_list(serve, make_settings):
     async with serve(make_settings(max_exclude=2)) as served:
-        response = await served.client.post("/recommend", json={
-            "users": [user("b0", exclude=["g1", "g3"])], "domain": GAMES, "exclude": ["g5"]})
-    assert_error(response, 422, "too_many_excluded")
+        within = await served.client.post("/recommend", json={
+            "users": [user("b0", exclude=["g1", "g3"])], "domain": GAMES, "exclude": ["g5", "g7"]})
+        per_user = await served.client.post("/recommend", json={
+            "users": [user("b0"), user("b0", exclude=["g1", "g3", "g5"])], "domain": GAMES})
+        request = await served.client.post("/recommend", json={
+            "users": [user("b0")], "domain": GAMES, "exclude": ["g1", "g3", "g5"]})
+    assert within.status_code == 200, within.text
+    assert assert_error(per_user, 422, "too_many_excluded")["details"] == {
+        "user": 1, "excluded": 3, "max": 2}
+    assert assert_error(request, 422, "too_many_excluded")["details"]["user"] is None
 
 
 async def test_recommend_reuses_the_encoding_cached_by_embed(serve, make_settings):
-    body = {"users": [user("b0", "g1", "b2")]}
+    # a sequence of source-domain events only: /recommend reads it as /embed does
+    body = {"users": [user("b0", "b4", "b2")]}
     async with serve(make_settings()) as served:
         await served.client.post("/embed", json=body)
         response = await served.client.post("/recommend", json={**body, "domain": GAMES})
@@ -135,3 +143,55 @@ async def test_k_defaults_to_the_setting(serve, make_settings):
             "/recommend", json={"users": [user("b0", "g1")], "domain": GAMES}
         )
     assert len(response.json()["results"][0]["items"]) == 3
+
+
+async def test_source_events_followed_by_many_target_events_still_get_recommendations(
+    serve, make_settings, reference
+):
+    """Regression: the window was cut before the source events were picked, so 10 books followed
+    by 50 games left the games head nothing to read (fallback: popularity)."""
+    books = [f"b{2 * i}" for i in range(10)]
+    games = [f"g{2 * (i % 31) + 1}" for i in range(50)]
+    async with serve(make_settings()) as served:
+        mixed = await served.client.post(
+            "/recommend", json={"users": [user(*books, *games)], "domain": GAMES, "k": 5})
+    result = mixed.json()["results"][0]
+    assert result["fallback"] is None and result["known_events"] == result["events_used"] == 8
+    # the query is the books' (the latest MAX_LEN of them), the user's games are excluded
+    expected = reference.top_k("games", books, 5, excluded=keys(games, GAMES))
+    assert [item["item_id"] for item in result["items"]] == expected
+
+
+@pytest.mark.parametrize(("target", "early"), [(GAMES, "g1"), (BOOKS, "b0")])
+async def test_exclude_seen_covers_items_sent_long_before_the_window(
+    serve, make_settings, target, early
+):
+    """The item is sent once, first, then MAX_LEN + 4 events of the head's source domain: it sits
+    outside every window, and must still not be recommended back."""
+    source = [f"b{2 * i}" for i in range(1, MAX_LEN + 5)] if target == GAMES else [
+        f"g{2 * i + 1}" for i in range(1, MAX_LEN + 5)]
+    async with serve(make_settings()) as served:
+        response = await served.client.post(
+            "/recommend", json={"users": [user(early, *source)], "domain": target, "k": 100})
+    items = {item["item_id"] for item in response.json()["results"][0]["items"]}
+    catalogue = 31  # items per domain in the test bundle
+    assert early not in items and len(items) == catalogue - 1
+
+
+async def test_an_event_without_a_domain_is_resolved_or_refused_never_unknown(
+    serve, make_settings
+):
+    """Regression: without 'domain' a two-domain bundle read the item as unknown, and /recommend
+    then recommended that very item back."""
+    async with serve(make_settings()) as served:
+        resolved = await served.client.post("/recommend", json={
+            "users": [{"events": [{"item_id": "b0"}, {"item_id": "g1"}]}], "domain": GAMES,
+            "k": 100})
+        unknown = await served.client.post("/recommend", json={
+            "users": [{"events": [{"item_id": "b0"}, {"item_id": "nope"}]}], "domain": GAMES})
+    result = resolved.json()["results"][0]
+    assert result["unknown_items"] == [] and result["known_events"] == 1
+    assert "g1" not in {item["item_id"] for item in result["items"]}
+    error = assert_error(unknown, 422, "domain_required")
+    assert error["details"] == {"user": 0, "event": 1, "item_id": "nope", "domains": [],
+                                "available": [BOOKS, GAMES]}

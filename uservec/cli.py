@@ -322,7 +322,7 @@ def serve(
 @click.option("--decision", type=click.Choice(["as_trained", "prior_adjusted"]),
               default="as_trained", show_default=True,
               help="Profile decision rule, as in POST /predict-profile.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="User sequences per onnxruntime run.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes running the model (users are shared out by a hash of their id).")
@@ -409,13 +409,16 @@ def settings_problems(exc: Any) -> str:
               help="Only 1M-item retrieval: exact vs IVF vs HNSW (<30 min).")
 @click.option("--robustness", is_flag=True,
               help="Only load, fault (Redis kill, reload under load) and fuzzing runs.")
+@click.option("--embed", "embed_only", is_flag=True,
+              help="Only bulk embedding (`uservec embed`): users/s and peak RSS at a few file "
+                   "sizes, 1 vs N workers (<15 min on 2 cores).")
 @click.option("--only", "sections", multiple=True,
               type=click.Choice(["serving", "cache", "compute", "int8", "train_speed"]),
               help="Run only these sections of the main suite (repeatable).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: seconds, for smoke-testing the suite.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool,
-          sections: tuple[str, ...], quick: bool, seed: int) -> None:
+          embed_only: bool, sections: tuple[str, ...], quick: bool, seed: int) -> None:
     """Measure serving overhead, cache, micro-batching, FLOP/s, int8, training speed.
 
     Every figure is a ratio against a reference measured in the same run (the machine is shared
@@ -429,7 +432,7 @@ def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool
     from uservec.bench import run_bench
 
     results = run_bench(out_dir, bundle_path, quick=quick, scale=scale, robustness=robustness,
-                        seed=seed, only=sections)
+                        seed=seed, only=sections, embed=embed_only)
     click.echo((out_dir / "bench.md").read_text())
     click.echo(f"wrote {out_dir / 'bench.json'} ({len(results)} sections)")
 

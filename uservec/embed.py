@@ -100,8 +100,8 @@ class EmbedOptions:
     #: profile heads to write (as the service's ``attributes``); empty: all of them
     attributes: tuple[str, ...] = ()
     decision: Decision = "as_trained"
-    #: user sequences per onnxruntime run
-    batch_size: int = 256
+    #: user sequences per onnxruntime run (larger batches gain little and leave the CPU caches)
+    batch_size: int = 64
     #: processes running the model
     workers: int = 1
     #: onnxruntime intra-op threads per worker; 0: the usable cores divided among the workers

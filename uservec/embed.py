@@ -715,7 +715,11 @@ def _run_workers(bundle: Path, options: EmbedOptions, parts: list[SpillFile],
 
 def embed_file(bundle: Path, input_path: Path, out: Path, *, columns: EventColumns | None = None,
                options: EmbedOptions | None = None) -> EmbedSummary:
-    """Embed every user of an event file into ``out`` (Parquet); see the module docstring."""
+    """Embed every user of an event file into ``out`` (Parquet); see the module docstring.
+
+    With ``workers`` > 1 the workers are spawned processes, which import the caller's main
+    module again: call this from under ``if __name__ == "__main__":`` in a script.
+    """
     columns = resolve_columns(Path(input_path), columns or EventColumns())
     options = options or EmbedOptions()
     bundle, input_path, out = Path(bundle), Path(input_path), Path(out)

@@ -26,7 +26,8 @@ FOLDERS = {
     "uservec.service": ROOT / "service",
     "uservec": ROOT / "uservec",
 }
-TOP = ("uservec.cli", "uservec.pipeline", "uservec.demo", "uservec.bench", "uservec.docs")
+TOP = ("uservec.cli", "uservec.pipeline", "uservec.demo", "uservec.bench", "uservec.docs",
+       "uservec.embed")
 ALLOWED = {
     "uservec.contract": ("uservec.contract",),
     "uservec.training": ("uservec.contract", "uservec.training"),

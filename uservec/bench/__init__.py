@@ -3,6 +3,7 @@
     uservec bench                 # main suite: serving, cache, compute, int8, training (< 15 min)
     uservec bench --scale         # retrieval over 1M items only (< 30 min)
     uservec bench --robustness    # load, faults, fuzzing, hostile inputs only
+    uservec bench --embed         # bulk embedding only: users/s and peak RSS, 1 vs N workers
     uservec bench --quick         # tiny sizes, seconds (what the tests run)
 
 Without ``--bundle`` the benchmarks build their own bundle from a randomly initialised NextItNet
@@ -53,11 +54,12 @@ def _section(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]
 
 
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
-              seed: int = 0, only: Sequence[str] = ()) -> dict[str, Any]:
+              seed: int = 0, only: Sequence[str] = (), embed: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
 
-    Neither ``scale`` nor ``robustness``: the main suite (``only`` narrows it to some sections).
-    Otherwise only the parts selected (both may be given). ``quick``: tiny sizes for tests.
+    None of ``scale``, ``robustness``, ``embed``: the main suite (``only`` narrows it to some
+    sections). Otherwise only the parts selected (several may be given). ``quick``: tiny sizes
+    for tests.
     Server logs stay in ``out_dir/logs``.
     """
     from uservec.bench import report
@@ -75,11 +77,11 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
         "model_source": str(bundle) if bundle else
         f"random NextItNet {model.to_dict()} (built for this run)",
     }}
-    needs_bundle = not scale or robustness
+    main_suite = not scale and not robustness and not embed
+    needs_bundle = main_suite or robustness or embed
     target = Path(bundle) if bundle else None
     if target is None and needs_bundle:
         target = build_bench_bundle(work / "bundle", model, seed)
-    main_suite = not scale and not robustness
     if main_suite:
         from uservec.bench.cache import run_cache
         from uservec.bench.compute import run_compute
@@ -113,6 +115,11 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
                                                               seed)
         _section(results, "robustness",
                  lambda: run_robustness(target, fuzz_bundle, work, quick, seed))
+    if embed:
+        from uservec.bench.embed import run_embed_bench
+
+        assert target is not None
+        _section(results, "embed", lambda: run_embed_bench(target, work, quick, seed))
     results["meta"]["load_after"] = _load()
     results["meta"]["seconds"] = time.perf_counter() - start
     report.write(results, out_dir)

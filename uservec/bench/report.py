@@ -227,6 +227,20 @@ def _robustness(c: dict[str, Any]) -> list[str]:
     return out
 
 
+def _embed(c: dict[str, Any]) -> list[str]:
+    out = [f"`uservec embed` on generated Parquet event files (users scattered over the file, "
+           f"about {c['mean_events_per_user']} events a user), {c['cores']} cores; chunk and "
+           f"partition {c['chunk_rows']:,} / {c['partition_rows']:,} rows. One worker uses every "
+           "core; N workers one thread each. Peak RSS: every process of the run together "
+           "(largest single process in brackets), sampled.", ""]
+    rows = [[r["events"], r["users"], r["workers"], r["users_per_s"], r["speedup_vs_1_worker"],
+             r["spill_seconds"], r["embed_seconds"],
+             f"{_fmt(r['peak_rss_mb'], 0)} ({_fmt(r['peak_rss_largest_process_mb'], 0)})"]
+            for r in c["rows"]]
+    return [*out, *table(["events", "users", "workers", "users/s", "x 1 worker", "spill s",
+                          "embed s", "peak RSS MB"], rows)]
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [
     ("serving", "Serving overhead and micro-batching", _serving),
     ("cache", "Cache: hit vs miss", _cache),
@@ -235,6 +249,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [
     ("train_speed", "Training throughput", _train),
     ("retrieval", "Retrieval at scale", _retrieval),
     ("robustness", "Reliability", _robustness),
+    ("embed", "Bulk embedding", _embed),
 ]
 
 

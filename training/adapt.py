@@ -18,7 +18,7 @@ Hyperparameters (learning rate, weight decay, bottleneck, class weighting) and t
 are chosen on validation users *inside* the training data (a stratified holdout of the training
 fold for P2, the P3 validation round for P3). The early-stopped winner is used as it is, or, with
 ``refit`` (always for P3, whose candidates change, and for the exported model), refitted on every
-training user for the chosen number of epochs. Settings come from ``extra["adapt"]`` of the
+training user for the chosen number of epochs. Settings come from the ``[adapt]`` section of the
 experiment config (:class:`AdaptSettings`, every key optional)::
 
     pretrained = load_pretrained("runs/ml100k/pretrain/best.pt")
@@ -48,10 +48,9 @@ from uservec.contract import decision
 from uservec.contract.fingerprint import code_version
 from uservec.contract.ids import PAD_ID
 from uservec.training.checkpoint import load_checkpoint, load_encoder
-from uservec.training.config import ExperimentConfig, build_dataclass
+from uservec.training.choices import FROZEN_METHODS, METHODS
+from uservec.training.config import ExperimentConfig
 from uservec.training.model import (
-    PLACEMENTS,
-    READOUTS,
     TASK_KEY,
     BottleneckPatch,
     ItemPatch,
@@ -60,119 +59,16 @@ from uservec.training.model import (
     keep_domains,
 )
 from uservec.training.protocols import CrossDomainSplit
+from uservec.training.task_settings import AdaptSettings
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("adapter", "head-only", "fine-tune-all", "scratch")
-#: methods that leave the pretrained backbone frozen (and can share one backbone object)
-FROZEN_METHODS: tuple[str, ...] = ("adapter", "head-only")
 SELECT_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mean")
-ITEM_INITS: tuple[str, ...] = ("popularity", "pretrained", "probe")
-HEAD_INITS: tuple[str, ...] = ("random", "probe")
-
-
-@dataclass(frozen=True)
-class AdaptSettings:
-    """Task-training settings, read from ``extra["adapt"]`` (every key optional).
-
-    Fields ending in ``_grid`` are tuned on validation users inside the training data; the rest
-    are fixed. Learning rates are per method because a frozen backbone tolerates (and a linear
-    head on fixed features needs) larger steps than a fully fine-tuned one.
-    """
-
-    #: methods run by ``training.tasks.run_tasks``
-    methods: tuple[str, ...] = METHODS
-    #: adapter: bottleneck width of each patch
-    bottleneck_grid: tuple[int, ...] = (8,)
-    #: adapter: "serial" (patch after the convolution) or "parallel" (beside it)
-    placement: str = "serial"
-    #: adapter: placements tuned on validation users like the learning rate (empty = only
-    #: ``placement``); PeterRec reports both, and which one suits a task is an empirical question
-    placement_grid: tuple[str, ...] = ()
-    #: adapter: train a copy of every layer norm per task (PeterRec) instead of sharing them
-    own_layer_norms: bool = True
-    #: adapter: ranks of the task's item patch (a low-rank correction of the frozen item
-    #: embeddings, training.model.ItemPatch) tuned on validation users; 0 = no item patch
-    item_rank_grid: tuple[int, ...] = (0,)
-    adapter_lr_grid: tuple[float, ...] = (1e-3,)
-    head_only_lr_grid: tuple[float, ...] = (1e-2,)
-    fine_tune_lr_grid: tuple[float, ...] = (3e-4,)
-    scratch_lr_grid: tuple[float, ...] = (1e-3,)
-    #: AdamW decoupled weight decay
-    weight_decay_grid: tuple[float, ...] = (0.0,)
-    #: profile: class weights (n / (C * n_c)) ** power: 0 = unweighted, 1 = "balanced"
-    class_weight_grid: tuple[float, ...] = (1.0,)
-    #: profile: validation metric for early stopping, the grid and the probe's C
-    #: (macro_f1 | accuracy | mean), each read under the decision rule the report scores it with
-    select_metric: str = "mean"
-    #: profile: share of the labelled training rows held out for validation
-    valid_fraction: float = 0.15
-    #: profile augmentation: share of training users whose window ends, each epoch, at a random
-    #: event of the newer half of their history instead of at their newest event
-    crop_probability: float = 0.0
-    #: profile augmentation: share of each training user's events dropped, anew every epoch
-    event_dropout: float = 0.0
-    max_epochs: int = 20
-    #: epochs without validation improvement before stopping
-    patience: int = 4
-    batch_size: int = 64
-    grad_clip: float = 1.0
-    #: the head's learning rate = this x the method's (not for head-only, where it is all head)
-    head_lr_scale: float = 1.0
-    head_dropout: float = 0.1
-    #: refit the chosen setting on all training users for the chosen epochs (else keep the
-    #: early-stopped model trained without the validation users)
-    refit: bool = False
-    #: P3 target-item table at the start: "popularity" (zero vectors, bias log(1 + training
-    #: users per item): the untrained head *is* the popularity ranking), "pretrained" (the
-    #: pretrained next-item output layer) or "probe" (ridge from the frozen user vectors to the
-    #: target bags, lambda on an inner holdout; see ``probe_item_head``). Scratch always starts
-    #: from popularity
-    item_init: str = "popularity"
-    #: profile: the pretrained methods' head at the start: "random", or "probe" (a class-weighted
-    #: logistic regression on the frozen backbone's user vectors, C by inner CV; linear probing
-    #: then fine-tuning, LP-FT): training starts from the probe, which competes as epoch 0
-    head_init: str = "random"
-    #: method of the one final model saved per task for export (adapter | head-only)
-    final_method: str = "adapter"
-    #: user vector the task head reads: "last" (state after the newest event) or "mean" (average
-    #: over the window's events, see training.model.read_out; best with pretrain.item_init = svd)
-    readout: Readout = "last"
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown:
-            raise ValueError(f"extra.adapt.methods: unknown {unknown}; allowed {list(METHODS)}")
-        for placement in (self.placement, *self.placement_grid):
-            if placement not in PLACEMENTS:
-                raise ValueError(f"extra.adapt.placement must be serial|parallel: {placement!r}")
-        if not self.item_rank_grid or min(self.item_rank_grid) < 0:
-            raise ValueError("extra.adapt.item_rank_grid must list ranks >= 0 (0 = no item patch)")
-        if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"extra.adapt.select_metric must be one of {SELECT_METRICS}")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"extra.adapt.head_init must be one of {HEAD_INITS}")
-        if self.item_init not in ITEM_INITS:
-            raise ValueError(f"extra.adapt.item_init must be one of {ITEM_INITS}")
-        if self.final_method not in FROZEN_METHODS:
-            raise ValueError(f"extra.adapt.final_method must be one of {FROZEN_METHODS}")
-        if self.readout not in READOUTS:
-            raise ValueError(f"extra.adapt.readout must be one of {list(READOUTS)}")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError("extra.adapt.valid_fraction must be in (0, 1)")
-
-    def lr_grid(self, method: str) -> tuple[float, ...]:
-        return {
-            "adapter": self.adapter_lr_grid,
-            "head-only": self.head_only_lr_grid,
-            "fine-tune-all": self.fine_tune_lr_grid,
-            "scratch": self.scratch_lr_grid,
-        }[method]
 
 
 def adapt_settings(cfg: ExperimentConfig) -> AdaptSettings:
-    """The :class:`AdaptSettings` of an experiment (``extra["adapt"]``, unknown keys rejected)."""
-    return build_dataclass(AdaptSettings, dict(cfg.extra.get("adapt", {}) or {}), "extra.adapt")
+    """The task-training settings of an experiment (its checked ``[adapt]`` section)."""
+    return cfg.adapt
 
 
 @dataclass(frozen=True)

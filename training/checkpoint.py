@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from uservec.training.config import ModelConfig, PretrainConfig, build_dataclass
+from uservec.training.config import ModelConfig, PretrainConfig
+from uservec.training.config_schema import build_dataclass
 from uservec.training.model import NextItNet
 
 CHECKPOINT_FORMAT_VERSION = 1

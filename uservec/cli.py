@@ -46,11 +46,19 @@ def shipped_config(name: str) -> Path:
 
 
 class _UserError(click.ClickException):
-    """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
+    """An expected failure (bad data, bad bundle): message only, no traceback, exit code 1."""
+
+
+class _ConfigProblem(click.ClickException):
+    """A config value the schema refuses: one line naming the key, exit code 2 (a usage error,
+    raised before any data is read)."""
+
+    exit_code = 2
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own error types into one-line CLI errors with exit code 1."""
+    """Turn the project's own error types into one-line CLI errors (exit 2 for a bad config,
+    1 for the rest)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,17 +67,21 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
+        config_errors: tuple[type[Exception], ...] = ()
         try:
             from uservec.training.checkpoint import CheckpointError
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
             from uservec.training.protocols import LeakError
 
-            user_errors += (CheckpointError, ConfigError, DataError, LeakError)
+            user_errors += (CheckpointError, DataError, LeakError)
+            config_errors = (ConfigError,)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
             return func(*args, **kwargs)
+        except config_errors as exc:
+            raise _ConfigProblem(str(exc)) from exc
         except user_errors as exc:
             raise _UserError(str(exc)) from exc
 
@@ -134,6 +146,27 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
     cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
     dataset = load_dataset(cfg.data, cache)
     click.echo(json.dumps(dataset_stats(dataset), indent=2))
+
+
+@main.command("config-docs")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the page here (default: print it).")
+def config_docs(out_path: Path | None) -> None:
+    """Generate the configuration reference (docs/configuration.md) from the config classes.
+
+    Every key of every section with its type, default, allowed values and meaning, read from
+    the code, so the page cannot drift from what the loader accepts.
+
+    Example: uservec config-docs --out docs/configuration.md
+    """
+    from uservec.training.config_docs import render_config_docs
+
+    text = render_config_docs()
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out_path}")
 
 
 @main.command()
@@ -210,7 +243,7 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     from uservec.training.config import load_config
 
     path = config_path or shipped_config("demo")
-    cfg = load_config(path, ["extra.export.enabled=true", *overrides])
+    cfg = load_config(path, ["export.enabled=true", *overrides])
     bundle_dir, examples = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
     click.echo(f"\nbundle: {bundle_dir}\nreport: {out_dir / 'report.md'}\n")

@@ -35,11 +35,11 @@ low_label = false
 name = "cold"
 kind = "cross_domain"
 target_domain = "domain1"
-[extra.adapt]
+[adapt]
 methods = ["adapter"]
 max_epochs = 2
 readout = "mean"
-[extra.export]
+[export]
 enabled = true
 """
 

@@ -10,7 +10,13 @@ from data_helpers import build_dataset
 
 from uservec.training.adapt import METHODS
 from uservec.training.checkpoint import load_checkpoint, save_checkpoint
-from uservec.training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
+from uservec.training.config import (
+    AdaptSettings,
+    ExperimentConfig,
+    ModelConfig,
+    PretrainConfig,
+    TaskConfig,
+)
 from uservec.training.model import NextItemHead, NextItNet
 from uservec.training.protocols import LeakError, pretraining_view
 from uservec.training.tasks import paired_folds, paired_users, plot_results, run_tasks
@@ -73,7 +79,7 @@ def tiny_config() -> ExperimentConfig:
             TaskConfig("gender", "profile", attribute="gender"),
             TaskConfig("target", "cross_domain", target_domain="T"),
         ),
-        extra={"adapt": {"max_epochs": 1, "patience": 1, "bottleneck_grid": [4]}},
+        adapt=AdaptSettings(max_epochs=1, patience=1, bottleneck_grid=(4,)),
     )
 
 

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: Bump when ``prepare`` output for the same raw events changes (invalidates cached preparations).
 PREPARE_VERSION = 1
+#: users-file values that mean "no label" unless ``data.missing_labels`` says otherwise
+DEFAULT_MISSING_LABELS: tuple[str, ...] = ("",)
 _INTEGER_PATTERN = r"[+-]?\d+"
 _GENERIC_STEMS = {"interactions", "events", "ratings", "data", "train"}
 
@@ -153,19 +156,25 @@ def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
 
 
 def compute_fingerprint(
-    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int
+    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int,
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
 ) -> str:
     """sha256 of the input files' contents, the loader settings and the preparation settings."""
-    return _fingerprint(_file_hashes(files), settings, min_count)
+    return _fingerprint(_file_hashes(files), settings, min_count, missing_labels)
 
 
-def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int) -> str:
-    return sha256_json({
+def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int,
+                 missing_labels: Sequence[str]) -> str:
+    content: dict[str, Any] = {
         "files": hashes,
         "settings": settings,
         "min_count": min_count,
         "prepare_version": PREPARE_VERSION,
-    })
+    }
+    # only when set: preparations made before the setting existed keep their fingerprint
+    if tuple(missing_labels) != DEFAULT_MISSING_LABELS:
+        content["missing_labels"] = sorted(set(missing_labels))
+    return sha256_json(content)
 
 
 def _check_interactions(raw: RawData) -> pd.DataFrame:
@@ -180,6 +189,23 @@ def _check_interactions(raw: RawData) -> pd.DataFrame:
     if len(bad):
         raise DataError(f"invalid domain name(s) {bad.tolist()} (empty or containing '::')")
     return frame
+
+
+def _blank_missing(users: pd.DataFrame, missing_labels: Sequence[str]) -> pd.DataFrame:
+    """Users-file values equal (after trimming spaces) to a missing-label token become NA.
+
+    Every task reads NA as "unlabelled", so a placeholder such as ``Unknown`` never becomes a
+    class of its own (``data.missing_labels``).
+    """
+    tokens = {str(token).strip() for token in missing_labels}
+    if not tokens:
+        return users
+    users = users.copy()
+    for column in users.columns:
+        hit = users[column].astype("string").str.strip().isin(tokens).fillna(False).astype(bool)
+        if hit.any():  # untouched columns keep their dtype
+            users[column] = users[column].mask(hit)
+    return users
 
 
 def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
@@ -202,8 +228,12 @@ def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
     return aligned.reset_index(drop=True)
 
 
-def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> PreparedDataset:
-    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs)."""
+def prepare(
+    raw: RawData, min_count: int = 1, name: str = "dataset",
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
+) -> PreparedDataset:
+    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs);
+    users-file values in ``missing_labels`` become NA (unlabelled)."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
     started = time.perf_counter()
@@ -257,9 +287,10 @@ def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> Prepared
         timestamps=timestamps[order],
         domains=domains,
         event_domain=catalog_domain[item_index],
-        users=None if raw.users is None else _align_users(raw.users, user_ids),
+        users=None if raw.users is None else _blank_missing(
+            _align_users(raw.users, user_ids), missing_labels),
         event_split=split,
-        fingerprint=_fingerprint(hashes, raw.settings, min_count),
+        fingerprint=_fingerprint(hashes, raw.settings, min_count, missing_labels),
         settings={
             "source": dict(raw.settings),
             "info": dict(raw.info),
@@ -296,7 +327,7 @@ def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> Pre
     ``cache_dir`` defaults to ``config.cache_dir``; with neither, nothing is cached.
     """
     files, settings = describe_source(config)
-    fingerprint = compute_fingerprint(files, settings, config.min_count)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
     name = dataset_name(config)
     cache_root = cache_dir if cache_dir is not None else config.cache_dir
     target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
@@ -309,7 +340,7 @@ def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> Pre
             if cached.fingerprint == fingerprint:
                 logger.info("using cached prepared data %s", target)
                 return cached
-    dataset = prepare(load_raw(config), config.min_count, name)
+    dataset = prepare(load_raw(config), config.min_count, name, config.missing_labels)
     if dataset.fingerprint != fingerprint:
         raise DataError(f"{name}: input files changed while loading; run again")
     if target is not None:

@@ -25,25 +25,23 @@ from torch import nn
 from uservec.contract import decision
 from uservec.contract.decision import Decision
 from uservec.contract.sequences import encode_batch
-from uservec.training.adapt import (
-    AdaptSettings,
+from uservec.training.baselines import METRIC_DECISION, fit_lr, select_c
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.linear_probes import column_scale
+from uservec.training.metrics import accuracy, macro_f1
+from uservec.training.model import ClassificationHead
+from uservec.training.protocols import holdout_split
+from uservec.training.task_loop import batched_forward
+from uservec.training.task_network import Pretrained, count_parameters
+from uservec.training.task_selection import (
     HeadInit,
-    Hyperparameters,
-    Pretrained,
     TaskFit,
     TaskProblem,
-    batched_forward,
-    column_scale,
-    count_parameters,
     fit_once,
     fit_task,
     make_task_fit,
 )
-from uservec.training.baselines import METRIC_DECISION, fit_lr, select_c
-from uservec.training.data.dataset import PreparedDataset
-from uservec.training.metrics import accuracy, macro_f1
-from uservec.training.model import ClassificationHead
-from uservec.training.protocols import holdout_split
+from uservec.training.task_settings import AdaptSettings, Hyperparameters
 
 logger = logging.getLogger(__name__)
 

@@ -115,3 +115,20 @@ class AdaptSettings(Section):
             "fine-tune-all": self.fine_tune_lr_grid,
             "scratch": self.scratch_lr_grid,
         }[method]
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """One point of the tuning grid; ``epochs`` is filled in once validation has chosen it."""
+
+    lr: float
+    weight_decay: float = 0.0
+    #: adapter only
+    bottleneck: int | None = None
+    #: adapter only
+    placement: Placement | None = None
+    #: adapter only: rank of the item patch (0 = none)
+    item_rank: int = 0
+    #: profile only: class-weight power (0 = unweighted, 1 = balanced)
+    class_weight: float = 0.0
+    epochs: int | None = None

@@ -73,8 +73,9 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
             from uservec.training.protocols import LeakError
+            from uservec.training.run_dir import RunDirError
 
-            user_errors += (CheckpointError, DataError, LeakError)
+            user_errors += (CheckpointError, DataError, LeakError, RunDirError)
             config_errors = (ConfigError,)
         except ImportError:  # serving-only install: no training package deps
             pass
@@ -118,18 +119,20 @@ def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: b
     """
     from uservec.pipeline import run_experiment
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     cfg = load_config(config, list(overrides))
     out = out_dir or Path("runs") / cfg.name
     report = run_experiment(cfg, out, resume=not fresh)
-    click.echo(f"report: {out / 'report.md'}")
+    click.echo(f"report: {RunDir(out).report_md}")
     click.echo(json.dumps(report.get("headline", {}), indent=2))
 
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Cache folder for prepared arrays (default: runs/<config name>/prepared).")
+              help="Run folder whose prepared/ receives the data (default: runs/<config name>); "
+                   "a later `uservec run` into it reuses the preparation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (repeatable).")
 @_friendly
@@ -139,12 +142,12 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
     Example: uservec prepare configs/ciao.toml
     """
     from uservec.training.config import load_config
-    from uservec.training.data.prepare import load_dataset
+    from uservec.training.data.prepare import prepare_run_dataset
+    from uservec.training.run_dir import RunDir
     from uservec.training.runner import dataset_stats
 
     cfg = load_config(config, list(overrides))
-    cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
-    dataset = load_dataset(cfg.data, cache)
+    dataset = prepare_run_dataset(cfg.data, RunDir(out_dir or Path("runs") / cfg.name))
     click.echo(json.dumps(dataset_stats(dataset), indent=2))
 
 
@@ -241,12 +244,13 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     """
     from uservec.demo import run_demo
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     path = config_path or shipped_config("demo")
     cfg = load_config(path, ["export.enabled=true", *overrides])
     bundle_dir, examples = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
-    click.echo(f"\nbundle: {bundle_dir}\nreport: {out_dir / 'report.md'}\n")
+    click.echo(f"\nbundle: {bundle_dir}\nreport: {RunDir(out_dir).report_md}\n")
     click.echo("Try the service (in another terminal):\n")
     click.echo(examples.replace("{BASE}", base) + "\n")
     if no_serve:

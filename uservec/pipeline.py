@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from uservec.training.config import ExperimentConfig
+from uservec.training.run_dir import RunDir
 from uservec.training.runner import finish_report, run_training
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
         from uservec.export.from_run import export_from_run
 
         t0 = time.perf_counter()
-        bundle_dir = Path(export.out) if export.out else out_dir / "bundle"
+        bundle_dir = Path(export.out) if export.out else RunDir(out_dir).default_bundle_dir
         manifest = export_from_run(out_dir, bundle_dir, quantize=export.int8, overwrite=True)
         run.report["bundle"] = {"path": str(bundle_dir), "version": manifest.bundle_version,
                                 "parity": manifest.parity}

@@ -27,7 +27,6 @@ from uservec.training.adapt import (
     batched_forward,
     build_method,
     count_parameters,
-    final_payload,
     fit_once,
     hyperparameter_grid,
     length_batches,
@@ -38,6 +37,7 @@ from uservec.training.profile_task import (
     fit_profile_task,
     profile_inputs,
 )
+from uservec.training.task_artifact import ProfileOutputs, task_artifact
 
 
 def test_settings_from_config_defaults_and_unknown_keys():
@@ -258,7 +258,8 @@ def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled, item_rank)
     settings = dataclasses.replace(FAST, item_rank_grid=(item_rank,))
     fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, settings,
                            MAX_LEN, task_name="gender", shared=True)
-    payload = final_payload(fit, pretrained, {"labels": classes.tolist()})
+    outputs = ProfileOutputs("gender", None, tuple(classes.tolist()), None, None)
+    payload = task_artifact(fit, pretrained, outputs, MAX_LEN).to_payload()
     assert payload["spec"]["bottleneck"] == FAST.bottleneck_grid[0]
     assert payload["spec"]["item_rank"] == item_rank
     assert ("item_patches.gender.items" in payload["patch_state"]) == (item_rank > 0)

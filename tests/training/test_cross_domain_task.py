@@ -34,10 +34,12 @@ from uservec.training.cross_domain_task import (
     cross_domain_scorer,
     fit_cross_domain_task,
     multi_positive_loss,
+    source_keep,
+)
+from uservec.training.linear_probes import (
     probe_item_head,
     score_spread,
     select_ridge_lambda,
-    source_keep,
     vector_ridge,
 )
 from uservec.training.model import ClassificationHead

@@ -49,6 +49,7 @@ from uservec.training.data.loaders import (
     load_peterrec,
 )
 from uservec.training.data.synthetic import generate_synthetic
+from uservec.training.run_dir import RunDir, RunDirError
 
 __all__ = [
     "DataError",
@@ -57,7 +58,9 @@ __all__ = [
     "dataset_name",
     "load_dataset",
     "load_raw",
+    "load_run_dataset",
     "prepare",
+    "prepare_run_dataset",
     "sort_ids",
 ]
 
@@ -326,30 +329,47 @@ def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> Pre
 
     ``cache_dir`` defaults to ``config.cache_dir``; with neither, nothing is cached.
     """
-    files, settings = describe_source(config)
-    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
-    name = dataset_name(config)
-    cache_root = cache_dir if cache_dir is not None else config.cache_dir
-    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
-    if target is not None and (target / "meta.json").is_file():
-        try:
-            cached = PreparedDataset.load(target)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("ignoring unreadable cached data %s: %s", target, exc)
-        else:
-            if cached.fingerprint == fingerprint:
-                logger.info("using cached prepared data %s", target)
-                return cached
-    dataset = prepare(load_raw(config), config.min_count, name, config.missing_labels)
-    if dataset.fingerprint != fingerprint:
-        raise DataError(f"{name}: input files changed while loading; run again")
-    if target is not None:
-        _save_atomically(dataset, target)
+    dataset, _ = _load_or_prepare(config, cache_dir if cache_dir is not None else config.cache_dir)
     return dataset
 
 
-def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
-    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save."""
+def _load_or_prepare(
+    config: DataConfig, cache_root: Path | str | None
+) -> tuple[PreparedDataset, Path | None]:
+    """The prepared dataset, and the cache folder that holds it (None when not cached)."""
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    name = dataset_name(config)
+    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
+    cached = _read_prepared(target, fingerprint) if target is not None else None
+    if cached is not None:
+        logger.info("using cached prepared data %s", target)
+        return cached, target
+    dataset = prepare(load_raw(config), config.min_count, name, config.missing_labels)
+    if dataset.fingerprint != fingerprint:
+        raise DataError(f"{name}: input files changed while loading; run again")
+    if target is not None and _save_atomically(dataset, target):
+        return dataset, target
+    return dataset, None
+
+
+def _read_prepared(directory: Path, fingerprint: str) -> PreparedDataset | None:
+    """A saved preparation with this fingerprint, or None (absent, unreadable or stale)."""
+    if not (directory / "meta.json").is_file():
+        return None
+    try:
+        saved = PreparedDataset.load(directory)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("ignoring unreadable prepared data %s: %s", directory, exc)
+        return None
+    return saved if saved.fingerprint == fingerprint else None
+
+
+def _save_atomically(dataset: PreparedDataset, target: Path) -> bool:
+    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save.
+
+    Returns whether ``target`` now holds this dataset.
+    """
     temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     dataset.save(temporary)
@@ -357,12 +377,37 @@ def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
         temporary.rename(target)
     except OSError:  # another process saved the same fingerprint first
         shutil.rmtree(temporary, ignore_errors=True)
-    else:
-        logger.info("cached prepared data in %s", target)
+        return (target / "meta.json").is_file()
+    logger.info("cached prepared data in %s", target)
+    return True
+
+
+def prepare_run_dataset(config: DataConfig, run: RunDir) -> PreparedDataset:
+    """The preparation stage of a run: the dataset, kept in the run folder for later stages.
+
+    Reuses the run folder's copy when the raw files still have its fingerprint (a resumed run),
+    else loads (or prepares and caches) it under ``data.cache_dir`` and keeps a copy (hard
+    links where possible) in the run folder.
+    """
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    kept = _read_prepared(run.dataset_dir, fingerprint)
+    if kept is not None:
+        logger.info("using the run's prepared data %s", run.dataset_dir)
+        return kept
+    dataset, cached = _load_or_prepare(config, config.cache_dir)
+    run.save_dataset(dataset, source=cached)
+    return dataset
 
 
 def load_run_dataset(config: DataConfig, run_dir: Path | str) -> PreparedDataset:
-    """The dataset of a ``uservec run`` folder: cached under ``data.cache_dir`` if set, else
-    ``RUN_DIR/prepared`` (where the run wrote it, so export, probe and bench reuse it)."""
-    return load_dataset(config, Path(config.cache_dir) if config.cache_dir else
-                        Path(run_dir) / "prepared")
+    """The dataset of a finished run, from the run folder alone (no raw files needed).
+
+    A run folder from before prepared data was kept there is prepared again from ``config``.
+    """
+    run = RunDir(run_dir)
+    try:
+        return run.load_dataset()
+    except RunDirError:
+        logger.warning("%s keeps no prepared data; preparing it from the raw files", run.root)
+        return load_dataset(config, config.cache_dir or run.prepared_root)

@@ -23,6 +23,7 @@ from uservec.training.checkpoint import load_checkpoint, load_encoder
 from uservec.training.config import ExperimentConfig, read_run_config
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.data.prepare import load_run_dataset
+from uservec.training.evaluation.plan import pretraining_view
 from uservec.training.fused import ProfileTask, RecommendTask
 from uservec.training.model import (
     TASK_KEY,
@@ -31,7 +32,6 @@ from uservec.training.model import (
     NextItNet,
     TaskSpec,
 )
-from uservec.training.protocols import pretraining_view
 
 log = logging.getLogger(__name__)
 

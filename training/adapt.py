@@ -49,6 +49,7 @@ from uservec.contract.fingerprint import code_version
 from uservec.contract.ids import PAD_ID
 from uservec.training.checkpoint import load_checkpoint, load_encoder
 from uservec.training.config import ExperimentConfig, build_dataclass
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.model import (
     PLACEMENTS,
     READOUTS,
@@ -59,7 +60,6 @@ from uservec.training.model import (
     Readout,
     keep_domains,
 )
-from uservec.training.protocols import CrossDomainSplit
 
 logger = logging.getLogger(__name__)
 

@@ -39,11 +39,12 @@ from uservec.training.adapt import (
     fit_task,
     make_task_fit,
 )
-from uservec.training.baselines import LAMBDA_GRID, K, best_lambda, evaluate_cross_domain
+from uservec.training.baselines.ridge import LAMBDA_GRID, best_lambda
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.metrics import ndcg_at_k, top_k
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
+from uservec.training.evaluation.ranking import K, ndcg_at_k, top_k
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 from uservec.training.model import ItemScoringHead
-from uservec.training.protocols import CrossDomainSplit
 
 logger = logging.getLogger(__name__)
 

@@ -49,8 +49,15 @@ class _UserError(click.ClickException):
     """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
 
 
+class _CannotEvaluate(_UserError):
+    """A configured task cannot be evaluated on this data: a usage error, said before training."""
+
+    exit_code = 2
+
+
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own error types into one-line CLI errors with exit code 1."""
+    """Turn the project's own error types into one-line CLI errors with exit code 1 (2 for a
+    task that cannot be evaluated on the data: the config must change, not the machine)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,17 +66,21 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
+        usage_errors: tuple[type[Exception], ...] = ()
         try:
             from uservec.training.checkpoint import CheckpointError
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
-            from uservec.training.protocols import LeakError
+            from uservec.training.evaluation.errors import InfeasibleEvaluation, LeakError
 
             user_errors += (CheckpointError, ConfigError, DataError, LeakError)
+            usage_errors += (InfeasibleEvaluation,)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
             return func(*args, **kwargs)
+        except usage_errors as exc:
+            raise _CannotEvaluate(str(exc)) from exc
         except user_errors as exc:
             raise _UserError(str(exc)) from exc
 
@@ -153,12 +164,13 @@ def probe(run_dir: Path) -> None:
 
     Example: uservec probe runs/movielens-100k
     """
-    from uservec.training.probe import probe_run_dir, probe_table
+    from uservec.training.probe.run import probe_run_dir
+    from uservec.training.probe.table import probe_table
 
     result = probe_run_dir(run_dir)
-    if not result["tasks"] and not result["cross_domain"]:
+    if result.is_empty():
         raise _UserError(f"{run_dir}: its config declares no profile or cross-domain task")
-    (run_dir / "probe.json").write_text(json.dumps(result, indent=2))
+    (run_dir / "probe.json").write_text(json.dumps(result.to_json(), indent=2))
     click.echo(probe_table(result))
     click.echo(f"wrote {run_dir / 'probe.json'}")
 

@@ -28,7 +28,7 @@ from uservec.training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from uservec.training.baselines import evaluate_cross_domain, popularity_scorer
+from uservec.training.baselines.cooccurrence import popularity_scorer
 from uservec.training.cross_domain_task import (
     cross_domain_problem,
     cross_domain_scorer,
@@ -40,8 +40,9 @@ from uservec.training.cross_domain_task import (
     source_keep,
     vector_ridge,
 )
+from uservec.training.evaluation.cross_domain_split import cross_domain_split
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 from uservec.training.model import ClassificationHead
-from uservec.training.protocols import cross_domain_split
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import torch
 
 from uservec.export.parity import open_session, session_outputs
 from uservec.training.batching import evaluation_examples
+from uservec.training.checkpoint import load_checkpoint
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import (
     source_inputs,
@@ -42,6 +43,7 @@ from uservec.training.fused import profile_output, query_output
 from uservec.training.profile_task import (
     profile_inputs,
 )
+from uservec.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +122,9 @@ def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend
     }
 
 
-def next_item_layer(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def next_item_layer(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
     """(W (V, D), b (V,)) of the run's pretrained next-item output layer, if it has one."""
-    from uservec.training.checkpoint import load_checkpoint
-
-    head = load_checkpoint(Path(run_dir) / "pretrain" / "best.pt").get("head", {})
+    head = load_checkpoint(run.require_encoder()).get("head", {})
     if "output.weight" not in head:
         return None
     return head["output.weight"].float().numpy(), head["output.bias"].float().numpy()
@@ -185,16 +185,17 @@ def run_evaluator(
 
 
 def evaluator_of_run(
-    run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDataset,
+    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset,
     tasks: Mapping[str, Any], item_vectors: Mapping[str, np.ndarray],
 ) -> Evaluator:
-    """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer.
+    """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer,
+    read from the run folder alone.
 
     One assembly for both callers: the export's fp32-vs-int8 check (item vectors from the fused
     model) and ``uservec bench``'s int8 suite (item vectors from the bundle on disk).
     """
     return run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, item_vectors,
-                         next_item_layer(run_dir))
+                         next_item_layer(run))
 
 
 def metric_change(fp32: Mapping[str, Mapping[str, Any]], int8: Mapping[str, Mapping[str, Any]]
@@ -228,19 +229,17 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     """
     from uservec.contract.manifest import read_manifest
     from uservec.export.calibration import calibration_items
-    from uservec.training.config import read_run_config
-    from uservec.training.data.prepare import load_run_dataset
 
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     source = manifest.config.get("source_run")
-    if not source or not (Path(source) / "config.json").is_file():
+    if not source or not RunDir(source).config_path.is_file():
         return None
-    run_dir = Path(source)
-    cfg = read_run_config(run_dir)
-    dataset = load_run_dataset(cfg.data, run_dir)
+    run = RunDir(source)
+    cfg = run.read_config()
+    dataset = run.load_dataset()
     tasks = {task.name: task for task in manifest.tasks}
     vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks
                if task.kind == "recommend" and task.items_file}
-    evaluate = evaluator_of_run(run_dir, cfg, dataset, tasks, vectors)
+    evaluate = evaluator_of_run(run, cfg, dataset, tasks, vectors)
     return evaluate, calibration_items(dataset, cfg.model.max_len, cfg.seed)

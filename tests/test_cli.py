@@ -37,9 +37,28 @@ def test_bad_config_is_a_one_line_error_not_a_traceback(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[model]\nwidth = 3\n")
     result = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert "unknown key(s) ['width']" in result.output
+    assert result.exit_code == 2
+    assert "config.model: unknown key 'width' (allowed: dim," in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "prepare", "demo"])
+def test_a_bad_config_value_stops_before_any_data_is_read(tmp_path, command):
+    """Issue 22.11: `pretrain.loss = "bogus"` failed 8 s in, after preparation, with a traceback.
+
+    The data path does not exist: reading it would fail with another message (exit 1).
+    """
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[data]\nformat = "movielens"\npath = "{tmp_path / "nowhere"}"\n'
+                      '[pretrain]\nloss = "bogus"\n')
+    out = tmp_path / "out"
+    args = ["--config", str(config)] if command == "demo" else [str(config)]
+    result = CliRunner().invoke(main, [command, *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["Error: config.pretrain.loss: 'bogus' is not allowed (allowed: 'full', "
+                     "'sampled')"]
+    assert not out.exists()
 
 
 def test_missing_data_names_the_path(tmp_path):
@@ -102,7 +121,7 @@ name = "age"
 kind = "profile"
 attribute = "age"
 buckets = {buckets}
-[extra.adapt]
+[adapt]
 methods = ["head-only"]
 final_method = "head-only"
 max_epochs = 1

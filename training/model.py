@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uservec.contract.ids import PAD_ID
-
-Placement = Literal["serial", "parallel"]
-PLACEMENTS: tuple[str, ...] = get_args(Placement)
-#: how a sequence's hidden states become one user vector (see :func:`read_out`)
-Readout = Literal["last", "mean"]
-READOUTS: tuple[str, ...] = ("last", "mean")
-
+from uservec.training.choices import PLACEMENTS, READOUTS, Placement, Readout
 
 #: state-dict keys of a task's own modules; group 1 is the task name (block patches, task layer
 #: norms, item patch): the one place that knows the layout, for saving and for export

@@ -33,6 +33,7 @@ from uservec.training.checkpoint import (
     load_encoder,
     resume_mismatches,
     save_checkpoint,
+    vocab_hash,
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.dataset import PreparedDataset
@@ -146,6 +147,7 @@ def _pretrain(
         "dataset_name": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "vocab_size": dataset.vocab.size,
+        "vocab_sha256": vocab_hash(dataset.vocab),
         "code_version": code_version(),
     }
     progress = _Progress()

@@ -25,26 +25,24 @@ from torch import nn
 from uservec.contract import decision
 from uservec.contract.decision import Decision
 from uservec.contract.sequences import encode_batch
-from uservec.training.adapt import (
-    AdaptSettings,
-    HeadInit,
-    Hyperparameters,
-    Pretrained,
-    TaskFit,
-    TaskProblem,
-    batched_forward,
-    column_scale,
-    count_parameters,
-    fit_once,
-    fit_task,
-    make_task_fit,
-)
 from uservec.training.baselines.logistic import fit_lr, select_c
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.classification import accuracy, macro_f1
 from uservec.training.evaluation.profile_eval import METRIC_DECISION
 from uservec.training.evaluation.profile_split import holdout_split
+from uservec.training.linear_probes import column_scale
 from uservec.training.model import ClassificationHead
+from uservec.training.task_loop import batched_forward
+from uservec.training.task_network import Pretrained, count_parameters
+from uservec.training.task_selection import (
+    HeadInit,
+    TaskFit,
+    TaskProblem,
+    fit_once,
+    fit_task,
+    make_task_fit,
+)
+from uservec.training.task_settings import AdaptSettings, Hyperparameters
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ run folder and adds the bundle to the same report.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,9 +21,11 @@ import uservec
 from uservec.contract.fingerprint import code_version
 from uservec.training.config import ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.environment import environment
 from uservec.training.evaluation.plan import pretraining_view
 from uservec.training.report.headline import headline
 from uservec.training.report.writer import write_report
+from uservec.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,19 @@ class TrainingRun:
 
 
 def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> TrainingRun:
-    """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business."""
-    from uservec.training.data.prepare import load_run_dataset
+    """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business.
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # the resolved config: what `uservec export RUN_DIR` rebuilds the run from
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    Every stage writes into the run folder (:class:`RunDir`) what the next one reads.
+    """
+    from uservec.training.data.prepare import prepare_run_dataset
+
+    run = RunDir(out_dir)
+    run.write_config(cfg)  # the resolved config: what later stages rebuild the run from
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    dataset = load_run_dataset(cfg.data, out_dir)
+    dataset = prepare_run_dataset(cfg.data, run)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -85,6 +88,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         "code_version": code_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config_to_dict(cfg),
+        "environment": environment(),
         "dataset": dataset_stats(dataset),
     }
 
@@ -93,7 +97,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
-    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, out_dir, resume)
+    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
@@ -101,7 +105,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         from uservec.training.tasks import run_tasks
 
         t0 = time.perf_counter()
-        report["tasks"] = run_tasks(cfg, dataset, out_dir / "pretrain" / "best.pt", out_dir)
+        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
@@ -153,14 +157,14 @@ def protocol_notes(
 
 
 def _pretrain_and_evaluate(
-    cfg: ExperimentConfig, dataset: PreparedDataset, out_dir: Path, resume: bool
+    cfg: ExperimentConfig, dataset: PreparedDataset, run: RunDir, resume: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
     from uservec.training.evaluation.next_item import evaluate_next_item, popularity_next_item
     from uservec.training.pretrain import pretrain
 
     result = pretrain(
-        dataset, cfg.model, cfg.pretrain, cfg.eval, out_dir / "pretrain", seed=cfg.seed,
+        dataset, cfg.model, cfg.pretrain, cfg.eval, run.pretrain_dir, seed=cfg.seed,
         resume=resume,
     )
     k = cfg.eval.k

@@ -35,13 +35,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uservec.training.adapt import (
-    Pretrained,
-    TaskFit,
-    adapt_settings,
-    batched_forward,
-    load_pretrained,
-)
 from uservec.training.comparison.cross_domain import run_cross_domain_task
 from uservec.training.comparison.final import TaskContext
 from uservec.training.comparison.profile import run_profile_task
@@ -54,6 +47,9 @@ from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.evaluation.results import TaskResult, TaskResults
 from uservec.training.pretrain import torch_threads
 from uservec.training.profile_task import profile_inputs
+from uservec.training.task_loop import batched_forward
+from uservec.training.task_network import Pretrained, load_pretrained
+from uservec.training.task_selection import TaskFit
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +77,7 @@ def _run_tasks(
 ) -> TaskResults:
     started = time.perf_counter()
     plan = plan if plan is not None else plan_evaluation(cfg, dataset)
-    settings = adapt_settings(cfg)
+    settings = cfg.adapt
     shared = load_pretrained(encoder_checkpoint)
     check_encoder_view(shared, plan, dataset, encoder_checkpoint)
     # evaluation fits start from this untouched copy; final models go onto ``shared.encoder``

@@ -46,18 +46,25 @@ def shipped_config(name: str) -> Path:
 
 
 class _UserError(click.ClickException):
-    """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
+    """An expected failure (bad data, bad bundle): message only, no traceback, exit code 1."""
 
 
-class _CannotEvaluate(_UserError):
+class _ConfigProblem(click.ClickException):
+    """A config value the schema refuses: one line naming the key, exit code 2 (a usage error,
+    raised before any data is read)."""
+
+    exit_code = 2
+
+
+class _CannotEvaluate(click.ClickException):
     """A configured task cannot be evaluated on this data: a usage error, said before training."""
 
     exit_code = 2
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own error types into one-line CLI errors with exit code 1 (2 for a
-    task that cannot be evaluated on the data: the config must change, not the machine)."""
+    """Turn the project's own error types into one-line CLI errors (exit 2 for a bad config or
+    a task the data cannot evaluate, 1 for the rest)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,19 +73,24 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
+        config_errors: tuple[type[Exception], ...] = ()
         usage_errors: tuple[type[Exception], ...] = ()
         try:
             from uservec.training.checkpoint import CheckpointError
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
             from uservec.training.evaluation.errors import InfeasibleEvaluation, LeakError
+            from uservec.training.run_dir import RunDirError
 
-            user_errors += (CheckpointError, ConfigError, DataError, LeakError)
-            usage_errors += (InfeasibleEvaluation,)
+            user_errors += (CheckpointError, DataError, LeakError, RunDirError)
+            config_errors = (ConfigError,)
+            usage_errors = (InfeasibleEvaluation,)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
             return func(*args, **kwargs)
+        except config_errors as exc:
+            raise _ConfigProblem(str(exc)) from exc
         except usage_errors as exc:
             raise _CannotEvaluate(str(exc)) from exc
         except user_errors as exc:
@@ -117,18 +129,20 @@ def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: b
     """
     from uservec.pipeline import run_experiment
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     cfg = load_config(config, list(overrides))
     out = out_dir or Path("runs") / cfg.name
     report = run_experiment(cfg, out, resume=not fresh)
-    click.echo(f"report: {out / 'report.md'}")
+    click.echo(f"report: {RunDir(out).report_md}")
     click.echo(json.dumps(report.get("headline", {}), indent=2))
 
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Cache folder for prepared arrays (default: runs/<config name>/prepared).")
+              help="Run folder whose prepared/ receives the data (default: runs/<config name>); "
+                   "a later `uservec run` into it reuses the preparation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (repeatable).")
 @_friendly
@@ -138,13 +152,34 @@ def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> N
     Example: uservec prepare configs/ciao.toml
     """
     from uservec.training.config import load_config
-    from uservec.training.data.prepare import load_dataset
+    from uservec.training.data.prepare import prepare_run_dataset
+    from uservec.training.run_dir import RunDir
     from uservec.training.runner import dataset_stats
 
     cfg = load_config(config, list(overrides))
-    cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
-    dataset = load_dataset(cfg.data, cache)
+    dataset = prepare_run_dataset(cfg.data, RunDir(out_dir or Path("runs") / cfg.name))
     click.echo(json.dumps(dataset_stats(dataset), indent=2))
+
+
+@main.command("config-docs")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the page here (default: print it).")
+def config_docs(out_path: Path | None) -> None:
+    """Generate the configuration reference (docs/configuration.md) from the config classes.
+
+    Every key of every section with its type, default, allowed values and meaning, read from
+    the code, so the page cannot drift from what the loader accepts.
+
+    Example: uservec config-docs --out docs/configuration.md
+    """
+    from uservec.training.config_docs import render_config_docs
+
+    text = render_config_docs()
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out_path}")
 
 
 @main.command()
@@ -220,12 +255,13 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     """
     from uservec.demo import run_demo
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     path = config_path or shipped_config("demo")
-    cfg = load_config(path, ["extra.export.enabled=true", *overrides])
+    cfg = load_config(path, ["export.enabled=true", *overrides])
     bundle_dir, examples = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
-    click.echo(f"\nbundle: {bundle_dir}\nreport: {out_dir / 'report.md'}\n")
+    click.echo(f"\nbundle: {bundle_dir}\nreport: {RunDir(out_dir).report_md}\n")
     click.echo("Try the service (in another terminal):\n")
     click.echo(examples.replace("{BASE}", base) + "\n")
     if no_serve:

@@ -60,10 +60,10 @@ def curl_examples(base_url: str, events: list[dict[str, str]], target: str | Non
 def run_demo(cfg: ExperimentConfig, out_dir: Path) -> tuple[Path, str]:
     """Train and export; returns the bundle folder and the curl examples to print."""
     from uservec.pipeline import run_experiment
-    from uservec.training.data.prepare import load_dataset
+    from uservec.training.run_dir import RunDir
 
     report = run_experiment(cfg, out_dir, resume=False)
     bundle = Path(report["bundle"]["path"])
-    dataset = load_dataset(cfg.data, out_dir / "prepared")
+    dataset = RunDir(out_dir).load_dataset()
     target = next((t.target_domain for t in cfg.tasks if t.kind == "cross_domain"), None)
     return bundle, curl_examples("{BASE}", example_user(dataset), target)

@@ -34,14 +34,16 @@ from uservec.training.cross_domain_task import (
     cross_domain_scorer,
     fit_cross_domain_task,
     multi_positive_loss,
-    probe_item_head,
-    score_spread,
-    select_ridge_lambda,
     source_keep,
-    vector_ridge,
 )
 from uservec.training.evaluation.cross_domain_split import cross_domain_split
 from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
+from uservec.training.linear_probes import (
+    probe_item_head,
+    score_spread,
+    select_ridge_lambda,
+    vector_ridge,
+)
 from uservec.training.model import ClassificationHead
 
 

@@ -10,7 +10,13 @@ from data_helpers import build_dataset
 
 from uservec.training.adapt import METHODS
 from uservec.training.checkpoint import load_checkpoint, save_checkpoint
-from uservec.training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
+from uservec.training.config import (
+    AdaptSettings,
+    ExperimentConfig,
+    ModelConfig,
+    PretrainConfig,
+    TaskConfig,
+)
 from uservec.training.evaluation.errors import LeakError
 from uservec.training.evaluation.plan import plan_evaluation, pretraining_view
 from uservec.training.model import NextItemHead, NextItNet
@@ -76,7 +82,7 @@ def tiny_config() -> ExperimentConfig:
             TaskConfig("gender", "profile", attribute="gender"),
             TaskConfig("target", "cross_domain", target_domain="T"),
         ),
-        extra={"adapt": {"max_epochs": 1, "patience": 1, "bottleneck_grid": [4]}},
+        adapt=AdaptSettings(max_epochs=1, patience=1, bottleneck_grid=(4,)),
     )
 
 
@@ -188,8 +194,8 @@ def test_a_regime_the_plan_skipped_is_reported_not_run(tmp_path):
     dataset = tiny_two_domain()
     cfg = dataclasses.replace(
         tiny_config(), tasks=(TaskConfig("gender", "profile", attribute="gender"),),
-        extra={"adapt": {"methods": ["head-only"], "final_method": "head-only",
-                         "max_epochs": 1, "patience": 1}})
+        adapt=AdaptSettings(methods=("head-only",), final_method="head-only", max_epochs=1,
+                            patience=1))
     plan = plan_evaluation(cfg, dataset)
     split = plan.profile["gender"]
     reason = "skipped: fold 0 of the low_label regime: 9 labelled users (F 3, M 6) cannot ..."

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uservec.training.adapt import TaskFit
 from uservec.training.baselines.cross_domain import run_cross_domain_baselines
 from uservec.training.comparison.final import TaskContext, save_final, summarise_fit
 from uservec.training.config import TaskConfig
@@ -26,6 +25,8 @@ from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.evaluation.fit_summary import FinalModel
 from uservec.training.evaluation.ranking import tie_break_order
 from uservec.training.evaluation.ranking_eval import evaluate_ranking
+from uservec.training.task_artifact import RecommendOutputs
+from uservec.training.task_selection import TaskFit
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +79,11 @@ def save_final_model(fit: TaskFit, split: CrossDomainSplit, context: TaskContext
                      task_dir: Path) -> FinalModel:
     """``final.pt`` with what serving needs to rank: candidates, popularity and its ranking."""
     order = tie_break_order(split.popularity)
-    return save_final(fit, context.shared, task_dir, {
-        "kind": "cross_domain",
-        "target_domain": split.target_domain,
-        "candidate_keys": [str(key) for key in split.candidate_keys],
-        "candidate_vocab_ids": torch.from_numpy(split.candidate_vocab_ids.astype(np.int64)),
-        "candidate_popularity": torch.from_numpy(split.popularity.astype(np.int64)),
-        "popularity_ranking": torch.from_numpy(order.astype(np.int64)),
-        "max_len": context.max_len,
-    }, trained_on_users=int(split.train_users.size))
+    outputs = RecommendOutputs(
+        target_domain=split.target_domain,
+        candidate_keys=tuple(str(key) for key in split.candidate_keys),
+        candidate_vocab_ids=torch.from_numpy(split.candidate_vocab_ids.astype(np.int64)),
+        candidate_popularity=torch.from_numpy(split.popularity.astype(np.int64)),
+        popularity_ranking=torch.from_numpy(order.astype(np.int64)))
+    return save_final(fit, context, task_dir, outputs,
+                      trained_on_users=int(split.train_users.size))

@@ -6,12 +6,13 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from uservec.training.adapt import AdaptSettings, Pretrained, TaskFit, final_payload
-from uservec.training.checkpoint import save_checkpoint
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.fit_summary import FinalModel, FitSummary
+from uservec.training.task_artifact import TaskOutputs, task_artifact
+from uservec.training.task_network import Pretrained
+from uservec.training.task_selection import TaskFit
+from uservec.training.task_settings import AdaptSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,10 @@ def summarise_fit(fit: TaskFit) -> FitSummary:
     )
 
 
-def save_final(fit: TaskFit, shared: Pretrained, task_dir: Path, extra: dict[str, Any],
+def save_final(fit: TaskFit, context: TaskContext, task_dir: Path, outputs: TaskOutputs,
                trained_on_users: int) -> FinalModel:
-    """Write ``task_dir/final.pt`` (see :func:`training.adapt.final_payload`)."""
-    path = Path(task_dir) / "final.pt"
-    save_checkpoint(path, final_payload(fit, shared, extra))
+    """Write ``task_dir/final.pt``, the task's :class:`~training.task_artifact.TaskArtifact`."""
+    path = task_artifact(fit, context.shared, outputs, context.max_len).save(
+        Path(task_dir) / "final.pt")
     logger.info("saved %s", path)
     return FinalModel(summarise_fit(fit), str(path), trained_on_users)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from uservec.training.adapt import TaskFit
 from uservec.training.baselines.profile import run_profile_baselines
 from uservec.training.comparison.final import TaskContext, save_final, summarise_fit
 from uservec.training.config import TaskConfig
@@ -28,6 +27,8 @@ from uservec.training.evaluation.profile_results import (
 )
 from uservec.training.evaluation.profile_split import Fold
 from uservec.training.profile_task import fit_profile_task, predict_profile_rules
+from uservec.training.task_artifact import ProfileOutputs
+from uservec.training.task_selection import TaskFit
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +88,10 @@ def fit_final(task: TaskConfig, split: ProfileSplit, context: TaskContext,
     fit = fit_profile_task(settings.final_method, shared, context.dataset, labels.users,
                            labels.labels, labels.classes, settings, context.max_len, context.seed,
                            task.name, shared=True)
-    final = save_final(fit, shared, task_dir, {
-        "kind": "profile", "attribute": split.attribute,
-        "buckets": None if split.buckets is None else list(split.buckets),
-        "labels": labels.classes.tolist(), "max_len": context.max_len,
-        "class_prior": None if fit.class_prior is None else fit.class_prior.tolist(),
-        "prior_power": fit.hyperparameters.class_weight,
-    }, trained_on_users=int(labels.users.size))
+    outputs = ProfileOutputs(
+        attribute=split.attribute, buckets=split.buckets,
+        labels=tuple(labels.classes.tolist()),
+        class_prior=None if fit.class_prior is None else tuple(fit.class_prior.tolist()),
+        prior_power=fit.hyperparameters.class_weight)
+    final = save_final(fit, context, task_dir, outputs, trained_on_users=int(labels.users.size))
     return final, fit

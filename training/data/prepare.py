@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from uservec.training.data.loaders import (
     load_peterrec,
 )
 from uservec.training.data.synthetic import generate_synthetic
+from uservec.training.run_dir import RunDir, RunDirError
 
 __all__ = [
     "DataError",
@@ -56,7 +58,9 @@ __all__ = [
     "dataset_name",
     "load_dataset",
     "load_raw",
+    "load_run_dataset",
     "prepare",
+    "prepare_run_dataset",
     "sort_ids",
 ]
 
@@ -64,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 #: Bump when ``prepare`` output for the same raw events changes (invalidates cached preparations).
 PREPARE_VERSION = 1
+#: users-file values that mean "no label" unless ``data.missing_labels`` says otherwise
+DEFAULT_MISSING_LABELS: tuple[str, ...] = ("",)
 _INTEGER_PATTERN = r"[+-]?\d+"
 _GENERIC_STEMS = {"interactions", "events", "ratings", "data", "train"}
 
@@ -153,19 +159,25 @@ def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
 
 
 def compute_fingerprint(
-    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int
+    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int,
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
 ) -> str:
     """sha256 of the input files' contents, the loader settings and the preparation settings."""
-    return _fingerprint(_file_hashes(files), settings, min_count)
+    return _fingerprint(_file_hashes(files), settings, min_count, missing_labels)
 
 
-def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int) -> str:
-    return sha256_json({
+def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int,
+                 missing_labels: Sequence[str]) -> str:
+    content: dict[str, Any] = {
         "files": hashes,
         "settings": settings,
         "min_count": min_count,
         "prepare_version": PREPARE_VERSION,
-    })
+    }
+    # only when set: preparations made before the setting existed keep their fingerprint
+    if tuple(missing_labels) != DEFAULT_MISSING_LABELS:
+        content["missing_labels"] = sorted(set(missing_labels))
+    return sha256_json(content)
 
 
 def _check_interactions(raw: RawData) -> pd.DataFrame:
@@ -180,6 +192,23 @@ def _check_interactions(raw: RawData) -> pd.DataFrame:
     if len(bad):
         raise DataError(f"invalid domain name(s) {bad.tolist()} (empty or containing '::')")
     return frame
+
+
+def _blank_missing(users: pd.DataFrame, missing_labels: Sequence[str]) -> pd.DataFrame:
+    """Users-file values equal (after trimming spaces) to a missing-label token become NA.
+
+    Every task reads NA as "unlabelled", so a placeholder such as ``Unknown`` never becomes a
+    class of its own (``data.missing_labels``).
+    """
+    tokens = {str(token).strip() for token in missing_labels}
+    if not tokens:
+        return users
+    users = users.copy()
+    for column in users.columns:
+        hit = users[column].astype("string").str.strip().isin(tokens).fillna(False).astype(bool)
+        if hit.any():  # untouched columns keep their dtype
+            users[column] = users[column].mask(hit)
+    return users
 
 
 def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
@@ -202,8 +231,12 @@ def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
     return aligned.reset_index(drop=True)
 
 
-def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> PreparedDataset:
-    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs)."""
+def prepare(
+    raw: RawData, min_count: int = 1, name: str = "dataset",
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
+) -> PreparedDataset:
+    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs);
+    users-file values in ``missing_labels`` become NA (unlabelled)."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
     started = time.perf_counter()
@@ -257,9 +290,10 @@ def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> Prepared
         timestamps=timestamps[order],
         domains=domains,
         event_domain=catalog_domain[item_index],
-        users=None if raw.users is None else _align_users(raw.users, user_ids),
+        users=None if raw.users is None else _blank_missing(
+            _align_users(raw.users, user_ids), missing_labels),
         event_split=split,
-        fingerprint=_fingerprint(hashes, raw.settings, min_count),
+        fingerprint=_fingerprint(hashes, raw.settings, min_count, missing_labels),
         settings={
             "source": dict(raw.settings),
             "info": dict(raw.info),
@@ -295,30 +329,47 @@ def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> Pre
 
     ``cache_dir`` defaults to ``config.cache_dir``; with neither, nothing is cached.
     """
-    files, settings = describe_source(config)
-    fingerprint = compute_fingerprint(files, settings, config.min_count)
-    name = dataset_name(config)
-    cache_root = cache_dir if cache_dir is not None else config.cache_dir
-    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
-    if target is not None and (target / "meta.json").is_file():
-        try:
-            cached = PreparedDataset.load(target)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("ignoring unreadable cached data %s: %s", target, exc)
-        else:
-            if cached.fingerprint == fingerprint:
-                logger.info("using cached prepared data %s", target)
-                return cached
-    dataset = prepare(load_raw(config), config.min_count, name)
-    if dataset.fingerprint != fingerprint:
-        raise DataError(f"{name}: input files changed while loading; run again")
-    if target is not None:
-        _save_atomically(dataset, target)
+    dataset, _ = _load_or_prepare(config, cache_dir if cache_dir is not None else config.cache_dir)
     return dataset
 
 
-def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
-    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save."""
+def _load_or_prepare(
+    config: DataConfig, cache_root: Path | str | None
+) -> tuple[PreparedDataset, Path | None]:
+    """The prepared dataset, and the cache folder that holds it (None when not cached)."""
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    name = dataset_name(config)
+    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
+    cached = _read_prepared(target, fingerprint) if target is not None else None
+    if cached is not None:
+        logger.info("using cached prepared data %s", target)
+        return cached, target
+    dataset = prepare(load_raw(config), config.min_count, name, config.missing_labels)
+    if dataset.fingerprint != fingerprint:
+        raise DataError(f"{name}: input files changed while loading; run again")
+    if target is not None and _save_atomically(dataset, target):
+        return dataset, target
+    return dataset, None
+
+
+def _read_prepared(directory: Path, fingerprint: str) -> PreparedDataset | None:
+    """A saved preparation with this fingerprint, or None (absent, unreadable or stale)."""
+    if not (directory / "meta.json").is_file():
+        return None
+    try:
+        saved = PreparedDataset.load(directory)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("ignoring unreadable prepared data %s: %s", directory, exc)
+        return None
+    return saved if saved.fingerprint == fingerprint else None
+
+
+def _save_atomically(dataset: PreparedDataset, target: Path) -> bool:
+    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save.
+
+    Returns whether ``target`` now holds this dataset.
+    """
     temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     dataset.save(temporary)
@@ -326,12 +377,37 @@ def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
         temporary.rename(target)
     except OSError:  # another process saved the same fingerprint first
         shutil.rmtree(temporary, ignore_errors=True)
-    else:
-        logger.info("cached prepared data in %s", target)
+        return (target / "meta.json").is_file()
+    logger.info("cached prepared data in %s", target)
+    return True
+
+
+def prepare_run_dataset(config: DataConfig, run: RunDir) -> PreparedDataset:
+    """The preparation stage of a run: the dataset, kept in the run folder for later stages.
+
+    Reuses the run folder's copy when the raw files still have its fingerprint (a resumed run),
+    else loads (or prepares and caches) it under ``data.cache_dir`` and keeps a copy (hard
+    links where possible) in the run folder.
+    """
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    kept = _read_prepared(run.dataset_dir, fingerprint)
+    if kept is not None:
+        logger.info("using the run's prepared data %s", run.dataset_dir)
+        return kept
+    dataset, cached = _load_or_prepare(config, config.cache_dir)
+    run.save_dataset(dataset, source=cached)
+    return dataset
 
 
 def load_run_dataset(config: DataConfig, run_dir: Path | str) -> PreparedDataset:
-    """The dataset of a ``uservec run`` folder: cached under ``data.cache_dir`` if set, else
-    ``RUN_DIR/prepared`` (where the run wrote it, so export, probe and bench reuse it)."""
-    return load_dataset(config, Path(config.cache_dir) if config.cache_dir else
-                        Path(run_dir) / "prepared")
+    """The dataset of a finished run, from the run folder alone (no raw files needed).
+
+    A run folder from before prepared data was kept there is prepared again from ``config``.
+    """
+    run = RunDir(run_dir)
+    try:
+        return run.load_dataset()
+    except RunDirError:
+        logger.warning("%s keeps no prepared data; preparing it from the raw files", run.root)
+        return load_dataset(config, config.cache_dir or run.prepared_root)

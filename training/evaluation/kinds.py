@@ -1,19 +1,22 @@
 """The closed vocabularies of evaluation as ``Literal`` types: a typo is a type error, not a key.
 
 Each literal has its tuple of values beside it (``get_args``), in the order reports list them.
+Task kinds and methods are config choices (:mod:`uservec.training.choices`), named here too so
+that evaluation code reads every vocabulary from one place.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-#: what a task predicts: a user attribute (P2) or the items of an unseen domain (P3)
-TaskKind = Literal["profile", "cross_domain"]
-TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
+# task kinds and methods are config choices: one definition, in training.choices
+from uservec.training.choices import METHODS, TASK_KINDS, Method, TaskKind
 
-#: how a task network is trained on the pretrained encoder (PROTOCOLS.md, "Methods compared")
-Method = Literal["adapter", "head-only", "fine-tune-all", "scratch"]
-METHODS: tuple[Method, ...] = get_args(Method)
+__all__ = [
+    "CROSS_DOMAIN_BASELINES", "METHODS", "PROFILE_BASELINES", "PROFILE_METRICS", "REGIMES",
+    "TASK_KINDS", "CrossDomainBaseline", "Method", "ProfileBaseline", "ProfileMetric", "Regime",
+    "TaskKind",
+]
 
 #: the simple baselines every method is read against
 ProfileBaseline = Literal["majority", "lr", "lr_bal"]

@@ -176,9 +176,7 @@ def plan_evaluation(cfg: ExperimentConfig, dataset: PreparedDataset) -> Evaluati
     low-label regime that cannot be made is skipped instead (logged, and kept in the plan's
     ``skipped`` for the report).
     """
-    from uservec.training.adapt import adapt_settings
-
-    valid_fraction = adapt_settings(cfg).valid_fraction
+    valid_fraction = cfg.adapt.valid_fraction
     problems: list[str] = []
     profile: dict[str, ProfileSplit] = {}
     cross_domain: dict[str, CrossDomainUsers] = {}

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from uservec.training.adapt import column_scale
 from uservec.training.baselines.ridge import (
     best_lambda,
     fit_ridge,
@@ -18,11 +17,12 @@ from uservec.training.baselines.ridge import (
     select_lambda,
     validation_ndcg,
 )
-from uservec.training.cross_domain_task import source_inputs, source_keep, vector_ridge_solver
+from uservec.training.cross_domain_task import source_inputs, source_keep
 from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.evaluation.ranking import K
 from uservec.training.evaluation.ranking_eval import RankingEvaluation, ScoreFn, evaluate_ranking
 from uservec.training.evaluation.statistics import PairedUsers, paired_users
+from uservec.training.linear_probes import column_scale, vector_ridge_solver
 from uservec.training.model import NextItNet, keep_domains
 from uservec.training.probe.readouts import CROSS_DOMAIN_READOUTS, frozen_vectors
 

@@ -11,7 +11,6 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from uservec.training.adapt import column_scale
 from uservec.training.baselines.logistic import (
     LogisticPredictor,
     balanced_weight,
@@ -24,6 +23,7 @@ from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.profile_eval import PredictFn, ProfileFold, evaluate_profile
 from uservec.training.evaluation.profile_split import Fold, ProfileLabels
 from uservec.training.evaluation.statistics import MeanStd, PairedFolds, paired_folds
+from uservec.training.linear_probes import column_scale
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from uservec.training.choices import METHODS
 from uservec.training.evaluation.cross_domain_results import CrossDomainTaskResult
-from uservec.training.evaluation.kinds import METHODS
 from uservec.training.evaluation.results import TaskResult, TaskResults
 
 

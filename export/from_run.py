@@ -25,6 +25,7 @@ from uservec.export.calibration import calibration_items
 from uservec.training.checkpoint import load_encoder, vocab_mismatch
 from uservec.training.config import ExperimentConfig
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluation.plan import pretraining_view
 from uservec.training.fused import FusedUserModel, ProfileTask, RecommendTask
 from uservec.training.model import (
     TASK_KEY,
@@ -32,7 +33,6 @@ from uservec.training.model import (
     ItemScoringHead,
     NextItNet,
 )
-from uservec.training.protocols import pretraining_view
 from uservec.training.run_dir import RunDir
 from uservec.training.task_artifact import (
     ArtifactError,

@@ -34,17 +34,14 @@ from uservec.training.cross_domain_task import (
     source_inputs,
 )
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.evaluate import metrics_from_ranks, rank_of_targets
+from uservec.training.evaluation.classification import accuracy, macro_f1
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit, cross_domain_split
+from uservec.training.evaluation.next_item import metrics_from_ranks, rank_of_targets
+from uservec.training.evaluation.plan import pretraining_view
+from uservec.training.evaluation.profile_split import profile_labels
 from uservec.training.fused import profile_output, query_output
-from uservec.training.metrics import accuracy, macro_f1
 from uservec.training.profile_task import (
     profile_inputs,
-)
-from uservec.training.protocols import (
-    CrossDomainSplit,
-    cross_domain_split,
-    pretraining_view,
-    profile_labels,
 )
 from uservec.training.run_dir import RunDir
 
@@ -109,7 +106,7 @@ def profile_metrics(session: ort.InferenceSession, name: str, data: _Profile) ->
 def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend, k: int
                       ) -> dict[str, Any]:
     """P3 HR/NDCG@k (mean over test users) of a recommendation head's query vectors."""
-    from uservec.training.baselines import evaluate_cross_domain
+    from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 
     def score(users: np.ndarray) -> np.ndarray:
         items = source_inputs(data.split, users, data.max_len).numpy()  # as the task was trained

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -84,3 +87,70 @@ def test_serve_names_a_bad_environment_setting(monkeypatch):
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 1
     assert "USERVEC_PORT='eighty'" in result.output and "valid integer" in result.output
+
+
+def _age_data(tmp_path, num_users: int = 300, ages=None):
+    """A generic CSV and users file: ``num_users`` users, 8 events each, an ``age`` column."""
+    rng = np.random.default_rng(0)
+    rows = ["user_id,item_id,timestamp"]
+    rows += [f"{u},{int(rng.integers(0, 40))},{t}" for u in range(1, num_users + 1)
+             for t in range(8)]
+    (tmp_path / "events.csv").write_text("\n".join(rows) + "\n")
+    ages = rng.integers(15, 70, num_users) if ages is None else ages
+    users = ["user_id,age", *(f"{u},{a}" for u, a in zip(range(1, num_users + 1), ages,
+                                                           strict=True))]
+    (tmp_path / "users.csv").write_text("\n".join(users) + "\n")
+
+
+def _age_config(tmp_path, buckets: str = "[25, 35, 45, 55]") -> str:
+    config = tmp_path / "age.toml"
+    config.write_text(f"""
+name = "age"
+[data]
+format = "generic"
+path = "{tmp_path / 'events.csv'}"
+users_path = "{tmp_path / 'users.csv'}"
+[model]
+dim = 16
+dilations = [1]
+max_len = 8
+[pretrain]
+epochs = 1
+[[tasks]]
+name = "age"
+kind = "profile"
+attribute = "age"
+buckets = {buckets}
+[adapt]
+methods = ["head-only"]
+final_method = "head-only"
+max_epochs = 1
+patience = 1
+""")
+    return str(config)
+
+
+def test_the_issue_22_age_run_skips_its_low_label_regime_instead_of_crashing(tmp_path):
+    """Before: ValueError 'test_size = 4 should be greater or equal to the number of classes =
+    5' in the low-label holdout, after pretraining, exit 1 with a traceback."""
+    _age_data(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", _age_config(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    task = json.loads((out / "report.json").read_text())["tasks"]["tasks"]["age"]
+    assert list(task["regimes"]) == ["full"]
+    assert "test_size = 4" in task["skipped_regimes"]["low_label"]
+    assert "(P2 profile: age, low_label labels)\n\nNot evaluated: skipped: fold 0" in (
+        out / "report.md").read_text()
+
+
+def test_a_task_that_cannot_be_evaluated_stops_before_pretraining_with_exit_2(tmp_path):
+    _age_data(tmp_path, ages=[30] * 300)  # one bucket: nothing to predict
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", _age_config(tmp_path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # click's clean exit, not a traceback
+    assert result.output.startswith("Error: cannot evaluate task 'age' (attribute 'age'): 300 "
+                                    "labelled users (25-34 300) fall in fewer than two classes")
+    assert "Fix:" in result.output
+    assert not (out / "pretrain").exists()

@@ -24,14 +24,15 @@ from torch import nn
 
 from uservec.contract.ids import NUM_RESERVED, split_item_key
 from uservec.contract.sequences import encode_batch
-from uservec.training.baselines import K, evaluate_cross_domain
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
+from uservec.training.evaluation.ranking import K
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 from uservec.training.linear_probes import probe_item_head
 from uservec.training.linear_probes import (  # re-exported: the probes read P3 inputs from here
     vector_ridge_solver as vector_ridge_solver,
 )
 from uservec.training.model import ItemScoringHead
-from uservec.training.protocols import CrossDomainSplit
 from uservec.training.task_loop import batched_forward
 from uservec.training.task_network import Pretrained, count_parameters
 from uservec.training.task_selection import (

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from uservec.training.baselines import LAMBDA_GRID, K, best_lambda
-from uservec.training.metrics import ndcg_at_k, top_k
+from uservec.training.baselines.ridge import LAMBDA_GRID, best_lambda
+from uservec.training.evaluation.ranking import K, ndcg_at_k, top_k
 
 logger = logging.getLogger(__name__)
 

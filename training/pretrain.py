@@ -37,10 +37,10 @@ from uservec.training.checkpoint import (
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.evaluate import evaluate_next_item
+from uservec.training.evaluation.bags import binary_matrix, event_users
+from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.model import NextItemHead, NextItNet
 from uservec.training.objectives import bag_loss, next_item_loss
-from uservec.training.protocols import binary_matrix, event_users
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
 

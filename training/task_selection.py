@@ -29,7 +29,7 @@ from torch import nn
 
 from uservec.contract import decision
 from uservec.training.choices import METHODS
-from uservec.training.protocols import CrossDomainSplit
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.task_loop import TrainResult, batched_forward, train_loop
 from uservec.training.task_network import (
     MethodSetup,

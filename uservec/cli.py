@@ -56,9 +56,15 @@ class _ConfigProblem(click.ClickException):
     exit_code = 2
 
 
+class _CannotEvaluate(click.ClickException):
+    """A configured task cannot be evaluated on this data: a usage error, said before training."""
+
+    exit_code = 2
+
+
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own error types into one-line CLI errors (exit 2 for a bad config,
-    1 for the rest)."""
+    """Turn the project's own error types into one-line CLI errors (exit 2 for a bad config or
+    a task the data cannot evaluate, 1 for the rest)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -68,21 +74,25 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
         config_errors: tuple[type[Exception], ...] = ()
+        usage_errors: tuple[type[Exception], ...] = ()
         try:
             from uservec.training.checkpoint import CheckpointError
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
-            from uservec.training.protocols import LeakError
+            from uservec.training.evaluation.errors import InfeasibleEvaluation, LeakError
             from uservec.training.run_dir import RunDirError
 
             user_errors += (CheckpointError, DataError, LeakError, RunDirError)
             config_errors = (ConfigError,)
+            usage_errors = (InfeasibleEvaluation,)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
             return func(*args, **kwargs)
         except config_errors as exc:
             raise _ConfigProblem(str(exc)) from exc
+        except usage_errors as exc:
+            raise _CannotEvaluate(str(exc)) from exc
         except user_errors as exc:
             raise _UserError(str(exc)) from exc
 
@@ -189,12 +199,13 @@ def probe(run_dir: Path) -> None:
 
     Example: uservec probe runs/movielens-100k
     """
-    from uservec.training.probe import probe_run_dir, probe_table
+    from uservec.training.probe.run import probe_run_dir
+    from uservec.training.probe.table import probe_table
 
     result = probe_run_dir(run_dir)
-    if not result["tasks"] and not result["cross_domain"]:
+    if result.is_empty():
         raise _UserError(f"{run_dir}: its config declares no profile or cross-domain task")
-    (run_dir / "probe.json").write_text(json.dumps(result, indent=2))
+    (run_dir / "probe.json").write_text(json.dumps(result.to_json(), indent=2))
     click.echo(probe_table(result))
     click.echo(f"wrote {run_dir / 'probe.json'}")
 

@@ -28,7 +28,7 @@ from uservec.training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from uservec.training.baselines import evaluate_cross_domain, popularity_scorer
+from uservec.training.baselines.cooccurrence import popularity_scorer
 from uservec.training.cross_domain_task import (
     cross_domain_problem,
     cross_domain_scorer,
@@ -36,6 +36,8 @@ from uservec.training.cross_domain_task import (
     multi_positive_loss,
     source_keep,
 )
+from uservec.training.evaluation.cross_domain_split import cross_domain_split
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 from uservec.training.linear_probes import (
     probe_item_head,
     score_spread,
@@ -43,7 +45,6 @@ from uservec.training.linear_probes import (
     vector_ridge,
 )
 from uservec.training.model import ClassificationHead
-from uservec.training.protocols import cross_domain_split
 
 
 @pytest.fixture

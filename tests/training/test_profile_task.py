@@ -25,7 +25,7 @@ from uservec.training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from uservec.training.baselines import C_GRID
+from uservec.training.baselines.logistic import C_GRID
 from uservec.training.model import ClassificationHead
 from uservec.training.profile_task import (
     class_weights,

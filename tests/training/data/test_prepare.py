@@ -159,7 +159,7 @@ def test_empty_raw_data_is_an_error():
 
 def test_missing_label_tokens_make_users_unlabelled_not_a_class():
     """Issue 22.11: a placeholder such as ``Unknown`` in a users file used to become a class."""
-    from uservec.training.protocols import profile_labels
+    from uservec.training.evaluation.profile_split import profile_labels
 
     attributes = pd.DataFrame({"job": ["nurse", "Unknown", " ", "clerk"], "age": [30, 40, 50, 60]},
                               index=pd.Index(["1", "2", "3", "4"], name="user_id"))

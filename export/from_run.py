@@ -25,7 +25,7 @@ from uservec.export.calibration import calibration_items
 from uservec.training.checkpoint import load_encoder, vocab_mismatch
 from uservec.training.config import ExperimentConfig
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.evaluation.plan import pretraining_view
+from uservec.training.evaluation.plan import EvaluationPlan
 from uservec.training.fused import FusedUserModel, ProfileTask, RecommendTask
 from uservec.training.model import (
     TASK_KEY,
@@ -167,7 +167,8 @@ def export_from_run(
     torch.set_num_threads(1)  # tiny convolutions: torch's thread pool only adds overhead here
     encoder, meta = load_encoder(encoder_path)
     dataset = run.load_dataset()
-    check_same_data(meta, dataset, pretraining_view(cfg, dataset).fingerprint, run.root)
+    plan = run.plan(cfg, dataset)
+    check_same_data(meta, dataset, plan.pretraining_view(dataset).fingerprint, run.root)
     profile: dict[str, ProfileTask] = {}
     recommend: dict[str, RecommendTask] = {}
     exports: list[TaskExport] = []
@@ -184,7 +185,7 @@ def export_from_run(
     fused = FusedUserModel(encoder.eval(), profile, recommend).eval()
     compare = None
     if quantize:
-        compare = int8_comparison(run, cfg, dataset, fused, {t.name: t for t in exports})
+        compare = int8_comparison(run, cfg, dataset, plan, fused, {t.name: t for t in exports})
     return write_bundle(
         out_dir, fused, dataset.vocab, exports,
         {**run.config_payload(), "source_run": str(run.root.resolve())},
@@ -195,12 +196,12 @@ def export_from_run(
 
 
 def int8_comparison(
-    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset, fused: FusedUserModel,
-    tasks: dict[str, TaskExport],
+    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset, plan: EvaluationPlan,
+    fused: FusedUserModel, tasks: dict[str, TaskExport],
 ) -> Callable[[Path, Path], dict[str, Any]]:
     """fp32 vs int8 on the run's own evaluation data (P1 test, P3 test users, P2 labels)."""
     from uservec.export.task_metrics import compare_on_tasks, evaluator_of_run
 
     with torch.no_grad():
         vectors = {name: fused.item_vectors(name).float().numpy() for name in fused.recommend_heads}
-    return compare_on_tasks(evaluator_of_run(run, cfg, dataset, tasks, vectors))
+    return compare_on_tasks(evaluator_of_run(run, cfg, dataset, plan, tasks, vectors))

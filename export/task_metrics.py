@@ -9,9 +9,9 @@ scores any ONNX graph of that run (fp32 or int8) on them, through onnxruntime on
   against the pretrained next-item output layer (held out: never a training target);
 * every recommendation task (P3): NDCG/HR@k of the graph's query vectors on the task's test users
   (held out: cold-start users the final model never trained on);
-* every profile task (P2): accuracy and macro-F1 over every labelled user. The exported final
-  model was trained on all of them, so these are in-sample numbers, flagged as such: only the
-  difference between fp32 and int8 is meaningful there.
+* every profile task (P2): accuracy and macro-F1 over every labelled user of the run's plan.
+  The exported final model was trained on all of them, so these are in-sample numbers, flagged
+  as such: only the difference between fp32 and int8 is meaningful there.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from uservec.training.cross_domain_task import (
 )
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.classification import accuracy, macro_f1
-from uservec.training.evaluation.cross_domain_split import CrossDomainSplit, cross_domain_split
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit, cross_domain_view
 from uservec.training.evaluation.next_item import metrics_from_ranks, rank_of_targets
-from uservec.training.evaluation.plan import pretraining_view
-from uservec.training.evaluation.profile_split import profile_labels
+from uservec.training.evaluation.plan import EvaluationPlan
 from uservec.training.fused import profile_output, query_output
 from uservec.training.profile_task import (
     profile_inputs,
@@ -133,7 +132,7 @@ def next_item_layer(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
 def run_evaluator(
     cfg: ExperimentConfig,
     dataset: PreparedDataset,
-    view: PreparedDataset,
+    plan: EvaluationPlan,
     tasks: Mapping[str, Any],
     item_vectors: Mapping[str, np.ndarray],
     next_item_layer: tuple[np.ndarray, np.ndarray] | None,
@@ -141,7 +140,8 @@ def run_evaluator(
     """Build the evaluation sets once; the returned function scores one ONNX graph on all of them.
 
     ``tasks`` maps a bundle task name to its ``TaskExport``; the labels of a profile head define
-    the class codes (the head's output order). ``view`` is the P1 pretraining view.
+    the class codes (the head's output order). The users, labels and the P1 pretraining view
+    come from the run's ``plan``: the splits the run itself was evaluated on.
     """
     max_len, k = cfg.model.max_len, cfg.eval.k
     declared = {t.name: t for t in cfg.tasks}
@@ -153,7 +153,7 @@ def run_evaluator(
             log.warning("task %s is not declared in the run's config; not evaluated", name)
             continue
         if task.kind == "profile":
-            labels = profile_labels(dataset, spec.attribute, spec.buckets)
+            labels = plan.profile[name].labels
             order = {label: i for i, label in enumerate(task.labels)}
             known = np.array([label in order for label in labels.labels])
             users = labels.users[known]
@@ -163,11 +163,11 @@ def run_evaluator(
                 n_classes=len(task.labels),
             )
         else:
-            recommend[name] = _Recommend(cross_domain_split(dataset, spec.target_domain),
+            recommend[name] = _Recommend(cross_domain_view(dataset, plan.cross_domain[name]),
                                          np.asarray(item_vectors[name]), max_len)
     p1 = None
     if next_item_layer is not None:
-        _, inputs, targets = evaluation_examples(view, "test", max_len)
+        _, inputs, targets = evaluation_examples(plan.pretraining_view(dataset), "test", max_len)
         p1 = (inputs, targets, *next_item_layer)
 
     def evaluate(model_path: str | Path) -> dict[str, dict[str, Any]]:
@@ -185,7 +185,7 @@ def run_evaluator(
 
 
 def evaluator_of_run(
-    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset,
+    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset, plan: EvaluationPlan,
     tasks: Mapping[str, Any], item_vectors: Mapping[str, np.ndarray],
 ) -> Evaluator:
     """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer,
@@ -194,8 +194,7 @@ def evaluator_of_run(
     One assembly for both callers: the export's fp32-vs-int8 check (item vectors from the fused
     model) and ``uservec bench``'s int8 suite (item vectors from the bundle on disk).
     """
-    return run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, item_vectors,
-                         next_item_layer(run))
+    return run_evaluator(cfg, dataset, plan, tasks, item_vectors, next_item_layer(run))
 
 
 def metric_change(fp32: Mapping[str, Mapping[str, Any]], int8: Mapping[str, Mapping[str, Any]]
@@ -241,5 +240,5 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     tasks = {task.name: task for task in manifest.tasks}
     vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks
                if task.kind == "recommend" and task.items_file}
-    evaluate = evaluator_of_run(run, cfg, dataset, tasks, vectors)
+    evaluate = evaluator_of_run(run, cfg, dataset, run.plan(cfg, dataset), tasks, vectors)
     return evaluate, calibration_items(dataset, cfg.model.max_len, cfg.seed)

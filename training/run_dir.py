@@ -7,7 +7,7 @@ to another machine, or outlive the raw data it was made from::
     RUN/
       config.json              the resolved experiment config
       prepared/dataset/        the prepared dataset with its vocabulary (PreparedDataset.save)
-      prepared/splits.json     the protocol splits, computed once at preparation
+      prepared/splits.json     the protocol splits (evaluation plan), computed once at preparation
       pretrain/best.pt         the encoder (training.checkpoint), pretrain/last.pt to resume
       tasks/<name>/final.pt    one exported model per task (training.task_artifact)
       report.json, report.md   the report; plots/ its figures; probe.json from `uservec probe`
@@ -29,6 +29,7 @@ import numpy as np
 
 from uservec.training.config import ExperimentConfig, config_to_dict, read_run_config
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -181,12 +182,42 @@ class RunDir:
             raise RunDirError(f"{self.splits_path}: expected a JSON object")
         return payload
 
+    def save_plan(self, plan: EvaluationPlan, cfg: ExperimentConfig,
+                  dataset: PreparedDataset) -> None:
+        """Keep the protocol splits with what they were made from (data and task settings)."""
+        self.save_splits({"made_from": _plan_inputs(cfg, dataset), "plan": plan.to_payload()})
+
+    def load_plan(self, cfg: ExperimentConfig, dataset: PreparedDataset) -> EvaluationPlan | None:
+        """The saved splits, if they were made from this data and these task settings."""
+        payload = self.load_splits()
+        if payload is None or payload.get("made_from") != _plan_inputs(cfg, dataset):
+            return None
+        return EvaluationPlan.from_payload(payload["plan"])
+
+    def plan(self, cfg: ExperimentConfig, dataset: PreparedDataset) -> EvaluationPlan:
+        """The splits every later stage evaluates on: the saved ones (computed once, when the
+        data was prepared); made again only for a run folder from before they were saved."""
+        saved = self.load_plan(cfg, dataset)
+        if saved is not None:
+            return saved
+        logger.warning("%s keeps no splits for this data and config; making them again",
+                       self.root)
+        return plan_evaluation(cfg, dataset)
+
     # checks -----------------------------------------------------------------------------------
 
     def require_encoder(self) -> Path:
         if not self.encoder_path.is_file():
             raise RunDirError(f"{self.encoder_path}: no pretrained encoder in this run")
         return self.encoder_path
+
+
+def _plan_inputs(cfg: ExperimentConfig, dataset: PreparedDataset) -> Any:
+    """What the splits depend on, as plain JSON: the data, the tasks and the holdout share."""
+    made_from = {"dataset_fingerprint": dataset.fingerprint,
+                 "tasks": [config_to_dict(task) for task in cfg.tasks],
+                 "valid_fraction": cfg.adapt.valid_fraction}
+    return json.loads(json.dumps(made_from))
 
 
 def _plain(obj: Any) -> Any:

@@ -22,7 +22,7 @@ from uservec.contract.fingerprint import code_version
 from uservec.training.config import ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.environment import environment
-from uservec.training.evaluation.plan import pretraining_view
+from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.report.headline import headline
 from uservec.training.report.writer import write_report
 from uservec.training.run_dir import RunDir
@@ -65,20 +65,32 @@ class TrainingRun:
     started: float
 
 
+def prepare_stage(cfg: ExperimentConfig, run: RunDir) -> tuple[PreparedDataset, EvaluationPlan]:
+    """The prepared data and every protocol split, both kept in the run folder.
+
+    The splits are made here, once, before any training: a task the data cannot evaluate stops
+    the run now, and pretraining, tasks, export and probes all read the same splits.
+    """
+    from uservec.training.data.prepare import prepare_run_dataset
+
+    dataset = prepare_run_dataset(cfg.data, run)
+    plan = plan_evaluation(cfg, dataset)
+    run.save_plan(plan, cfg, dataset)
+    return dataset, plan
+
+
 def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> TrainingRun:
     """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business.
 
     Every stage writes into the run folder (:class:`RunDir`) what the next one reads.
     """
-    from uservec.training.data.prepare import prepare_run_dataset
-
     run = RunDir(out_dir)
     run.write_config(cfg)  # the resolved config: what later stages rebuild the run from
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    dataset = prepare_run_dataset(cfg.data, run)
+    dataset, plan = prepare_stage(cfg, run)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -93,7 +105,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     }
 
     t0 = time.perf_counter()
-    view = pretraining_view(cfg, dataset)
+    view = plan.pretraining_view(dataset)
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
@@ -105,7 +117,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         from uservec.training.tasks import run_tasks
 
         t0 = time.perf_counter()
-        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir)
+        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]

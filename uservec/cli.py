@@ -147,17 +147,19 @@ def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: b
               help="Override a config value (repeatable).")
 @_friendly
 def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
-    """Load and prepare CONFIG's dataset only, and print its statistics.
+    """Load and prepare CONFIG's dataset and its evaluation splits, and print its statistics.
+
+    A task the data cannot evaluate (too few labelled users per class, an empty domain) stops
+    here, before any training.
 
     Example: uservec prepare configs/ciao.toml
     """
     from uservec.training.config import load_config
-    from uservec.training.data.prepare import prepare_run_dataset
     from uservec.training.run_dir import RunDir
-    from uservec.training.runner import dataset_stats
+    from uservec.training.runner import dataset_stats, prepare_stage
 
     cfg = load_config(config, list(overrides))
-    dataset = prepare_run_dataset(cfg.data, RunDir(out_dir or Path("runs") / cfg.name))
+    dataset, _ = prepare_stage(cfg, RunDir(out_dir or Path("runs") / cfg.name))
     click.echo(json.dumps(dataset_stats(dataset), indent=2))
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from uservec.cli import main
+from uservec.training import run_dir
 from uservec.training.data.synthetic import generate_synthetic
 
 CONFIG = """
@@ -81,6 +82,8 @@ def test_a_moved_run_without_its_raw_data_exports_the_same_model(
     (tmp_path / "raw").rename(tmp_path / "raw-gone")
     (tmp_path / "empty").mkdir()
     monkeypatch.chdir(tmp_path / "empty")
+    # the splits were made once, when the data was prepared: export reads them, makes none
+    monkeypatch.setattr(run_dir, "plan_evaluation", lambda *_: pytest.fail("splits made again"))
     after_move = export(moved, tmp_path / "bundle-moved")
 
     assert all(name in in_place for name in MODEL_FILES)

@@ -64,3 +64,23 @@ def test_splits_are_saved_once_and_read_back(tmp_path):
     assert run.load_splits() is None
     run.save_splits({"cross_domain": {"books": {"test": np.array([3, 1], dtype=np.int64)}}})
     assert run.load_splits() == {"cross_domain": {"books": {"test": [3, 1]}}}
+
+
+def test_the_evaluation_plan_is_kept_with_what_it_was_made_from(tmp_path):
+    """Splits are made once at preparation; a later stage never reads stale ones."""
+    import dataclasses
+
+    from uservec.training.config import TaskConfig
+    from uservec.training.evaluation.plan import plan_evaluation
+
+    cfg = ExperimentConfig(name="x", data=DATA, tasks=(
+        TaskConfig("gender", "profile", attribute="gender", low_label=False),))
+    run = RunDir(tmp_path)
+    dataset = prepare_run_dataset(DATA, run)
+    plan = plan_evaluation(cfg, dataset)
+    run.save_plan(plan, cfg, dataset)
+    loaded = run.load_plan(cfg, dataset)
+    assert loaded is not None and loaded.to_payload() == plan.to_payload()
+    other = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, valid_fraction=0.3))
+    assert run.load_plan(other, dataset) is None
+    assert run.plan(other, dataset).to_payload() == plan_evaluation(other, dataset).to_payload()

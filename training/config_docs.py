@@ -39,7 +39,8 @@ SECTIONS: tuple[tuple[str, type], ...] = (
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:")
 #: defaults that the loader fills in rather than the dataclass
-LOADER_DEFAULTS = {(ExperimentConfig, "name"): "the config file's name without its extension"}
+LOADER_DEFAULTS: dict[tuple[type, str], str] = {
+    (ExperimentConfig, "name"): "the config file's name without its extension"}
 
 INTRO = """\
 # Configuration

@@ -11,7 +11,6 @@ traceback minutes later.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -69,10 +68,14 @@ class Section:
         return f"config.{cls.SECTION}" if cls.SECTION else "config"
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def type_hints(cls: type) -> dict[str, Any]:
     """The resolved field types of a section (cached: sections are built often in tests)."""
-    return get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def check_section(section: Section) -> None:
@@ -135,8 +138,8 @@ def type_name(tp: Any) -> str:
         return f"list of {inner}s" if get_origin(get_args(tp)[0]) is not Literal else (
             f"list, each {inner}")
     if _is_optional(tp):
-        inner = [a for a in get_args(tp) if a is not type(None)]
-        return " or ".join(type_name(a) for a in inner) + ", optional"
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return " or ".join(type_name(a) for a in options) + ", optional"
     if dataclasses.is_dataclass(tp):
         return "table"
     return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(

@@ -112,7 +112,7 @@ def rule_predictions(logits: np.ndarray, shift: np.ndarray) -> dict[Decision, np
 
 
 def profile_score(
-    truth: np.ndarray, predicted: np.ndarray | Mapping[str, np.ndarray], n_classes: int,
+    truth: np.ndarray, predicted: np.ndarray | Mapping[Decision, np.ndarray], n_classes: int,
     metric: str,
 ) -> float:
     """The validation criterion: accuracy, macro-F1 over all classes, or their mean.
@@ -123,7 +123,7 @@ def profile_score(
     the as-trained argmax, a class-weighted head is judged by a rule it is never tested with.
     """
     if not isinstance(predicted, Mapping):
-        predicted = {rule: predicted for rule in decision.DECISIONS}
+        predicted = dict.fromkeys(decision.DECISIONS, predicted)
     acc = accuracy(truth, predicted[METRIC_DECISION["accuracy"]])
     f1 = macro_f1(truth, predicted[METRIC_DECISION["macro_f1"]], np.arange(n_classes))
     return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]

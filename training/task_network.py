@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from uservec.training.checkpoint import load_checkpoint, load_encoder
-from uservec.training.choices import FROZEN_METHODS, METHODS, Readout
+from uservec.training.choices import FROZEN_METHODS, METHODS, Placement, Readout
 from uservec.training.model import (
     TASK_KEY,
     BottleneckPatch,
@@ -115,7 +115,7 @@ def task_state_dict(encoder: NextItNet, name: str) -> dict[str, torch.Tensor]:
 
 
 def add_or_reset_task(
-    encoder: NextItNet, name: str, bottleneck: int, placement: str, own_layer_norms: bool,
+    encoder: NextItNet, name: str, bottleneck: int, placement: Placement, own_layer_norms: bool,
     item_rank: int = 0,
 ) -> None:
     """Register task ``name`` on the encoder, or re-initialise it (identity patches) if present.
@@ -127,19 +127,18 @@ def add_or_reset_task(
         raise ValueError(f"task name {name!r} must be non-empty and contain no '.'")
     spec = encoder.tasks.get(name)
     if spec is None:
-        encoder.add_task(name, bottleneck, placement,  # type: ignore[arg-type]
-                         own_layer_norms, item_rank)
+        encoder.add_task(name, bottleneck, placement, own_layer_norms, item_rank)
         return
     if (spec.bottleneck, spec.placement, spec.own_layer_norms, spec.item_rank) != (
         bottleneck, placement, own_layer_norms, item_rank
     ):
         raise ValueError(f"task {name!r} exists with a different spec {spec}")
-    for block in encoder.blocks:
-        for patch in block.patches[name]:
+    for block in encoder.residual_blocks():
+        for patch in block.task_patches(name):
             fresh = BottleneckPatch(encoder.dim, bottleneck)
             patch.load_state_dict(fresh.state_dict())
         if name in block.task_norms:
-            block.task_norms[name].load_state_dict(block.norms.state_dict())
+            block.layer_norms(name).load_state_dict(block.norms.state_dict())
     if name in encoder.item_patches:
         fresh_items = ItemPatch(encoder.vocab_size, encoder.dim, item_rank)
         encoder.item_patches[name].load_state_dict(fresh_items.state_dict())
@@ -205,12 +204,8 @@ def build_method(
         encoder = copy.deepcopy(pretrained)
     else:
         torch.manual_seed(seed)
-        encoder = NextItNet(
-            pretrained.vocab_size, pretrained.dim,
-            [block.convs[0].conv.dilation[0] for block in pretrained.blocks],
-            kernel_size=pretrained.blocks[0].convs[0].conv.kernel_size[0],
-            dropout=pretrained.dropout.p,
-        )
+        encoder = NextItNet(pretrained.vocab_size, pretrained.dim, pretrained.dilations,
+                            kernel_size=pretrained.kernel_size, dropout=pretrained.dropout.p)
     encoder.requires_grad_(True)
     network = TaskNetwork(encoder, head, None, keep, settings.readout)
     return MethodSetup(network, [*backbone_parameters(encoder), *head.parameters()],

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from uservec.contract import decision
-from uservec.training.choices import METHODS
+from uservec.training.choices import METHODS, Placement
 from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.task_loop import TrainResult, batched_forward, train_loop
 from uservec.training.task_network import (
@@ -51,7 +51,7 @@ def hyperparameter_grid(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     adapter = method == "adapter"
     bottlenecks: Sequence[int | None] = settings.bottleneck_grid if adapter else (None,)
-    placements: Sequence[str | None] = (
+    placements: Sequence[Placement | None] = (
         (settings.placement_grid or (settings.placement,)) if adapter else (None,)
     )
     ranks: Sequence[int] = settings.item_rank_grid if adapter else (0,)

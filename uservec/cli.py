@@ -220,7 +220,7 @@ def probe(run_dir: Path) -> None:
 @click.option("--path", "local", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Use a local copy instead of downloading (checked, not copied).")
 @_friendly
-def download(dataset: str, dest: Path, local: Path | None) -> None:
+def download(dataset: str, dest: Path, local: Path | None) -> None:  # noqa: ARG001 (one choice)
     """Fetch DATASET from its official site (or check a local copy with --path).
 
     MovieLens may not be redistributed, so uservec never ships it: download it yourself
@@ -299,6 +299,7 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool,
     Example: uservec export runs/movielens-100k --out bundles/movielens-100k
     """
     from uservec.export.from_run import export_from_run
+    from uservec.export.parity import parity_summary
 
     manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite,
                                private=private)
@@ -306,27 +307,6 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool,
     for line in parity_summary(manifest.parity):
         click.echo(line)
     click.echo(f"full parity report: {out_dir / 'manifest.json'} (\"parity\")")
-
-
-def parity_summary(parity: dict[str, Any]) -> list[str]:
-    """One line per graph: how close onnxruntime came to torch, and the int8 verdict."""
-    lines = []
-    fp32 = parity.get("fp32")
-    if fp32:
-        worst = max(fp32.get("max_abs_diff", {}).values(), default=0.0)
-        lines.append(f"fp32 parity: max abs diff {worst:.2e} over {fp32.get('n_sequences')} "
-                     "held-out sequences")
-    int8 = parity.get("int8")
-    if int8:
-        verdict = "kept" if int8.get("accepted") else "refused (fp32 only)"
-        cosine = int8.get("user_vector_cosine", {}).get("min")
-        kept_fp32 = int8.get("fp32_blocks") or 0
-        lines.append(
-            f"int8 ({int8.get('method')}): {verdict}; {int8.get('speedup_vs_fp32', 0):.2f}x fp32 "
-            f"speed; user-vector cosine min {cosine if cosine is None else f'{cosine:.4f}'}"
-            + (f"; residual convolutions of {kept_fp32} block(s) kept fp32" if kept_fp32 else "")
-        )
-    return lines
 
 
 @main.command()

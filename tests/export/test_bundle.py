@@ -121,7 +121,7 @@ def test_overwrite_replaces_only_a_bundle_never_another_folder(tmp_path, fused, 
 def test_a_failed_check_leaves_no_bundle_and_no_temp_dir(
     tmp_path, fused, vocab, tasks, monkeypatch
 ):
-    def failing(*args, **kwargs):
+    def failing(*_args: object, **_kwargs: object) -> None:
         raise ParityError("simulated parity failure")
 
     monkeypatch.setattr(bundle, "check_parity", failing)

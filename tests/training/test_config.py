@@ -101,7 +101,7 @@ def test_tasks_are_parsed(tmp_path):
     assert cfg.tasks[0].buckets == (18.0, 25.0)
 
 
-def test_bad_override_syntax(tmp_path):
+def test_bad_override_syntax():
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides({}, ["nonsense"])
 

@@ -31,7 +31,7 @@ def test_the_prepared_data_is_kept_in_the_run_and_reused(tmp_path, monkeypatch):
     kept = run.load_dataset()
     assert kept.fingerprint == dataset.fingerprint and kept.vocab == dataset.vocab
     # a resumed run with unchanged inputs prepares nothing again
-    monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: pytest.fail("re-prepared"))
+    monkeypatch.setattr(prepare_module, "prepare", lambda *_, **__: pytest.fail("re-prepared"))
     assert prepare_run_dataset(DATA, run).fingerprint == dataset.fingerprint
     assert load_run_dataset(DATA, run.root).fingerprint == dataset.fingerprint
 

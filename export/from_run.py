@@ -154,9 +154,13 @@ def load_artifacts(run: RunDir, fingerprint: str) -> list[TaskArtifact]:
 
 
 def export_from_run(
-    run_dir: str | Path, out_dir: str | Path, quantize: bool = False, overwrite: bool = False
+    run_dir: str | Path, out_dir: str | Path, quantize: bool = False, overwrite: bool = False,
+    private: bool = False,
 ) -> BundleManifest:
-    """Write the bundle of a finished run; raises ExportError when a check fails."""
+    """Write the bundle of a finished run; raises ExportError when a check fails.
+
+    The bundle is world-readable unless ``private`` (:func:`export.bundle.write_bundle`).
+    """
     run = RunDir(run_dir)
     cfg = run.read_config()
     encoder_path = run.require_encoder()
@@ -186,7 +190,7 @@ def export_from_run(
         {**run.config_payload(), "source_run": str(run.root.resolve())},
         meta["dataset_fingerprint"], cfg.seed, cfg.model.max_len,
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
-        name=cfg.name, overwrite=overwrite, int8_task_metrics=compare,
+        name=cfg.name, overwrite=overwrite, int8_task_metrics=compare, private=private,
     )
 
 

@@ -281,8 +281,13 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
               help="Also write a static int8 model (kept only if it passes its parity check; "
               "the first blocks' residual convolutions stay fp32 where that is needed).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--private", is_flag=True,
+              help="Readable by the owner only (files 0600, folders 0700); by default a bundle "
+                   "is world-readable (0644 / 0755), so a server running as another user, e.g. "
+                   "in a container, can read it.")
 @_friendly
-def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) -> None:
+def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool,
+               private: bool) -> None:
     """Export RUN_DIR (a finished `uservec run`) to a versioned bundle.
 
     Writes one fused ONNX graph (user vector + every task head), the vocabulary, item vectors and
@@ -293,7 +298,8 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) ->
     """
     from uservec.export.from_run import export_from_run
 
-    manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite)
+    manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite,
+                               private=private)
     click.echo(f"bundle {manifest.bundle_version} written to {out_dir}")
     for line in parity_summary(manifest.parity):
         click.echo(line)

@@ -48,7 +48,9 @@ from uservec.training.data.loaders import (
     load_movielens,
     load_peterrec,
 )
+from uservec.training.data.ordering import factorize, id_order, item_catalog, ranks, sort_ids
 from uservec.training.data.synthetic import generate_synthetic
+from uservec.training.data.users import user_attributes
 from uservec.training.run_dir import RunDir, RunDirError
 
 __all__ = [
@@ -70,7 +72,6 @@ logger = logging.getLogger(__name__)
 PREPARE_VERSION = 1
 #: users-file values that mean "no label" unless ``data.missing_labels`` says otherwise
 DEFAULT_MISSING_LABELS: tuple[str, ...] = ("",)
-_INTEGER_PATTERN = r"[+-]?\d+"
 _GENERIC_STEMS = {"interactions", "events", "ratings", "data", "train"}
 
 
@@ -98,59 +99,6 @@ def load_raw(config: DataConfig) -> RawData:
         config.format, len(raw.interactions), time.perf_counter() - started,
     )
     return raw
-
-
-def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(per-value int64 code, distinct values as str) in order of first appearance."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=str), sort=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=str)
-
-
-def _id_order(distinct: np.ndarray) -> np.ndarray:
-    """Permutation sorting distinct ids: numerically when all are integers, else as strings."""
-    if len(distinct) and pd.Series(distinct, dtype=str).str.fullmatch(_INTEGER_PATTERN).all():
-        # Equal values spelled differently ("7", "07") tie-break as text.
-        try:
-            return np.lexsort((distinct, distinct.astype(np.int64)))
-        except OverflowError:  # beyond int64: Python ints
-            return np.asarray(
-                sorted(range(len(distinct)), key=lambda i: (int(distinct[i]), distinct[i])),
-                dtype=np.int64,
-            )
-    return np.argsort(distinct, kind="stable")
-
-
-def _ranks(order: np.ndarray) -> np.ndarray:
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank
-
-
-def sort_ids(values: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct ids in id order, per-value rank in that order); see :func:`_id_order`."""
-    codes, distinct = _factorize(values)
-    order = _id_order(distinct)
-    return distinct[order], _ranks(order)[codes]
-
-
-def _owning_domains(item_code: np.ndarray, domain_code: np.ndarray, n_domains: int) -> np.ndarray:
-    """Per distinct item, the code of its most frequent domain (ties: smallest code).
-
-    Domain codes must be in alphabetical order so that "smallest code" means "alphabetically first".
-    """
-    pairs, counts = np.unique(item_code * n_domains + domain_code, return_counts=True)
-    items, domains = pairs // n_domains, pairs % n_domains
-    order = np.lexsort((domains, -counts, items))
-    first = order[np.concatenate([[True], items[order][1:] != items[order][:-1]])]
-    owner = np.empty(int(item_code.max()) + 1, dtype=np.int64)
-    owner[items[first]] = domains[first]
-    listed_twice = len(pairs) - len(first)
-    if listed_twice:
-        logger.info(
-            "%d items are listed under several domains; each keeps its most frequent",
-            len(np.unique(items[np.concatenate([[False], items[1:] == items[:-1]])])),
-        )
-    return owner
 
 
 def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
@@ -194,43 +142,6 @@ def _check_interactions(raw: RawData) -> pd.DataFrame:
     return frame
 
 
-def _blank_missing(users: pd.DataFrame, missing_labels: Sequence[str]) -> pd.DataFrame:
-    """Users-file values equal (after trimming spaces) to a missing-label token become NA.
-
-    Every task reads NA as "unlabelled", so a placeholder such as ``Unknown`` never becomes a
-    class of its own (``data.missing_labels``).
-    """
-    tokens = {str(token).strip() for token in missing_labels}
-    if not tokens:
-        return users
-    users = users.copy()
-    for column in users.columns:
-        hit = users[column].astype("string").str.strip().isin(tokens).fillna(False).astype(bool)
-        if hit.any():  # untouched columns keep their dtype
-            users[column] = users[column].mask(hit)
-    return users
-
-
-def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
-    """Row u = user ``user_ids[u]``; users-file users without events are dropped with a warning."""
-    index = pd.Index(users.index.astype(str))
-    if index.has_duplicates:
-        twice = index[index.duplicated()][:5].tolist()
-        raise DataError(f"users table lists user(s) twice: {twice}")
-    without_events = index[~index.isin(user_ids)]
-    if len(without_events):
-        logger.warning(
-            "%d users in the users file have no events and are dropped (e.g. %s)",
-            len(without_events), without_events[:5].tolist(),
-        )
-    without_attributes = int((~pd.Index(user_ids).isin(index)).sum())
-    if without_attributes:
-        logger.warning("%d users with events are not in the users file (attributes missing)",
-                       without_attributes)
-    aligned = users.set_axis(index).reindex(pd.Index(user_ids))
-    return aligned.reset_index(drop=True)
-
-
 def prepare(
     raw: RawData, min_count: int = 1, name: str = "dataset",
     missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
@@ -242,57 +153,33 @@ def prepare(
     started = time.perf_counter()
     frame = _check_interactions(raw)
     user_ids, user_rank = sort_ids(frame["user_id"])
-    item_code, item_distinct = _factorize(frame["item_id"])
-    item_rank = _ranks(_id_order(item_distinct))[item_code]
+    item_code, item_distinct = factorize(frame["item_id"])
+    item_rank = ranks(id_order(item_distinct))[item_code]
     timestamps = frame["timestamp"].to_numpy(dtype=np.int64)
     order = np.lexsort((item_rank, timestamps, user_rank))  # stable: file order breaks full ties
-
-    # Domains as codes in alphabetical order; an item is (raw id, owning domain).
-    domain_code, domain_distinct = _factorize(frame["domain"])
-    alphabetical = np.argsort(domain_distinct, kind="stable")
-    domain_code = _ranks(alphabetical)[domain_code]
-    domain_names = domain_distinct[alphabetical]
-    if not raw.item_ids_per_domain:
-        domain_code = _owning_domains(item_code, domain_code, len(domain_names))[item_code]
-    identity_code, identities = pd.factorize(item_code * len(domain_names) + domain_code)
-    identity_item, identity_domain = np.divmod(np.asarray(identities), len(domain_names))
-    keys = np.asarray([
-        f"{domain_names[d]}{DOMAIN_SEPARATOR}{item_distinct[i]}"
-        for i, d in zip(identity_item.tolist(), identity_domain.tolist(), strict=True)
-    ], dtype=str)
-    key_order = np.argsort(keys, kind="stable")
-    catalog = keys[key_order]
-    item_index = _ranks(key_order)[identity_code]
-
-    # Only domains that own an item remain (an item's listings elsewhere moved to its owner).
-    used = np.unique(identity_domain)
-    domains = tuple(domain_names[used].tolist())
-    catalog_domain = np.searchsorted(used, identity_domain[key_order]).astype(np.int64)
-    counts = np.bincount(item_index, minlength=len(catalog))
+    items = item_catalog(item_code, item_distinct, frame["domain"], raw.item_ids_per_domain)
+    counts = np.bincount(items.item_index, minlength=len(items.catalog))
     vocab = Vocabulary.from_counts(
-        dict(zip(catalog.tolist(), counts.tolist(), strict=True)), min_count
+        dict(zip(items.catalog.tolist(), counts.tolist(), strict=True)), min_count
     )
-    item_index = item_index[order]
+    item_index = items.item_index[order]
     offsets = np.concatenate([[0], np.cumsum(np.bincount(user_rank, minlength=len(user_ids)))])
-    split = None
-    if "split" in frame.columns:
-        split = frame["split"].to_numpy(dtype=np.int8)[order]
     hashes = _file_hashes(raw.files)
     dataset = PreparedDataset(
         name=name,
         vocab=vocab,
         user_ids=user_ids,
         offsets=offsets.astype(np.int64),
-        items=vocab.encode(catalog.tolist())[item_index],
+        items=vocab.encode(items.catalog.tolist())[item_index],
         item_index=item_index,
-        catalog=catalog,
-        catalog_domain=catalog_domain,
+        catalog=items.catalog,
+        catalog_domain=items.catalog_domain,
         timestamps=timestamps[order],
-        domains=domains,
-        event_domain=catalog_domain[item_index],
-        users=None if raw.users is None else _blank_missing(
-            _align_users(raw.users, user_ids), missing_labels),
-        event_split=split,
+        domains=items.domains,
+        event_domain=items.catalog_domain[item_index],
+        users=None if raw.users is None else user_attributes(raw.users, user_ids, missing_labels),
+        event_split=(frame["split"].to_numpy(dtype=np.int8)[order]
+                     if "split" in frame.columns else None),
         fingerprint=_fingerprint(hashes, raw.settings, min_count, missing_labels),
         settings={
             "source": dict(raw.settings),
@@ -304,8 +191,8 @@ def prepare(
     )
     logger.info(
         "prepared %s: %d users, %d items (%d in vocabulary), %d events, %d domains in %.2fs",
-        name, dataset.num_users, len(catalog), vocab.size, dataset.num_events, len(domains),
-        time.perf_counter() - started,
+        name, dataset.num_users, len(items.catalog), vocab.size, dataset.num_events,
+        len(items.domains), time.perf_counter() - started,
     )
     return dataset
 

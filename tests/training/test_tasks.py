@@ -20,6 +20,7 @@ from uservec.training.config import (
 from uservec.training.evaluation.errors import LeakError
 from uservec.training.evaluation.plan import plan_evaluation, pretraining_view
 from uservec.training.model import NextItemHead, NextItNet
+from uservec.training.report.headline import headline
 from uservec.training.report.markdown import render_task
 from uservec.training.report.plots import plot_results
 from uservec.training.tasks import run_tasks
@@ -212,3 +213,53 @@ def test_a_regime_the_plan_skipped_is_reported_not_run(tmp_path):
     markdown = "\n".join(render_task("gender", task))
     assert f"gender, low_label labels)\n\nNot evaluated: {reason}" in markdown
     assert [p.name for p in plot_results(typed, tmp_path)] == ["gender.png"]
+
+
+def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
+    """report.json's task sections, key by key and in order, as written before the results were
+    typed (the docs generator and the comparison scripts read them)."""
+    typed, _, _ = results
+    result = typed.to_json()
+    assert list(result) == ["settings", "encoder_checkpoint", "tasks", "no_forgetting", "seconds"]
+    profile, target = result["tasks"]["gender"], result["tasks"]["target"]
+    assert list(profile) == ["kind", "protocol", "attribute", "classes", "label_distribution",
+                             "labelled_users", "regimes", "final", "seconds"]
+    regime = profile["regimes"]["full"]
+    assert list(regime) == ["labelled_rows_per_fold", "methods", "strongest_baseline",
+                            "paired_vs_baseline", "paired_adapter_vs"]
+    methods = regime["methods"]
+    assert list(methods["majority"]) == ["per_fold", "accuracy", "macro_f1", "seconds"]
+    assert list(methods["lr"]) == ["per_fold", "accuracy", "macro_f1", "seconds", "chosen_c"]
+    assert list(methods["adapter"]) == ["per_fold", "accuracy", "macro_f1", "decisions",
+                                        "trainable_parameters", "encoder_parameters", "seconds",
+                                        "seconds_per_fold"]
+    assert list(methods["adapter"]["per_fold"][0]) == [
+        "fold", "train_rows", "test_rows", "accuracy", "macro_f1", "trainable_parameters",
+        "seconds", "hyperparameters"]
+    assert list(target) == ["kind", "protocol", "target_domain", "k", "split", "candidates",
+                            "methods", "strongest_baseline", "paired_vs_baseline",
+                            "paired_adapter_vs", "final", "seconds"]
+    ranking = ["hr@10", "recall@10", "ndcg@10", "evaluated_users", "left_out_users"]
+    assert list(target["methods"]["cooc"]) == [*ranking, "seconds"]
+    assert list(target["methods"]["ridge"]) == [*ranking, "lambda", "validation_ndcg", "seconds"]
+    assert list(target["methods"]["adapter"]) == [
+        *ranking, "trainable_parameters", "encoder_parameters", "seconds", "hyperparameters",
+        "tuning"]
+    assert list(target["final"]) == ["method", "hyperparameters", "trainable_parameters",
+                                     "encoder_parameters", "seconds", "tuning", "path",
+                                     "trained_on_users"]
+
+
+def test_the_headline_puts_each_network_beside_the_strongest_baseline(results):
+    typed, _, _ = results
+    report = {"dataset": {"name": "tiny"}, "timings": {"total_s": 1.0}, "tasks": typed,
+              "next_item": {"k": 10, "ndcg_ratio_vs_popularity": 2.0, "methods": {
+                  "nextitnet": {"ndcg@10": 0.123456}, "popularity": {"ndcg@10": 0.0617}}}}
+    line = headline(report)
+    assert line["nextitnet_ndcg@10"] == 0.1235 and line["ndcg_ratio"] == 2.0
+    regime = typed.tasks["gender"].regimes["full"]
+    for metric, base in regime.strongest_baseline.items():
+        assert list(line["gender"][metric]) == [*METHODS, base]
+        assert line["gender"][metric][base] == round(regime.methods[base].metric(metric).mean, 4)
+    target = typed.tasks["target"]
+    assert list(line["target"]["ndcg@10"]) == list(target.methods)

@@ -46,7 +46,7 @@ __all__ = [
     "build_dataclass",
     "config_to_dict",
     "load_config",
-    "read_run_config",
+    "read_config_json",
 ]
 
 #: sections that older configs kept under ``[extra.<name>]``; still read from there
@@ -320,11 +320,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def read_run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a finished ``uservec run`` was made with (``RUN_DIR/config.json``)."""
-    path = Path(run_dir) / "config.json"
+def read_config_json(path: Path) -> ExperimentConfig:
+    """A resolved config as a run folder records it (JSON written from :func:`config_to_dict`)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
+        raise ConfigError(f"{path}: not found; is {path.parent} a finished `uservec run` folder?")
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -332,4 +331,4 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
                           "or restore config.json") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(raw).__name__}")
-    return experiment_config(raw, "config.json")
+    return experiment_config(raw, path.name)

@@ -41,12 +41,13 @@ from uservec.training.evaluation.bags import binary_matrix, event_users
 from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.model import NextItemHead, NextItNet
 from uservec.training.objectives import bag_loss, next_item_loss
+from uservec.training.run_dir import ENCODER_FILE, RESUME_FILE
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
 
 logger = logging.getLogger(__name__)
 
-BEST, LAST = "best.pt", "last.pt"
+BEST, LAST = ENCODER_FILE, RESUME_FILE
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from uservec.training.config import ExperimentConfig, config_to_dict, read_run_config
+from uservec.training.config import ExperimentConfig, config_to_dict, read_config_json
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: the name of the file whose presence marks a complete PreparedDataset.save
 _DATASET_MARKER = "meta.json"
+#: file names inside ``pretrain/``: the best encoder, and the latest state a run resumes from
+ENCODER_FILE, RESUME_FILE = "best.pt", "last.pt"
 
 
 class RunDirError(ValueError):
@@ -75,7 +77,7 @@ class RunDir:
     @property
     def encoder_path(self) -> Path:
         """The best pretrained encoder (what tasks start from and export ships)."""
-        return self.pretrain_dir / "best.pt"
+        return self.pretrain_dir / ENCODER_FILE
 
     @property
     def tasks_dir(self) -> Path:
@@ -119,7 +121,7 @@ class RunDir:
         self.config_path.write_text(json.dumps(config_to_dict(cfg), indent=2))
 
     def read_config(self) -> ExperimentConfig:
-        return read_run_config(self.root)
+        return read_config_json(self.config_path)
 
     def config_payload(self) -> dict[str, Any]:
         """The config as written (plain JSON), for the bundle's record of its source."""
@@ -210,6 +212,11 @@ class RunDir:
         if not self.encoder_path.is_file():
             raise RunDirError(f"{self.encoder_path}: no pretrained encoder in this run")
         return self.encoder_path
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a finished ``uservec run`` was made with."""
+    return RunDir(run_dir).read_config()
 
 
 def _plan_inputs(cfg: ExperimentConfig, dataset: PreparedDataset) -> Any:

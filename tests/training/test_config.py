@@ -12,8 +12,8 @@ from uservec.training.config import (
     TaskConfig,
     apply_overrides,
     load_config,
-    read_run_config,
 )
+from uservec.training.run_dir import read_run_config
 
 SYNTHETIC = '[data]\nformat = "synthetic"\n'
 

@@ -75,8 +75,8 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
 def probe_run_dir(run_dir: str | Path) -> ProbeReport:
     """Load a finished run (config, prepared data, pretrained encoder) and probe it."""
     from uservec.training.checkpoint import load_encoder
-    from uservec.training.config import read_run_config
     from uservec.training.data.prepare import load_run_dataset
+    from uservec.training.run_dir import read_run_config
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from uservec.export import ExportError
 from uservec.export.indexes import IndexKind, build_index, write_index
 from uservec.export.onnx_export import OPSET, export_onnx
 from uservec.export.parity import check_parity, open_session, session_outputs
+from uservec.export.publish import check_replaceable, fsync_tree, publish, set_permissions
 from uservec.export.quantize import Method, quantize_within_gate
 from uservec.training.fused import FusedUserModel, profile_output, query_output
 
@@ -140,58 +140,31 @@ def _plain_json(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _fsync_tree(root: Path) -> None:
-    """Flush every file and directory so the rename publishes data that is on disk."""
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def check_replaceable(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to write over anything but an earlier bundle (or an empty folder).
-
-    ``overwrite`` replaces the whole folder, so pointed at a run directory (``--out runs/x``) or
-    a parent of several, it would delete checkpoints and reports: only a folder holding a
-    bundle manifest, or nothing, may be replaced.
-    """
-    if not out_dir.name:
-        raise ExportError(f"{out_dir}: not a folder a bundle can be written to")
-    if not out_dir.exists():
-        return
-    if not overwrite:
-        raise ExportError(f"{out_dir} already exists; pass overwrite=True to replace it")
-    if not out_dir.is_dir():
-        raise ExportError(f"{out_dir} exists and is not a folder; refusing to replace it")
-    if any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
-        raise ExportError(
-            f"{out_dir} is not a bundle (no manifest.json) and not empty; refusing to replace "
-            "it: write the bundle to a folder of its own"
-        )
-
-
-def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the finished bundle into place; an old bundle is moved aside first, then deleted."""
-    if out_dir.exists():
-        check_replaceable(out_dir, overwrite)
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
-
-
 def bundle_version(name: str, created: datetime, files: Mapping[str, str]) -> str:
     """``<name>-<UTC timestamp>-<content hash>``: sortable by time, distinct by content."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "uservec"
     return f"{safe}-{created:%Y%m%dT%H%M%SZ}-{sha256_json(dict(files))[:8]}"
+
+
+@dataclass(frozen=True, eq=False)
+class _Contents:
+    """What a bundle is written from, besides the model itself."""
+
+    vocab: Vocabulary
+    tasks: Sequence[TaskExport]
+    config: dict[str, Any]
+    data_fingerprint: str
+    seed: int
+    max_len: int
+    #: (N, max_len) int8 calibration rows and index sample queries
+    calibration: np.ndarray
+    #: (M, max_len) parity rows, disjoint from the calibration rows where possible
+    held_out: np.ndarray
+    quantize: bool
+    quantize_method: Method
+    index_kind: IndexKind
+    name: str
+    int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None
 
 
 def write_bundle(
@@ -212,6 +185,7 @@ def write_bundle(
     name: str | None = None,
     overwrite: bool = False,
     int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None = None,
+    private: bool = False,
 ) -> BundleManifest:
     """Export, check and write a bundle to ``out_dir`` atomically; return its manifest.
 
@@ -222,45 +196,27 @@ def write_bundle(
     loading side's own checks (``load_and_verify``); nothing is written to ``out_dir`` then.
     ``int8_task_metrics(fp32_path, int8_path)`` measures both graphs on the run's real evaluation
     data (see :mod:`export.task_metrics`); its report joins the int8 parity report in the
-    manifest.
+    manifest. The bundle is world-readable (files 0644, folders 0755: a server running as
+    another user, e.g. the image's uid 10001, reads a mounted bundle) unless ``private``
+    (0600 / 0700).
     """
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir, overwrite)
     fused_model = fused_model.eval()
     _check_tasks(fused_model, tasks)
-    items = np.asarray(calibration_items, dtype=np.int64)
-    if items.ndim != 2 or items.shape[0] == 0 or items.shape[1] != max_len:
-        raise ExportError(f"calibration_items must be (N > 0, {max_len}), got {items.shape}")
-    if items.min() < 0 or items.max() >= vocab.size:
-        raise ExportError(f"calibration_items hold ids outside [0, {vocab.size})")
-    if parity_items is None:
-        calibration, held_out = _split_held_out(items, seed)
-    else:
-        calibration, held_out = items, np.asarray(parity_items, dtype=np.int64)
-
+    calibration, held_out = _calibration_rows(calibration_items, parity_items, max_len,
+                                              vocab.size, seed)
+    contents = _Contents(vocab, tasks, dict(config), data_fingerprint, seed, max_len,
+                         calibration, held_out, quantize, quantize_method, index_kind,
+                         name or str(config.get("name") or "uservec"), int8_task_metrics)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        manifest = _write_contents(
-            tmp,
-            fused_model,
-            vocab,
-            tasks,
-            dict(config),
-            data_fingerprint,
-            seed,
-            max_len,
-            calibration,
-            held_out,
-            quantize,
-            quantize_method,
-            index_kind,
-            name or str(config.get("name") or "uservec"),
-            int8_task_metrics,
-        )
+        manifest = _write_contents(tmp, fused_model, contents)
+        set_permissions(tmp, private)
         load_and_verify(tmp, smoke=True)
-        _fsync_tree(tmp)
-        _publish(tmp, out_dir, overwrite)
+        fsync_tree(tmp)
+        publish(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -268,99 +224,98 @@ def write_bundle(
     return manifest
 
 
-def _write_contents(
-    root: Path,
-    fused: FusedUserModel,
-    vocab: Vocabulary,
-    tasks: Sequence[TaskExport],
-    config: dict[str, Any],
-    data_fingerprint: str,
-    seed: int,
-    max_len: int,
-    calibration: np.ndarray,
-    held_out: np.ndarray,
-    quantize: bool,
-    quantize_method: Method,
-    index_kind: IndexKind,
-    name: str,
-    int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None = None,
-) -> BundleManifest:
+def _calibration_rows(
+    calibration_items: np.ndarray, parity_items: np.ndarray | None, max_len: int,
+    vocab_size: int, seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked (calibration rows, held-out parity rows)."""
+    items = np.asarray(calibration_items, dtype=np.int64)
+    if items.ndim != 2 or items.shape[0] == 0 or items.shape[1] != max_len:
+        raise ExportError(f"calibration_items must be (N > 0, {max_len}), got {items.shape}")
+    if items.min() < 0 or items.max() >= vocab_size:
+        raise ExportError(f"calibration_items hold ids outside [0, {vocab_size})")
+    if parity_items is None:
+        return _split_held_out(items, seed)
+    return items, np.asarray(parity_items, dtype=np.int64)
+
+
+def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> BundleManifest:
     model_path = root / MODEL_FILE
-    inputs, outputs = export_onnx(fused, model_path, vocab.size, max_len)
+    inputs, outputs = export_onnx(fused, model_path, job.vocab.size, job.max_len)
     with torch.no_grad():
         vectors = {
             n: fused.item_vectors(n).detach().float().numpy().astype(np.float32)
             for n in fused.recommend_heads
         }
-    session = open_session(model_path)
-    sample = session_outputs(session, calibration)
-    _check_shapes(tasks, sample, vectors)
-    parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, held_out, vectors)}
+    sample = session_outputs(open_session(model_path), job.calibration)
+    _check_shapes(job.tasks, sample, vectors)
+    parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, job.held_out, vectors)}
+    specs = [
+        _profile_spec(task) if task.kind == "profile" else _write_recommend_files(
+            root, task, vectors[task.name], sample, job.index_kind, job.seed)
+        for task in job.tasks
+    ]
+    int8_file, int8_method = None, None
+    if job.quantize:
+        parity["int8"] = _int8_twin(model_path, root / INT8_FILE, job, vectors)
+        if parity["int8"]["accepted"]:
+            int8_file, int8_method = INT8_FILE, job.quantize_method
+    job.vocab.save(root / VOCAB_FILE)
+    model = ModelSpec(
+        file=MODEL_FILE, int8_file=int8_file, int8_method=int8_method, opset=OPSET,
+        max_len=job.max_len, dim=int(sample[fused.output_names[0]].shape[1]),
+        inputs=inputs, outputs=outputs,
+    )
+    return _seal(root, job, model, specs, parity)
 
-    specs: list[TaskSpec] = []
-    for task in tasks:
-        if task.kind == "profile":
-            specs.append(
-                TaskSpec(
-                    name=task.name,
-                    kind="profile",
-                    output=profile_output(task.name),
-                    labels=list(task.labels or ()),
-                    class_prior=None if task.class_prior is None else list(task.class_prior),
-                    prior_power=task.prior_power,
-                )
-            )
-            continue
-        specs.append(
-            _write_recommend_files(root, task, vectors[task.name], sample, index_kind, seed)
-        )
 
-    int8_file = int8_method = None
-    if quantize:
-        int8_path = root / INT8_FILE
-        report = quantize_within_gate(
-            model_path, int8_path, quantize_method, calibration, held_out, vectors
-        )
-        if int8_task_metrics is not None:
-            report["task_metrics"] = int8_task_metrics(model_path, int8_path)
-        parity["int8"] = report
-        if report["accepted"]:
-            int8_file, int8_method = INT8_FILE, quantize_method
-        else:
-            log.warning("int8 model fails the accuracy thresholds (%s); not shipped", report)
-            int8_path.unlink()
+def _profile_spec(task: TaskExport) -> TaskSpec:
+    return TaskSpec(
+        name=task.name,
+        kind="profile",
+        output=profile_output(task.name),
+        labels=list(task.labels or ()),
+        class_prior=None if task.class_prior is None else list(task.class_prior),
+        prior_power=task.prior_power,
+    )
 
-    vocab.save(root / VOCAB_FILE)
+
+def _int8_twin(model_path: Path, int8_path: Path, job: _Contents,
+               vectors: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Quantize within the agreement gate; a twin that fails it is deleted, never shipped."""
+    report = quantize_within_gate(model_path, int8_path, job.quantize_method, job.calibration,
+                                  job.held_out, vectors)
+    if job.int8_task_metrics is not None:
+        report["task_metrics"] = job.int8_task_metrics(model_path, int8_path)
+    if not report["accepted"]:
+        log.warning("int8 model fails the accuracy thresholds (%s); not shipped", report)
+        int8_path.unlink()
+    return report
+
+
+def _seal(root: Path, job: _Contents, model: ModelSpec, specs: list[TaskSpec],
+          parity: dict[str, Any]) -> BundleManifest:
+    """Checksum every file written so far and write the sealed manifest beside them."""
     files = {
         path.relative_to(root).as_posix(): sha256_file(path)
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
     created = datetime.now(UTC).replace(microsecond=0)
-    manifest = BundleManifest(
+    manifest = sealed(BundleManifest(
         schema_version=SCHEMA_VERSION,
-        bundle_version=bundle_version(name, created, files),
+        bundle_version=bundle_version(job.name, created, files),
         created_at=created.isoformat(),
         code_version=code_version(),
-        data_fingerprint=data_fingerprint,
-        seed=seed,
-        config=_plain_json(config),
-        model=ModelSpec(
-            file=MODEL_FILE,
-            int8_file=int8_file,
-            int8_method=int8_method,
-            opset=OPSET,
-            max_len=max_len,
-            dim=int(sample[fused.output_names[0]].shape[1]),
-            inputs=inputs,
-            outputs=outputs,
-        ),
+        data_fingerprint=job.data_fingerprint,
+        seed=job.seed,
+        config=_plain_json(job.config),
+        model=model,
         tasks=specs,
         vocab_file=VOCAB_FILE,
         parity=_plain_json(parity),
         files=files,
-    )
-    manifest = sealed(manifest)
+    ))
     (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
 

@@ -103,21 +103,24 @@ def build_index(
     exact = faiss.IndexFlatIP(d)
     exact.add(xb)
     exact_rows = exact.search(xq, k)[1]
+    approximate: faiss.Index
     if kind == "ivf":
         nlist = ivf_nlist(n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(xb)
-        index.add(xb)
-        recall = _tune_nprobe(index, xq, exact_rows, target_recall)
-        info["params"] = {"nlist": nlist, "nprobe": int(index.nprobe)}
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.seed = seed
+        ivf.train(xb)
+        ivf.add(xb)
+        recall = _tune_nprobe(ivf, xq, exact_rows, target_recall)
+        info["params"] = {"nlist": nlist, "nprobe": int(ivf.nprobe)}
+        approximate = ivf
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.add(xb)
+        hnsw = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        hnsw.add(xb)
+        approximate = hnsw
         ef = k
         while True:
-            index.hnsw.efSearch = ef
-            recall = recall_at_k(exact_rows, index.search(xq, k)[1])
+            hnsw.hnsw.efSearch = ef
+            recall = recall_at_k(exact_rows, hnsw.search(xq, k)[1])
             if recall >= target_recall or ef >= n:
                 break
             ef *= 2
@@ -129,7 +132,7 @@ def build_index(
     if recall < target_recall:
         log.warning("%s index reaches recall@%d %.3f < target %.2f", kind, k, recall, target_recall)
     log.info("built %s index over %d items: %s, recall@%d %.3f", kind, n, info["params"], k, recall)
-    return index, info
+    return approximate, info
 
 
 def write_index(index: faiss.Index, path: str | Path) -> None:

@@ -221,3 +221,24 @@ def check_parity(
     )
     log.info("parity ok: max abs diff %.3g", max(report["max_abs_diff"].values()))
     return report
+
+
+def parity_summary(parity: dict[str, Any]) -> list[str]:
+    """One line per graph: how close onnxruntime came to torch, and the int8 verdict."""
+    lines = []
+    fp32 = parity.get("fp32")
+    if fp32:
+        worst = max(fp32.get("max_abs_diff", {}).values(), default=0.0)
+        lines.append(f"fp32 parity: max abs diff {worst:.2e} over {fp32.get('n_sequences')} "
+                     "held-out sequences")
+    int8 = parity.get("int8")
+    if int8:
+        verdict = "kept" if int8.get("accepted") else "refused (fp32 only)"
+        cosine = int8.get("user_vector_cosine", {}).get("min")
+        kept_fp32 = int8.get("fp32_blocks") or 0
+        lines.append(
+            f"int8 ({int8.get('method')}): {verdict}; {int8.get('speedup_vs_fp32', 0):.2f}x fp32 "
+            f"speed; user-vector cosine min {cosine if cosine is None else f'{cosine:.4f}'}"
+            + (f"; residual convolutions of {kept_fp32} block(s) kept fp32" if kept_fp32 else "")
+        )
+    return lines

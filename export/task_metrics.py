@@ -9,9 +9,9 @@ scores any ONNX graph of that run (fp32 or int8) on them, through onnxruntime on
   against the pretrained next-item output layer (held out: never a training target);
 * every recommendation task (P3): NDCG/HR@k of the graph's query vectors on the task's test users
   (held out: cold-start users the final model never trained on);
-* every profile task (P2): accuracy and macro-F1 over every labelled user. The exported final
-  model was trained on all of them, so these are in-sample numbers, flagged as such: only the
-  difference between fp32 and int8 is meaningful there.
+* every profile task (P2): accuracy and macro-F1 over every labelled user of the run's plan.
+  The exported final model was trained on all of them, so these are in-sample numbers, flagged
+  as such: only the difference between fp32 and int8 is meaningful there.
 """
 
 from __future__ import annotations
@@ -28,23 +28,21 @@ import torch
 
 from uservec.export.parity import open_session, session_outputs
 from uservec.training.batching import evaluation_examples
+from uservec.training.checkpoint import load_checkpoint
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import (
     source_inputs,
 )
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.evaluate import metrics_from_ranks, rank_of_targets
+from uservec.training.evaluation.classification import accuracy, macro_f1
+from uservec.training.evaluation.cross_domain_split import CrossDomainSplit, cross_domain_view
+from uservec.training.evaluation.next_item import metrics_from_ranks, rank_of_targets
+from uservec.training.evaluation.plan import EvaluationPlan
 from uservec.training.fused import profile_output, query_output
-from uservec.training.metrics import accuracy, macro_f1
 from uservec.training.profile_task import (
     profile_inputs,
 )
-from uservec.training.protocols import (
-    CrossDomainSplit,
-    cross_domain_split,
-    pretraining_view,
-    profile_labels,
-)
+from uservec.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +105,7 @@ def profile_metrics(session: ort.InferenceSession, name: str, data: _Profile) ->
 def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend, k: int
                       ) -> dict[str, Any]:
     """P3 HR/NDCG@k (mean over test users) of a recommendation head's query vectors."""
-    from uservec.training.baselines import evaluate_cross_domain
+    from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 
     def score(users: np.ndarray) -> np.ndarray:
         items = source_inputs(data.split, users, data.max_len).numpy()  # as the task was trained
@@ -123,11 +121,9 @@ def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend
     }
 
 
-def next_item_layer(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def next_item_layer(run: RunDir) -> tuple[np.ndarray, np.ndarray] | None:
     """(W (V, D), b (V,)) of the run's pretrained next-item output layer, if it has one."""
-    from uservec.training.checkpoint import load_checkpoint
-
-    head = load_checkpoint(Path(run_dir) / "pretrain" / "best.pt").get("head", {})
+    head = load_checkpoint(run.require_encoder()).get("head", {})
     if "output.weight" not in head:
         return None
     return head["output.weight"].float().numpy(), head["output.bias"].float().numpy()
@@ -136,7 +132,7 @@ def next_item_layer(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def run_evaluator(
     cfg: ExperimentConfig,
     dataset: PreparedDataset,
-    view: PreparedDataset,
+    plan: EvaluationPlan,
     tasks: Mapping[str, Any],
     item_vectors: Mapping[str, np.ndarray],
     next_item_layer: tuple[np.ndarray, np.ndarray] | None,
@@ -144,7 +140,8 @@ def run_evaluator(
     """Build the evaluation sets once; the returned function scores one ONNX graph on all of them.
 
     ``tasks`` maps a bundle task name to its ``TaskExport``; the labels of a profile head define
-    the class codes (the head's output order). ``view`` is the P1 pretraining view.
+    the class codes (the head's output order). The users, labels and the P1 pretraining view
+    come from the run's ``plan``: the splits the run itself was evaluated on.
     """
     max_len, k = cfg.model.max_len, cfg.eval.k
     declared = {t.name: t for t in cfg.tasks}
@@ -156,7 +153,7 @@ def run_evaluator(
             log.warning("task %s is not declared in the run's config; not evaluated", name)
             continue
         if task.kind == "profile":
-            labels = profile_labels(dataset, spec.attribute, spec.buckets)
+            labels = plan.profile[name].labels
             order = {label: i for i, label in enumerate(task.labels)}
             known = np.array([label in order for label in labels.labels])
             users = labels.users[known]
@@ -166,11 +163,11 @@ def run_evaluator(
                 n_classes=len(task.labels),
             )
         else:
-            recommend[name] = _Recommend(cross_domain_split(dataset, spec.target_domain),
+            recommend[name] = _Recommend(cross_domain_view(dataset, plan.cross_domain[name]),
                                          np.asarray(item_vectors[name]), max_len)
     p1 = None
     if next_item_layer is not None:
-        _, inputs, targets = evaluation_examples(view, "test", max_len)
+        _, inputs, targets = evaluation_examples(plan.pretraining_view(dataset), "test", max_len)
         p1 = (inputs, targets, *next_item_layer)
 
     def evaluate(model_path: str | Path) -> dict[str, dict[str, Any]]:
@@ -188,16 +185,16 @@ def run_evaluator(
 
 
 def evaluator_of_run(
-    run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDataset,
+    run: RunDir, cfg: ExperimentConfig, dataset: PreparedDataset, plan: EvaluationPlan,
     tasks: Mapping[str, Any], item_vectors: Mapping[str, np.ndarray],
 ) -> Evaluator:
-    """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer.
+    """:func:`run_evaluator` on a run's own evaluation data: its P1 view and next-item layer,
+    read from the run folder alone.
 
     One assembly for both callers: the export's fp32-vs-int8 check (item vectors from the fused
     model) and ``uservec bench``'s int8 suite (item vectors from the bundle on disk).
     """
-    return run_evaluator(cfg, dataset, pretraining_view(cfg, dataset), tasks, item_vectors,
-                         next_item_layer(run_dir))
+    return run_evaluator(cfg, dataset, plan, tasks, item_vectors, next_item_layer(run))
 
 
 def metric_change(fp32: Mapping[str, Mapping[str, Any]], int8: Mapping[str, Mapping[str, Any]]
@@ -231,19 +228,17 @@ def evaluator_for_bundle(bundle_dir: str | Path) -> tuple[Evaluator, np.ndarray]
     """
     from uservec.contract.manifest import read_manifest
     from uservec.export.calibration import calibration_items
-    from uservec.training.config import read_run_config
-    from uservec.training.data.prepare import load_run_dataset
 
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     source = manifest.config.get("source_run")
-    if not source or not (Path(source) / "config.json").is_file():
+    if not source or not RunDir(source).config_path.is_file():
         return None
-    run_dir = Path(source)
-    cfg = read_run_config(run_dir)
-    dataset = load_run_dataset(cfg.data, run_dir)
+    run = RunDir(source)
+    cfg = run.read_config()
+    dataset = run.load_dataset()
     tasks = {task.name: task for task in manifest.tasks}
     vectors = {task.name: np.load(bundle_dir / task.items_file) for task in manifest.tasks
                if task.kind == "recommend" and task.items_file}
-    evaluate = evaluator_of_run(run_dir, cfg, dataset, tasks, vectors)
+    evaluate = evaluator_of_run(run, cfg, dataset, run.plan(cfg, dataset), tasks, vectors)
     return evaluate, calibration_items(dataset, cfg.model.max_len, cfg.seed)

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from uservec.contract import decision
+from uservec.contract.events import event_order, resolve_domain
 from uservec.contract.ids import (
     DEFAULT_DOMAIN,
     NUM_RESERVED,
@@ -120,13 +121,11 @@ class Bundle:
         its item id exists in (:class:`DomainRequired` when that is not exactly one)."""
         if event.domain is not None:
             return event.domain
-        if not self.domains:
-            return self.default_domain
-        # one lookup per domain (a handful): no per-item table to hold in memory
-        found = [name for name in self.domains if item_key(event.item_id, name) in self.vocab]
-        if len(found) != 1:
+        resolved = resolve_domain(event.item_id, self.vocab, self.domains)
+        if resolved is None:
+            found = [name for name in self.domains if item_key(event.item_id, name) in self.vocab]
             raise DomainRequired(position, event.item_id, found)
-        return found[0]
+        return resolved
 
     def prepare(self, events: Sequence[Event], head: RecommendHead | None = None) -> PreparedUser:
         """Order events, map them to ids and pick the window the model reads.
@@ -139,9 +138,8 @@ class Bundle:
         window's, or (``head``) those of its source domains. Unknown ids are no error.
         """
         domains = [self.domain_of(event, pos) for pos, event in enumerate(events)]
-        order = list(range(len(events)))
-        if events and all(event.timestamp is not None for event in events):
-            order.sort(key=lambda pos: (events[pos].timestamp, events[pos].item_id))
+        order = event_order([event.item_id for event in events],
+                            [event.timestamp for event in events])
         # Event.domain's schema refuses ':', the one character item_key rejects
         keys = [item_key(events[pos].item_id, domains[pos]) for pos in order]
         all_ids = self.vocab.encode(keys)

@@ -22,7 +22,7 @@ from uservec.demo import new_bundle_dir, point_current, port_problem, process_me
 
 REPO = Path(__file__).resolve().parents[1]
 #: the shipped demo config made smaller still: this test trains for real, in seconds
-QUICK = ["--set", "pretrain.epochs=1", "--set", "extra.adapt.max_epochs=1",
+QUICK = ["--set", "pretrain.epochs=1", "--set", "adapt.max_epochs=1",
          "--set", "data.synthetic_users=200", "--set", "data.synthetic_items=60",
          "--set", "model.dim=16", "--set", "model.max_len=10"]
 

@@ -1,231 +1,247 @@
 """Experiment configuration: frozen dataclasses loaded from a TOML/YAML file plus CLI overrides.
 
-One file describes a whole experiment (data, model, pretraining, tasks, export), so a run is
-reproducible from its config alone; the resolved config is written into every checkpoint and report.
+One file describes a whole experiment (data, model, pretraining, tasks, task training, export),
+so a run is reproducible from its config alone; the resolved config is written into every
+checkpoint and report. Every value is checked when the config loads (types, ``Literal`` choices,
+ranges: :mod:`uservec.training.config_schema`); ``docs/configuration.md`` is generated from the
+sections below (``uservec config-docs``), field comments included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
+from uservec.training.choices import DataFormat, PretrainItemInit, PretrainLoss, TaskKind
+from uservec.training.config_schema import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    ConfigError,
+    Section,
+    build_dataclass,
+    setting,
+)
+from uservec.training.task_settings import AdaptSettings
 
-class ConfigError(ValueError):
-    """The experiment config is malformed; the message names the key."""
+__all__ = [
+    "AdaptSettings",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ExportConfig",
+    "ModelConfig",
+    "PretrainConfig",
+    "TaskConfig",
+    "apply_overrides",
+    "build_dataclass",
+    "config_to_dict",
+    "load_config",
+    "read_config_json",
+]
 
-
-#: (test, what it asks) for a numeric setting; a tuple setting applies it to every element
-Rule = tuple[Callable[[float], bool], str]
-POSITIVE: Rule = (lambda v: v > 0, "> 0")
-NON_NEGATIVE: Rule = (lambda v: v >= 0, ">= 0")
-FRACTION: Rule = (lambda v: 0 <= v < 1, "in [0, 1)")
-
-
-class _Ranged:
-    """A config section whose numbers are checked when it is built, from a file or in code.
-
-    Checking here rather than where a config file is parsed means a section built in code
-    (tests, ``dataclasses.replace``, a notebook) cannot carry a negative width into torch either.
-    """
-
-    #: the section's key in the config file, for messages: ``config.<SECTION>.<key>``
-    SECTION: ClassVar[str] = ""
-    RANGES: ClassVar[dict[str, Rule]] = {}
-
-    def __post_init__(self) -> None:
-        values = {key: getattr(self, key) for key in self.RANGES}
-        _check_ranges(self.RANGES, values, f"config.{self.SECTION}")
+#: sections that older configs kept under ``[extra.<name>]``; still read from there
+LEGACY_EXTRA = ("adapt", "export")
+#: task names become file and graph-output names (tasks/<name>/, profile_<name>)
+TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
-class DataConfig(_Ranged):
+class DataConfig(Section):
     """Where the behaviour data comes from and how it is prepared."""
 
-    #: movielens | generic | peterrec | amazon-cdrib | synthetic
-    format: str = "movielens"
-    #: folder (movielens, peterrec, amazon-cdrib) or interactions file (generic)
+    #: raw data format (see the README's data section)
+    format: DataFormat = "movielens"
+    #: folder (movielens, peterrec, amazon-cdrib) or interactions file (generic); required
+    #: unless format = "synthetic"
     path: str | None = None
     #: generic: optional users file ``user_id,<attribute columns>``
     users_path: str | None = None
-    #: generic: column names in the interactions file
+    #: generic: user id column of the interactions file
     user_col: str = "user_id"
+    #: generic: item id column of the interactions file
     item_col: str = "item_id"
+    #: generic: timestamp column (numbers or ISO 8601 dates; absent = file order)
     timestamp_col: str = "timestamp"
+    #: generic: domain column (absent = one domain)
     domain_col: str | None = None
+    #: generic: rating column (kept for reference; every row is an event)
     rating_col: str | None = None
     #: items seen fewer times map to the unknown id
-    min_count: int = 1
-    #: synthetic: size of the generated dataset
-    synthetic_users: int = 600
-    synthetic_items: int = 300
-    synthetic_domains: int = 2
-    #: where prepared arrays are cached (default: OUT/prepared)
+    min_count: int = setting(1, POSITIVE)
+    #: synthetic: number of generated users
+    synthetic_users: int = setting(600, POSITIVE)
+    #: synthetic: number of generated items per domain
+    synthetic_items: int = setting(300, POSITIVE)
+    #: synthetic: number of generated domains
+    synthetic_domains: int = setting(2, POSITIVE)
+    #: where prepared arrays are cached across runs (default: only the run folder's prepared/)
     cache_dir: str | None = None
+    #: users file values (compared after trimming spaces) that mean "no label": a user with one
+    #: of them in a task's column is unlabelled for that task, never a class of its own
+    missing_labels: tuple[str, ...] = ("",)
 
     SECTION = "data"
-    RANGES: ClassVar[dict[str, Rule]] = {
-        "min_count": POSITIVE, "synthetic_users": POSITIVE, "synthetic_items": POSITIVE,
-        "synthetic_domains": POSITIVE,
-    }
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Ranged):
+class ModelConfig(Section):
     """NextItNet encoder sizes.
 
     Defaults are sized for MovieLens-100K on two shared CPU cores: about 2 CPU-minutes of
     pretraining (4 wall-minutes under load), P1 test NDCG@10 0.059 vs 0.012 for popularity.
     """
 
-    dim: int = 64
+    #: hidden size of item embeddings, blocks and user vectors
+    dim: int = setting(64, POSITIVE)
     #: one residual block (convolutions dilated d and 2d) per entry; receptive field 91 events
-    dilations: tuple[int, ...] = (1, 2, 4, 8)
-    kernel_size: int = 3
-    max_len: int = 50
-    dropout: float = 0.2
+    dilations: tuple[int, ...] = setting((1, 2, 4, 8), POSITIVE, non_empty=True)
+    #: width of every causal convolution
+    kernel_size: int = setting(3, POSITIVE)
+    #: latest events a user vector reads (tasks, export and serving)
+    max_len: int = setting(50, POSITIVE)
+    #: dropout inside the residual blocks while training
+    dropout: float = setting(0.2, FRACTION)
 
     SECTION = "model"
-    RANGES: ClassVar[dict[str, Rule]] = {
-        "dim": POSITIVE, "dilations": POSITIVE, "kernel_size": POSITIVE, "max_len": POSITIVE,
-        "dropout": FRACTION,
-    }
 
 
 @dataclass(frozen=True)
-class PretrainConfig(_Ranged):
+class PretrainConfig(Section):
     """Self-supervised next-item pretraining."""
 
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    #: full | sampled softmax
-    loss: Literal["full", "sampled"] = "full"
-    num_negatives: int = 256
+    #: most epochs
+    epochs: int = setting(20, POSITIVE)
+    #: windows per batch
+    batch_size: int = setting(32, POSITIVE)
+    #: Adam learning rate
+    lr: float = setting(2e-3, POSITIVE)
+    #: Adam (L2) weight decay
+    weight_decay: float = setting(0.0, NON_NEGATIVE)
+    #: gradient norm clip (0 = none)
+    grad_clip: float = setting(1.0, NON_NEGATIVE)
+    #: full softmax over the vocabulary, or sampled softmax
+    loss: PretrainLoss = "full"
+    #: sampled softmax: negatives per batch
+    num_negatives: int = setting(256, POSITIVE)
     #: epochs without validation improvement before stopping
-    patience: int = 3
+    patience: int = setting(3, POSITIVE)
     #: stop early when the wall clock passes this many seconds (0 = no limit)
-    max_seconds: float = 0.0
+    max_seconds: float = setting(0.0, NON_NEGATIVE)
     #: torch intra-op threads while pretraining and fitting tasks (0 = torch's default, one per
-    #: core). 1 by default:
-    #: on cores shared with other jobs, multi-threaded ops spin-wait and ran 3-5x slower (ML-100K)
-    num_threads: int = 1
+    #: core). 1 by default: on cores shared with other jobs, multi-threaded ops spin-wait and ran
+    #: 3-5x slower (ML-100K)
+    num_threads: int = setting(1, NON_NEGATIVE)
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
     #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
-    #: summary; at 1.0 it did not help on ML-100K (README), item_init = "svd" did.
-    bag_weight: float = 0.0
+    #: summary; at 1.0 it did not help on ML-100K, item_init = "svd" did
+    bag_weight: float = setting(0.0, NON_NEGATIVE)
     #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
     #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)
-    item_init: Literal["random", "svd"] = "random"
+    item_init: PretrainItemInit = "random"
     #: length of the windows histories are cut into for next-item training (0 = model.max_len).
     #: The encoder has no positional embeddings, so it reads longer inputs (model.max_len, what
     #: tasks, export and serving use) as well as the windows it trained on: short windows train
-    #: faster, and a mean readout over a long window summarises more of a user's taste.
-    window: int = 0
+    #: faster, and a mean readout over a long window summarises more of a user's taste
+    window: int = setting(0, NON_NEGATIVE)
 
     SECTION = "pretrain"
-    RANGES: ClassVar[dict[str, Rule]] = {
-        "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
-        "grad_clip": NON_NEGATIVE, "num_negatives": POSITIVE, "patience": POSITIVE,
-        "max_seconds": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "bag_weight": NON_NEGATIVE,
-        "window": NON_NEGATIVE,
-    }
 
 
 @dataclass(frozen=True)
-class EvalConfig(_Ranged):
-    k: int = 10
-    batch_size: int = 256
+class EvalConfig(Section):
+    """Next-item evaluation (P1) and the cut-off of every ranking metric."""
+
+    #: cut-off of HR@k, NDCG@k and Recall@k
+    k: int = setting(10, POSITIVE)
+    #: users per evaluation batch
+    batch_size: int = setting(256, POSITIVE)
 
     SECTION = "eval"
-    RANGES: ClassVar[dict[str, Rule]] = {"k": POSITIVE, "batch_size": POSITIVE}
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    """A downstream task (issue 3): a profile attribute or a cross-domain target."""
+class TaskConfig(Section):
+    """A downstream task (``[[tasks]]``, one table per task): a profile attribute (P2) or a
+    cross-domain target (P3)."""
 
+    #: task name: letters, digits, "_" and "-" (it names files and graph outputs)
     name: str
-    #: profile | cross_domain
-    kind: str
-    #: profile: users-file column; optional numeric bucket edges (numpy.digitize)
+    #: "profile" (predict a users-file column) or "cross_domain" (cold-start recommendation
+    #: into target_domain)
+    kind: TaskKind
+    #: profile: users-file column (required)
     attribute: str | None = None
+    #: profile: increasing numeric bucket edges (numpy.digitize); absent = the column's values
     buckets: tuple[float, ...] | None = None
-    #: cross_domain: target domain
+    #: cross_domain: target domain (required)
     target_domain: str | None = None
     #: profile: also run the 10%-labels variant
     low_label: bool = True
 
+    SECTION = "tasks"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        where = f"config.tasks[{self.name}]"
+        if not TASK_NAME.match(self.name):
+            raise ConfigError(f"config.tasks.name: {self.name!r} is not allowed (letters, "
+                              "digits, '_' and '-', starting with a letter or digit)")
+        if self.kind == "profile" and not self.attribute:
+            raise ConfigError(f"{where}.attribute: required for a profile task")
+        if self.kind == "cross_domain" and not self.target_domain:
+            raise ConfigError(f"{where}.target_domain: required for a cross_domain task")
+        edges = list(self.buckets or ())
+        if any(high <= low for low, high in itertools.pairwise(edges)):
+            raise ConfigError(f"{where}.buckets: {edges} must be strictly increasing")
+
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExportConfig(Section):
+    """Whether ``uservec run`` ends with an export, where to, and with an int8 twin."""
+
+    #: export a bundle when the run has finished
+    enabled: bool = False
+    #: bundle folder (default OUT/bundle)
+    out: str | None = None
+    #: also write a static int8 model, shipped only if it passes its agreement gate
+    int8: bool = False
+
+    SECTION = "export"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Section):
+    """One experiment: its name, seed and every section."""
+
+    #: experiment name; names runs/<name> and the bundle
     name: str
-    seed: int = 0
+    #: seed of every random choice (splits excepted: those are fixed by PROTOCOLS.md)
+    seed: int = setting(0, NON_NEGATIVE)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tasks: tuple[TaskConfig, ...] = ()
-    #: free-form sections later stages read (adapt, export, serve)
-    extra: dict[str, Any] = field(default_factory=dict)
+    adapt: AdaptSettings = field(default_factory=AdaptSettings)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
-
-T = TypeVar("T")
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Convert a parsed TOML/YAML value to the annotated type (tuples, nested dataclasses)."""
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return build_dataclass(tp, value, where)  # type: ignore[arg-type]
-    if origin is tuple:
-        args = get_args(tp)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
-    if origin is not None and type(None) in get_args(tp):  # Optional[X]
-        if value is None:
-            return None
-        inner = [a for a in get_args(tp) if a is not type(None)]
-        return _coerce(inner[0], value, where) if len(inner) == 1 else value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def build_dataclass(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """Build a frozen dataclass from a dict, rejecting unknown keys with their full path."""
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()}
-    try:  # out-of-range numbers: ConfigError from the section's __post_init__ (_Ranged)
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _check_ranges(rules: dict[str, Rule], values: dict[str, Any], where: str) -> None:
-    """Reject out-of-range numbers here, with their key, rather than deep inside torch."""
-    for key, (ok, wanted) in rules.items():
-        value = values.get(key)
-        for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, int | float) and not ok(item):
-                raise ConfigError(f"{where}.{key} must be {wanted}, got {value!r}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        names = [task.name for task in self.tasks]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ConfigError(f"config.tasks.name: {twice[0]!r} names two tasks; names must "
+                              "be unique")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -269,11 +285,34 @@ def read_raw_config(path: str | Path) -> dict[str, Any]:
     raise ConfigError(f"{path}: unsupported config extension {path.suffix!r} (use .toml or .yaml)")
 
 
+def experiment_config(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Build and check an :class:`ExperimentConfig` from a parsed file (legacy layout included).
+
+    Older configs and run folders keep ``[adapt]`` and ``[export]`` under ``[extra]``; they are
+    read from there, and any other ``extra`` key is refused like every unknown key.
+    """
+    raw = dict(raw)
+    extra = raw.pop("extra", None) or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}.extra: expected a table, got {extra!r}")
+    for key, value in extra.items():
+        if key not in LEGACY_EXTRA:
+            raise ConfigError(f"{where}.extra: unknown key {key!r} (allowed: "
+                              f"{', '.join(LEGACY_EXTRA)}, better written as [{key}])")
+        if key in raw:
+            raise ConfigError(f"{where}: both [{key}] and [extra.{key}] are given; keep [{key}]")
+        raw[key] = value
+    return build_dataclass(ExperimentConfig, raw, where)
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load an experiment config file and apply CLI overrides."""
+    """Load an experiment config file, apply CLI overrides and check every value."""
     raw = apply_overrides(read_raw_config(path), overrides or [])
     raw.setdefault("name", Path(path).stem)
-    return build_dataclass(ExperimentConfig, raw)
+    cfg = experiment_config(raw)
+    if cfg.data.format != "synthetic" and not cfg.data.path:
+        raise ConfigError(f"config.data.path: required for format {cfg.data.format!r}")
+    return cfg
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -281,11 +320,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def read_run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The resolved config a finished ``uservec run`` was made with (``RUN_DIR/config.json``)."""
-    path = Path(run_dir) / "config.json"
+def read_config_json(path: Path) -> ExperimentConfig:
+    """A resolved config as a run folder records it (JSON written from :func:`config_to_dict`)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: not found; is {run_dir} a finished `uservec run` folder?")
+        raise ConfigError(f"{path}: not found; is {path.parent} a finished `uservec run` folder?")
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -293,4 +331,4 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
                           "or restore config.json") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(raw).__name__}")
-    return build_dataclass(ExperimentConfig, raw, "config.json")
+    return experiment_config(raw, path.name)

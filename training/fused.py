@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -35,6 +36,14 @@ _PassKey = tuple[int, str | None]
 #: a pass plus how its hidden states are read out into one vector
 _VectorKey = tuple[int, str | None, str]
 _RAW = -1
+
+
+class ScoringHead(Protocol):
+    """What a recommendation head offers besides its scores (training.model.ItemScoringHead)."""
+
+    def query(self, user: torch.Tensor) -> torch.Tensor: ...
+
+    def item_vectors(self) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +104,7 @@ class FusedUserModel(nn.Module):
         self.encoder = encoder
         self.profile_heads = nn.ModuleDict({n: t.head for n, t in profile_heads.items()})
         self.recommend_heads = nn.ModuleDict({n: t.head for n, t in recommend_heads.items()})
-        self._keep_domains = keep_domains
+        self._keep_domains = keep_domains if keep_domains is not None else _default_keep_domains()
         self._num_keep = 0
         keep_index: dict[str, int] = {}
         for name, task in recommend_heads.items():
@@ -112,8 +121,6 @@ class FusedUserModel(nn.Module):
             if (source, patches) not in passes:
                 passes.append((source, patches))
         self._passes = passes
-        if self._num_keep and self._keep_domains is None:
-            self._keep_domains = _default_keep_domains()
 
     def _register_keep(self, table: torch.Tensor | None) -> int:
         """Index of ``table`` among the registered keep tables (equal tables share one buffer)."""
@@ -143,7 +150,10 @@ class FusedUserModel(nn.Module):
 
     def item_vectors(self, name: str) -> torch.Tensor:
         """``(N, D')`` item vectors of a recommendation head, row i = the head's item i."""
-        return self.recommend_heads[name].item_vectors()
+        return self._scoring_head(name).item_vectors()
+
+    def _scoring_head(self, name: str) -> ScoringHead:
+        return cast(ScoringHead, self.recommend_heads[name])
 
     def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
         from uservec.training.model import read_out
@@ -163,6 +173,7 @@ class FusedUserModel(nn.Module):
         outputs = [vector((_RAW, None, "last"))]  # (B, D)
         for name, head in self.profile_heads.items():
             outputs.append(head(vector(self._profile_vector[name])))  # (B, C)
-        for name, head in self.recommend_heads.items():
-            outputs.append(head.query(vector(self._recommend_vector[name])))  # (B, D')
+        for name in self.recommend_heads:
+            query = self._scoring_head(name).query
+            outputs.append(query(vector(self._recommend_vector[name])))  # (B, D')
         return tuple(outputs)

@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uservec.contract.ids import PAD_ID
-
-Placement = Literal["serial", "parallel"]
-PLACEMENTS: tuple[str, ...] = get_args(Placement)
-#: how a sequence's hidden states become one user vector (see :func:`read_out`)
-Readout = Literal["last", "mean"]
-READOUTS: tuple[str, ...] = ("last", "mean")
-
+from uservec.training.choices import PLACEMENTS, READOUTS, Placement, Readout
 
 #: state-dict keys of a task's own modules; group 1 is the task name (block patches, task layer
 #: norms, item patch): the one place that knows the layout, for saving and for export
@@ -137,6 +131,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int, dilation: int, dropout: float) -> None:
         super().__init__()
+        self.dim = dim
         self.convs = nn.ModuleList(
             [CausalConv(dim, kernel_size, dilation), CausalConv(dim, kernel_size, 2 * dilation)]
         )
@@ -147,29 +142,35 @@ class ResidualBlock(nn.Module):
         self.placements: dict[str, Placement] = {}
 
     def add_task(self, name: str, spec: TaskSpec) -> None:
-        dim = self.norms[0].normalized_shape[0]
         self.patches[name] = nn.ModuleList(
-            [BottleneckPatch(dim, spec.bottleneck) for _ in self.convs]
+            [BottleneckPatch(self.dim, spec.bottleneck) for _ in self.convs]
         )
         self.placements[name] = spec.placement
         if spec.own_layer_norms:
-            copies = nn.ModuleList([nn.LayerNorm(dim) for _ in self.norms])
+            copies = nn.ModuleList([nn.LayerNorm(self.dim) for _ in self.norms])
             copies.load_state_dict(self.norms.state_dict())
             self.task_norms[name] = copies
 
+    def task_patches(self, name: str) -> nn.ModuleList:
+        """Task ``name``'s patch per convolution."""
+        return cast(nn.ModuleList, self.patches[name])
+
+    def layer_norms(self, task: str | None) -> nn.ModuleList:
+        """The layer norms ``task`` reads: its own copies if it has them, else the shared ones."""
+        if task is not None and task in self.task_norms:
+            return cast(nn.ModuleList, self.task_norms[task])
+        return self.norms
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor, task: str | None = None) -> torch.Tensor:
         # x (B, L, D) zero at PAD positions; mask (B, L, 1) float, 1 at real events
-        patches = self.patches[task] if task is not None else None
-        own_norms = task is not None and task in self.task_norms
-        norms = self.task_norms[task] if own_norms else self.norms
+        patches = self.task_patches(task) if task is not None else None
+        serial = task is not None and self.placements[task] == "serial"
+        norms = self.layer_norms(task)
         h = x
         for i, conv in enumerate(self.convs):
             out = conv(h)  # (B, L, D)
             if patches is not None:
-                if self.placements[task] == "serial":  # type: ignore[index]
-                    out = out + patches[i](out)
-                else:
-                    out = out + patches[i](h)
+                out = out + patches[i](out if serial else h)
             # re-zero PAD positions: LayerNorm of a zero row is its bias, which the next
             # convolution would otherwise read as if it were an event
             h = self.dropout(F.relu(norms[i](out))) * mask
@@ -190,6 +191,8 @@ class NextItNet(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.dim = dim
+        self.dilations = tuple(dilations)
+        self.kernel_size = kernel_size
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -198,6 +201,10 @@ class NextItNet(nn.Module):
         #: per-task item patches, keyed like the block patches (``item_patches.<task>.items``)
         self.item_patches = nn.ModuleDict()
         self.tasks: dict[str, TaskSpec] = {}
+
+    def residual_blocks(self) -> list[ResidualBlock]:
+        """The blocks, typed (``nn.ModuleList`` yields plain modules)."""
+        return [cast(ResidualBlock, block) for block in self.blocks]
 
     def forward(self, items: torch.Tensor, task: str | None = None) -> torch.Tensor:
         """items (B, L) left-padded ids -> hidden (B, L, D), zero at PAD positions."""
@@ -235,7 +242,7 @@ class NextItNet(nn.Module):
         if item_rank < 0:
             raise ValueError(f"item_rank must be >= 0, got {item_rank}")
         spec = TaskSpec(bottleneck, placement, own_layer_norms, item_rank)
-        for block in self.blocks:
+        for block in self.residual_blocks():
             block.add_task(name, spec)
         if item_rank:
             self.item_patches[name] = ItemPatch(self.vocab_size, self.dim, item_rank)
@@ -249,10 +256,10 @@ class NextItNet(nn.Module):
         params: list[nn.Parameter] = []
         if name in self.item_patches:
             params.extend(self.item_patches[name].parameters())
-        for block in self.blocks:
-            params.extend(block.patches[name].parameters())
+        for block in self.residual_blocks():
+            params.extend(block.task_patches(name).parameters())
             if name in block.task_norms:
-                params.extend(block.task_norms[name].parameters())
+                params.extend(block.layer_norms(name).parameters())
         return params
 
     def freeze_backbone(self) -> None:

@@ -33,19 +33,21 @@ from uservec.training.checkpoint import (
     load_encoder,
     resume_mismatches,
     save_checkpoint,
+    vocab_hash,
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.evaluate import evaluate_next_item
+from uservec.training.evaluation.bags import binary_matrix, event_users
+from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.model import NextItemHead, NextItNet
 from uservec.training.objectives import bag_loss, next_item_loss
-from uservec.training.protocols import binary_matrix, event_users
+from uservec.training.run_dir import ENCODER_FILE, RESUME_FILE
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
 
 logger = logging.getLogger(__name__)
 
-BEST, LAST = "best.pt", "last.pt"
+BEST, LAST = ENCODER_FILE, RESUME_FILE
 
 
 @dataclass
@@ -108,34 +110,51 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _pretrain(
-    dataset: PreparedDataset,
-    model_cfg: ModelConfig,
-    pretrain_cfg: PretrainConfig,
-    eval_cfg: EvalConfig,
-    out_dir: Path,
-    seed: int,
-    resume: bool,
-) -> PretrainResult:
+@dataclass(eq=False)
+class _Trainer:
+    """The model, its optimizer and random streams, and the early-stopping progress."""
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
-    if len(windows) == 0:
-        raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
+    model: NextItNet
+    head: NextItemHead
+    optimizer: torch.optim.Optimizer
+    shuffle_rng: torch.Generator
+    negatives_rng: torch.Generator
+    #: what makes a checkpoint traceable (and a resume checkable)
+    meta: dict[str, Any]
+    progress: _Progress = field(default_factory=_Progress)
 
+    def payload(self, epoch: int, val: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint of the state after ``epoch``."""
+        return {
+            **self.meta,
+            "model": self.model.state_dict(),
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": self.shuffle_rng.get_state(),
+                "negatives": self.negatives_rng.get_state(),
+            },
+            "epoch": epoch,
+            "val_metrics": val,
+            "progress": dataclasses.asdict(self.progress),
+        }
+
+
+def _new_trainer(
+    dataset: PreparedDataset, model_cfg: ModelConfig, pretrain_cfg: PretrainConfig,
+    eval_cfg: EvalConfig, seed: int,
+) -> _Trainer:
+    """A freshly initialised model under ``seed`` (the order of random draws is fixed)."""
     torch.manual_seed(seed)
     model = build_encoder(model_cfg, dataset.vocab.size)
     if pretrain_cfg.item_init == "svd":
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(
                 svd_item_init(dataset, model_cfg.dim, seed)))
-    elif pretrain_cfg.item_init != "random":
-        raise ValueError(f"pretrain.item_init must be random|svd, got {pretrain_cfg.item_init!r}")
     head = NextItemHead(model_cfg.dim, dataset.vocab.size)
     params = [*model.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=pretrain_cfg.lr, weight_decay=pretrain_cfg.weight_decay)
-    shuffle_rng = torch.Generator().manual_seed(seed)
-    negatives_rng = torch.Generator().manual_seed(seed + 1)
     meta = {
         "config": {
             "model": dataclasses.asdict(model_cfg),
@@ -146,105 +165,126 @@ def _pretrain(
         "dataset_name": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "vocab_size": dataset.vocab.size,
+        "vocab_sha256": vocab_hash(dataset.vocab),
         "code_version": code_version(),
     }
-    progress = _Progress()
-    if resume and (out_dir / LAST).is_file():
-        payload = load_checkpoint(out_dir / LAST)
-        problems = resume_mismatches(payload, meta)
-        if problems:
-            raise CheckpointError(
-                f"{out_dir / LAST} belongs to a different run and cannot be resumed: "
-                + "; ".join(problems)
-                + ". Use another output folder, or resume=False to start over."
-            )
-        if payload.get("code_version") != meta["code_version"]:
-            logger.warning(
-                "resuming a checkpoint written by code %s with code %s",
-                payload.get("code_version"), meta["code_version"],
-            )
-        model.load_state_dict(payload["model"])
-        head.load_state_dict(payload["head"])
-        optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        shuffle_rng.set_state(payload["rng"]["shuffle"])
-        negatives_rng.set_state(payload["rng"]["negatives"])
-        progress = _Progress(**payload["progress"])
-        logger.info("resuming %s after epoch %d", out_dir / LAST, progress.epoch)
+    return _Trainer(model, head, optimizer, torch.Generator().manual_seed(seed),
+                    torch.Generator().manual_seed(seed + 1), meta)
 
-    num_params = sum(p.numel() for p in params)
+
+def _resume(trainer: _Trainer, path: Path) -> None:
+    """Continue bitwise where ``path`` (the last checkpoint of the same run) stopped."""
+    payload = load_checkpoint(path)
+    problems = resume_mismatches(payload, trainer.meta)
+    if problems:
+        raise CheckpointError(
+            f"{path} belongs to a different run and cannot be resumed: " + "; ".join(problems)
+            + ". Use another output folder, or resume=False to start over."
+        )
+    if payload.get("code_version") != trainer.meta["code_version"]:
+        logger.warning("resuming a checkpoint written by code %s with code %s",
+                       payload.get("code_version"), trainer.meta["code_version"])
+    trainer.model.load_state_dict(payload["model"])
+    trainer.head.load_state_dict(payload["head"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    trainer.shuffle_rng.set_state(payload["rng"]["shuffle"])
+    trainer.negatives_rng.set_state(payload["rng"]["negatives"])
+    trainer.progress = _Progress(**payload["progress"])
+    logger.info("resuming %s after epoch %d", path, trainer.progress.epoch)
+
+
+def _epoch(
+    trainer: _Trainer, epoch: int, windows: NextItemWindows, dataset: PreparedDataset,
+    model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, eval_cfg: EvalConfig, out_dir: Path,
+) -> None:
+    """Train one epoch, validate, update the progress and write the checkpoints."""
+    progress, metric = trainer.progress, f"ndcg@{eval_cfg.k}"
+    epoch_start = time.perf_counter()
+    loss = _train_epoch(trainer.model, trainer.head, trainer.optimizer, windows, pretrain_cfg,
+                        epoch, trainer.shuffle_rng, trainer.negatives_rng)
+    train_seconds = time.perf_counter() - epoch_start
+    val = evaluate_next_item(trainer.model, trainer.head, dataset, "valid", eval_cfg.k,
+                             eval_cfg.batch_size, model_cfg.max_len)
+    epoch_seconds = time.perf_counter() - epoch_start
+    progress.epoch = epoch
+    progress.seconds += epoch_seconds
+    progress.history.append({
+        "epoch": epoch, "loss": loss, "val": val, "seconds": epoch_seconds,
+        "sequences_per_s": len(windows) / max(train_seconds, 1e-9),
+    })
+    improved = val[metric] > progress.best_score
+    if improved:
+        progress.best_score, progress.best_epoch = float(val[metric]), epoch
+        progress.best_metrics, progress.bad_epochs = dict(val), 0
+    else:
+        progress.bad_epochs += 1
+        progress.stopped_early = progress.bad_epochs >= pretrain_cfg.patience
+    logger.info(
+        "epoch %d/%d loss %.4f val hr@%d %.4f %s %.4f%s (%.1fs)",
+        epoch, pretrain_cfg.epochs, loss, eval_cfg.k, val[f"hr@{eval_cfg.k}"], metric,
+        val[metric], " *" if improved else "", epoch_seconds,
+    )
+    payload = trainer.payload(epoch, val)
+    if improved:
+        save_checkpoint(out_dir / BEST, payload)
+    save_checkpoint(out_dir / LAST, payload)
+
+
+def _pretrain(
+    dataset: PreparedDataset,
+    model_cfg: ModelConfig,
+    pretrain_cfg: PretrainConfig,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    seed: int,
+    resume: bool,
+) -> PretrainResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
+    if len(windows) == 0:
+        raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
+    trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed)
+    if resume and (out_dir / LAST).is_file():
+        _resume(trainer, out_dir / LAST)
+    num_params = sum(p.numel() for p in [*trainer.model.parameters(),
+                                         *trainer.head.parameters()])
     logger.info(
         "pretraining on %s: %d windows, %d targets, vocab %d, %d parameters",
         dataset.name, len(windows), windows.num_targets(), dataset.vocab.size, num_params,
     )
-    metric = f"ndcg@{eval_cfg.k}"
+    progress = trainer.progress
     stop_reason = "early_stopping" if progress.stopped_early else "epochs"
     started = time.perf_counter()
     for epoch in range(progress.epoch + 1, pretrain_cfg.epochs + 1):
         if progress.stopped_early:
             break
-        epoch_start = time.perf_counter()
-        loss = _train_epoch(model, head, optimizer, windows, pretrain_cfg, epoch,
-                            shuffle_rng, negatives_rng)
-        train_seconds = time.perf_counter() - epoch_start
-        val = evaluate_next_item(model, head, dataset, "valid", eval_cfg.k,
-                                 eval_cfg.batch_size, model_cfg.max_len)
-        epoch_seconds = time.perf_counter() - epoch_start
-        progress.epoch = epoch
-        progress.seconds += epoch_seconds
-        progress.history.append({
-            "epoch": epoch, "loss": loss, "val": val, "seconds": epoch_seconds,
-            "sequences_per_s": len(windows) / max(train_seconds, 1e-9),
-        })
-        improved = val[metric] > progress.best_score
-        if improved:
-            progress.best_score, progress.best_epoch = float(val[metric]), epoch
-            progress.best_metrics, progress.bad_epochs = dict(val), 0
-        else:
-            progress.bad_epochs += 1
-            progress.stopped_early = progress.bad_epochs >= pretrain_cfg.patience
-        logger.info(
-            "epoch %d/%d loss %.4f val hr@%d %.4f %s %.4f%s (%.1fs)",
-            epoch, pretrain_cfg.epochs, loss, eval_cfg.k, val[f"hr@{eval_cfg.k}"], metric,
-            val[metric], " *" if improved else "", epoch_seconds,
-        )
-        payload = {
-            **meta,
-            "model": model.state_dict(),
-            "head": head.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "shuffle": shuffle_rng.get_state(),
-                "negatives": negatives_rng.get_state(),
-            },
-            "epoch": epoch,
-            "val_metrics": val,
-            "progress": dataclasses.asdict(progress),
-        }
-        if improved:
-            save_checkpoint(out_dir / BEST, payload)
-        save_checkpoint(out_dir / LAST, payload)
+        _epoch(trainer, epoch, windows, dataset, model_cfg, pretrain_cfg, eval_cfg, out_dir)
         if progress.stopped_early:
             stop_reason = "early_stopping"
-            logger.info("early stopping: no %s gain for %d epochs", metric, progress.bad_epochs)
+            logger.info("early stopping: no ndcg@%d gain for %d epochs", eval_cfg.k,
+                        progress.bad_epochs)
             break
         elapsed = time.perf_counter() - started
         if pretrain_cfg.max_seconds and elapsed > pretrain_cfg.max_seconds and (
             epoch < pretrain_cfg.epochs
         ):
             stop_reason = "max_seconds"
-            logger.warning(
-                "stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
-                epoch, elapsed, pretrain_cfg.max_seconds,
-            )
+            logger.warning("stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
+                           epoch, elapsed, pretrain_cfg.max_seconds)
             break
+    return _best_result(trainer, out_dir, num_params, stop_reason)
 
+
+def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
+                 stop_reason: str) -> PretrainResult:
+    """Restore the best epoch's model (eval mode) and describe the run."""
     best = load_checkpoint(out_dir / BEST)
-    model.load_state_dict(best["model"])
-    head.load_state_dict(best["head"])
-    model.eval()
-    head.eval()
+    trainer.model.load_state_dict(best["model"])
+    trainer.head.load_state_dict(best["head"])
+    trainer.model.eval()
+    trainer.head.eval()
+    progress = trainer.progress
     logger.info("best epoch %d: %s", progress.best_epoch, progress.best_metrics)
     return PretrainResult(
         checkpoint=out_dir / BEST,
@@ -254,8 +294,8 @@ def _pretrain(
         seconds=progress.seconds,
         num_params=num_params,
         stop_reason=stop_reason,
-        encoder=model,
-        head=head,
+        encoder=trainer.model,
+        head=trainer.head,
     )
 
 

@@ -25,25 +25,24 @@ from torch import nn
 from uservec.contract import decision
 from uservec.contract.decision import Decision
 from uservec.contract.sequences import encode_batch
-from uservec.training.adapt import (
-    AdaptSettings,
+from uservec.training.baselines.logistic import fit_lr, select_c
+from uservec.training.data.dataset import PreparedDataset
+from uservec.training.evaluation.classification import accuracy, macro_f1
+from uservec.training.evaluation.profile_eval import METRIC_DECISION
+from uservec.training.evaluation.profile_split import holdout_split
+from uservec.training.linear_probes import column_scale
+from uservec.training.model import ClassificationHead
+from uservec.training.task_loop import batched_forward
+from uservec.training.task_network import Pretrained, count_parameters
+from uservec.training.task_selection import (
     HeadInit,
-    Hyperparameters,
-    Pretrained,
     TaskFit,
     TaskProblem,
-    batched_forward,
-    column_scale,
-    count_parameters,
     fit_once,
     fit_task,
     make_task_fit,
 )
-from uservec.training.baselines import METRIC_DECISION, fit_lr, select_c
-from uservec.training.data.dataset import PreparedDataset
-from uservec.training.metrics import accuracy, macro_f1
-from uservec.training.model import ClassificationHead
-from uservec.training.protocols import holdout_split
+from uservec.training.task_settings import AdaptSettings, Hyperparameters
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +112,18 @@ def rule_predictions(logits: np.ndarray, shift: np.ndarray) -> dict[Decision, np
 
 
 def profile_score(
-    truth: np.ndarray, predicted: np.ndarray | Mapping[str, np.ndarray], n_classes: int,
+    truth: np.ndarray, predicted: np.ndarray | Mapping[Decision, np.ndarray], n_classes: int,
     metric: str,
 ) -> float:
     """The validation criterion: accuracy, macro-F1 over all classes, or their mean.
 
     Given one prediction per decision rule, each metric reads the rule the test report scores
-    it with (:data:`~training.baselines.METRIC_DECISION`): validation then selects the epoch,
+    it with (:data:`METRIC_DECISION`): validation then selects the epoch,
     the grid point and the probe's C on what the report measures. Scoring the accuracy half on
     the as-trained argmax, a class-weighted head is judged by a rule it is never tested with.
     """
     if not isinstance(predicted, Mapping):
-        predicted = {rule: predicted for rule in decision.DECISIONS}
+        predicted = dict.fromkeys(decision.DECISIONS, predicted)
     acc = accuracy(truth, predicted[METRIC_DECISION["accuracy"]])
     f1 = macro_f1(truth, predicted[METRIC_DECISION["macro_f1"]], np.arange(n_classes))
     return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]
@@ -300,7 +299,7 @@ def predict_profile(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
 
 def predict_profile_rules(fit: TaskFit, dataset: PreparedDataset, users: np.ndarray,
                           max_len: int) -> dict[str, np.ndarray]:
-    """(N,) predicted class names per decision rule of :data:`training.baselines.METRIC_DECISION`.
+    """(N,) predicted class names per decision rule of :data:`METRIC_DECISION`.
 
     ``as_trained`` is the head's argmax; ``prior_adjusted`` adds the fit's
     :func:`prior_shift` first (the same logits, one forward pass).

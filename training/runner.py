@@ -8,7 +8,6 @@ run folder and adds the bundle to the same report.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,10 +19,13 @@ import numpy as np
 
 import uservec
 from uservec.contract.fingerprint import code_version
-from uservec.training.adapt import METHODS
 from uservec.training.config import ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.protocols import pretraining_view
+from uservec.training.environment import environment
+from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
+from uservec.training.report.headline import headline
+from uservec.training.report.writer import write_report
+from uservec.training.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +65,32 @@ class TrainingRun:
     started: float
 
 
-def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> TrainingRun:
-    """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business."""
-    from uservec.training.data.prepare import load_run_dataset
+def prepare_stage(cfg: ExperimentConfig, run: RunDir) -> tuple[PreparedDataset, EvaluationPlan]:
+    """The prepared data and every protocol split, both kept in the run folder.
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # the resolved config: what `uservec export RUN_DIR` rebuilds the run from
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    The splits are made here, once, before any training: a task the data cannot evaluate stops
+    the run now, and pretraining, tasks, export and probes all read the same splits.
+    """
+    from uservec.training.data.prepare import prepare_run_dataset
+
+    dataset = prepare_run_dataset(cfg.data, run)
+    plan = plan_evaluation(cfg, dataset)
+    run.save_plan(plan, cfg, dataset)
+    return dataset, plan
+
+
+def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> TrainingRun:
+    """Prepare, pretrain (P1) and fit every task (P2/P3); export is a later stage's business.
+
+    Every stage writes into the run folder (:class:`RunDir`) what the next one reads.
+    """
+    run = RunDir(out_dir)
+    run.write_config(cfg)  # the resolved config: what later stages rebuild the run from
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    dataset = load_run_dataset(cfg.data, out_dir)
+    dataset, plan = prepare_stage(cfg, run)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -84,22 +100,24 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         "code_version": code_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config_to_dict(cfg),
+        "environment": environment(),
         "dataset": dataset_stats(dataset),
     }
 
     t0 = time.perf_counter()
-    view = pretraining_view(cfg, dataset)
+    view = plan.pretraining_view(dataset)
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
-    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, out_dir, resume)
+    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
-        from uservec.training.tasks import plot_results, run_tasks
+        from uservec.training.report.plots import plot_results
+        from uservec.training.tasks import run_tasks
 
         t0 = time.perf_counter()
-        report["tasks"] = run_tasks(cfg, dataset, out_dir / "pretrain" / "best.pt", out_dir)
+        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
@@ -112,7 +130,7 @@ def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:
     report, timings = run.report, run.timings
     timings["total_s"] = time.perf_counter() - run.started
     report["timings"] = {k: round(v, 1) for k, v in timings.items()}
-    report["headline"] = _headline(report)
+    report["headline"] = headline(report)
     write_report(report, out_dir)
     return report
 
@@ -151,14 +169,14 @@ def protocol_notes(
 
 
 def _pretrain_and_evaluate(
-    cfg: ExperimentConfig, dataset: PreparedDataset, out_dir: Path, resume: bool
+    cfg: ExperimentConfig, dataset: PreparedDataset, run: RunDir, resume: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
-    from uservec.training.evaluate import evaluate_next_item, popularity_next_item
+    from uservec.training.evaluation.next_item import evaluate_next_item, popularity_next_item
     from uservec.training.pretrain import pretrain
 
     result = pretrain(
-        dataset, cfg.model, cfg.pretrain, cfg.eval, out_dir / "pretrain", seed=cfg.seed,
+        dataset, cfg.model, cfg.pretrain, cfg.eval, run.pretrain_dir, seed=cfg.seed,
         resume=resume,
     )
     k = cfg.eval.k
@@ -186,166 +204,3 @@ def _pretrain_and_evaluate(
         "ndcg_ratio_vs_popularity": None if ratio is None else round(ratio, 3),
     }
     return pretrain_section, next_item
-
-
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    nxt = report["next_item"]
-    k = nxt["k"]
-    headline: dict[str, Any] = {
-        "dataset": report["dataset"]["name"],
-        f"nextitnet_ndcg@{k}": round(nxt["methods"]["nextitnet"][f"ndcg@{k}"], 4),
-        f"popularity_ndcg@{k}": round(nxt["methods"]["popularity"][f"ndcg@{k}"], 4),
-        "ndcg_ratio": nxt["ndcg_ratio_vs_popularity"],
-        "total_seconds": report["timings"]["total_s"],
-    }
-    for name, task in report.get("tasks", {}).get("tasks", {}).items():
-        headline[name] = _task_headline(task)
-    return headline
-
-
-def _task_headline(task: dict[str, Any]) -> dict[str, Any]:
-    """Adapter vs the strongest baseline on the task's main metric(s)."""
-    if task["kind"] == "profile":
-        regime = task["regimes"]["full"]
-        methods = regime["methods"]
-        out = {}
-        for metric, base in regime["strongest_baseline"].items():
-            out[metric] = {name: round(methods[name][metric]["mean"], 4)
-                           for name in (*METHODS, base) if name in methods}
-        return out
-    methods = task["methods"]
-    key = next(k for k in methods[next(iter(methods))] if k.startswith("ndcg@"))
-    return {key: {name: round(m[key]["mean"], 4) for name, m in methods.items()}}
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> None:
-    """Write ``report.json`` (machine-readable) and ``report.md`` (for people)."""
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
-    (out_dir / "report.md").write_text(render_markdown(report))
-    log.info("wrote %s and %s", out_dir / "report.json", out_dir / "report.md")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _pm(stat: dict[str, Any], spread: str) -> str:
-    return f"{stat['mean']:.4f} ± {stat[spread]:.4f}"
-
-
-def _render_task(name: str, task: dict[str, Any]) -> list[str]:
-    """One table per task (and per label regime for profile tasks)."""
-    lines: list[str] = []
-    if task["kind"] == "profile":
-        for regime, body in task["regimes"].items():
-            lines += [
-                f"## Task {name} (P2 profile: {task['attribute']}, {regime} labels)",
-                "",
-                f"Classes: {len(task['classes'])}; labelled users {task['labelled_users']}; "
-                f"strongest baseline: {body['strongest_baseline']}.",
-                "",
-                "Networks are trained with class weights: macro-F1 reads their argmax as "
-                "trained, accuracy their logits shifted by the log class prior (the last column "
-                "shows the accuracy of the argmax as trained).",
-                "",
-                "| method | accuracy (mean ± std, 5 folds) | macro-F1 | trainable params | "
-                "train seconds | accuracy, argmax as trained |",
-                "|---|---|---|---|---|---|",
-            ]
-            for method, res in body["methods"].items():
-                as_trained = res.get("decisions", {}).get("as_trained")
-                lines.append(
-                    f"| {method} | {_pm(res['accuracy'], 'std')} | {_pm(res['macro_f1'], 'std')} "
-                    f"| {res.get('trainable_parameters', '-')} | {res.get('seconds', '-')} "
-                    f"| {_pm(as_trained['accuracy'], 'std') if as_trained else '-'} |"
-                )
-            lines.append("")
-        return lines
-    methods = task["methods"]
-    first = next(iter(methods.values()))
-    keys = [k for k in first if "@" in k]
-    lines += [
-        f"## Task {name} (P3 cross-domain cold start into {task.get('target_domain', '?')})",
-        "",
-        f"Candidates: {task.get('candidates', '?')}; evaluated test users "
-        f"{first.get('evaluated_users', '?')} (left out: {first.get('left_out_users', '?')}); "
-        f"strongest baseline: {task.get('strongest_baseline')}.",
-        "",
-        "| method | " + " | ".join(f"{k} (mean ± s.e.)" for k in keys)
-        + " | trainable params | train seconds |",
-        "|---|" + "---|" * (len(keys) + 2),
-    ]
-    for method, res in methods.items():
-        cells = " | ".join(_pm(res[k], "se") for k in keys)
-        lines.append(f"| {method} | {cells} | {res.get('trainable_parameters', '-')} | "
-                     f"{res.get('seconds', '-')} |")
-    return [*lines, ""]
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """The human-readable report: dataset, pretraining and next-item tables."""
-    ds = report["dataset"]
-    lines = [
-        f"# uservec report: {report['config']['name']}",
-        "",
-        f"Created {report['created_at']} with uservec {report['code_version']}; "
-        f"seed {report['config']['seed']}; data fingerprint `{ds['fingerprint'][:16]}`.",
-        "",
-        "## Dataset",
-        "",
-        "| users | items | vocabulary | events | events/user (mean / median / max) |",
-        "|---|---|---|---|---|",
-        f"| {ds['users']} | {ds['items']} | {ds['vocabulary']} | {ds['events']} | "
-        f"{ds['events_per_user']['mean']} / {ds['events_per_user']['median']} / "
-        f"{ds['events_per_user']['max']} |",
-        "",
-        "Events per domain: " + ", ".join(f"{k} {v}" for k, v in ds["domains"].items()),
-        "",
-    ]
-    pre = report.get("pretrain")
-    if pre:
-        lines += [
-            "## Pretraining (NextItNet, next-item at every position)",
-            "",
-            f"{pre['parameters']} parameters; {pre['epochs_run']} epochs "
-            f"(best {pre['best_epoch']}) in {pre['seconds']} s.",
-            "",
-        ]
-    nxt = report.get("next_item")
-    if nxt:
-        k = nxt["k"]
-        lines += [
-            f"## Next-item prediction ({nxt['protocol']})",
-            "",
-            f"| method | HR@{k} | NDCG@{k} |",
-            "|---|---|---|",
-        ]
-        for name, metrics in nxt["methods"].items():
-            lines.append(f"| {name} | {_fmt(metrics[f'hr@{k}'])} | {_fmt(metrics[f'ndcg@{k}'])} |")
-        lines += ["", f"NDCG@{k} ratio vs popularity: {nxt['ndcg_ratio_vs_popularity']}", ""]
-    notes = report.get("protocol_notes", [])
-    if notes:
-        lines += ["## Protocol notes", "", *(f"- {note}" for note in notes), ""]
-    tasks = report.get("tasks", {}).get("tasks", {})
-    for name, task in tasks.items():
-        lines += _render_task(name, task)
-    for plot in report.get("plots", []):
-        lines += [f"![{plot}]({plot})", ""]
-    if "bundle" in report:
-        lines += [f"## Bundle\n\n`{report['bundle']['path']}` version "
-                  f"`{report['bundle']['version']}`", ""]
-    lines += [
-        "## Timings (seconds)",
-        "",
-        ", ".join(f"{k} {v}" for k, v in report.get("timings", {}).items()),
-        "",
-    ]
-    return "\n".join(lines)

@@ -46,11 +46,25 @@ def shipped_config(name: str) -> Path:
 
 
 class _UserError(click.ClickException):
-    """An expected failure (bad config, bad data, bad bundle): message only, no traceback."""
+    """An expected failure (bad data, bad bundle): message only, no traceback, exit code 1."""
+
+
+class _ConfigProblem(click.ClickException):
+    """A config value the schema refuses: one line naming the key, exit code 2 (a usage error,
+    raised before any data is read)."""
+
+    exit_code = 2
+
+
+class _CannotEvaluate(click.ClickException):
+    """A configured task cannot be evaluated on this data: a usage error, said before training."""
+
+    exit_code = 2
 
 
 def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own error types into one-line CLI errors with exit code 1."""
+    """Turn the project's own error types into one-line CLI errors (exit 2 for a bad config or
+    a task the data cannot evaluate, 1 for the rest)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,17 +73,26 @@ def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
         # OSError: a missing input, an --out under a file, no permission: say it, no traceback
         user_errors: tuple[type[Exception], ...] = (BundleError, ExportError, OSError)
+        config_errors: tuple[type[Exception], ...] = ()
+        usage_errors: tuple[type[Exception], ...] = ()
         try:
             from uservec.training.checkpoint import CheckpointError
             from uservec.training.config import ConfigError
             from uservec.training.data.prepare import DataError
-            from uservec.training.protocols import LeakError
+            from uservec.training.evaluation.errors import InfeasibleEvaluation, LeakError
+            from uservec.training.run_dir import RunDirError
 
-            user_errors += (CheckpointError, ConfigError, DataError, LeakError)
+            user_errors += (CheckpointError, DataError, LeakError, RunDirError)
+            config_errors = (ConfigError,)
+            usage_errors = (InfeasibleEvaluation,)
         except ImportError:  # serving-only install: no training package deps
             pass
         try:
             return func(*args, **kwargs)
+        except config_errors as exc:
+            raise _ConfigProblem(str(exc)) from exc
+        except usage_errors as exc:
+            raise _CannotEvaluate(str(exc)) from exc
         except user_errors as exc:
             raise _UserError(str(exc)) from exc
 
@@ -106,34 +129,59 @@ def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: b
     """
     from uservec.pipeline import run_experiment
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     cfg = load_config(config, list(overrides))
     out = out_dir or Path("runs") / cfg.name
     report = run_experiment(cfg, out, resume=not fresh)
-    click.echo(f"report: {out / 'report.md'}")
+    click.echo(f"report: {RunDir(out).report_md}")
     click.echo(json.dumps(report.get("headline", {}), indent=2))
 
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Cache folder for prepared arrays (default: runs/<config name>/prepared).")
+              help="Run folder whose prepared/ receives the data (default: runs/<config name>); "
+                   "a later `uservec run` into it reuses the preparation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (repeatable).")
 @_friendly
 def prepare(config: Path, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
-    """Load and prepare CONFIG's dataset only, and print its statistics.
+    """Load and prepare CONFIG's dataset and its evaluation splits, and print its statistics.
+
+    A task the data cannot evaluate (too few labelled users per class, an empty domain) stops
+    here, before any training.
 
     Example: uservec prepare configs/ciao.toml
     """
     from uservec.training.config import load_config
-    from uservec.training.data.prepare import load_dataset
-    from uservec.training.runner import dataset_stats
+    from uservec.training.run_dir import RunDir
+    from uservec.training.runner import dataset_stats, prepare_stage
 
     cfg = load_config(config, list(overrides))
-    cache = out_dir or Path(cfg.data.cache_dir or Path("runs") / cfg.name / "prepared")
-    dataset = load_dataset(cfg.data, cache)
+    dataset, _ = prepare_stage(cfg, RunDir(out_dir or Path("runs") / cfg.name))
     click.echo(json.dumps(dataset_stats(dataset), indent=2))
+
+
+@main.command("config-docs")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the page here (default: print it).")
+def config_docs(out_path: Path | None) -> None:
+    """Generate the configuration reference (docs/configuration.md) from the config classes.
+
+    Every key of every section with its type, default, allowed values and meaning, read from
+    the code, so the page cannot drift from what the loader accepts.
+
+    Example: uservec config-docs --out docs/configuration.md
+    """
+    from uservec.training.config_docs import render_config_docs
+
+    text = render_config_docs()
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out_path}")
 
 
 @main.command()
@@ -153,12 +201,13 @@ def probe(run_dir: Path) -> None:
 
     Example: uservec probe runs/movielens-100k
     """
-    from uservec.training.probe import probe_run_dir, probe_table
+    from uservec.training.probe.run import probe_run_dir
+    from uservec.training.probe.table import probe_table
 
     result = probe_run_dir(run_dir)
-    if not result["tasks"] and not result["cross_domain"]:
+    if result.is_empty():
         raise _UserError(f"{run_dir}: its config declares no profile or cross-domain task")
-    (run_dir / "probe.json").write_text(json.dumps(result, indent=2))
+    (run_dir / "probe.json").write_text(json.dumps(result.to_json(), indent=2))
     click.echo(probe_table(result))
     click.echo(f"wrote {run_dir / 'probe.json'}")
 
@@ -171,7 +220,7 @@ def probe(run_dir: Path) -> None:
 @click.option("--path", "local", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Use a local copy instead of downloading (checked, not copied).")
 @_friendly
-def download(dataset: str, dest: Path, local: Path | None) -> None:
+def download(dataset: str, dest: Path, local: Path | None) -> None:  # noqa: ARG001 (one choice)
     """Fetch DATASET from its official site (or check a local copy with --path).
 
     MovieLens may not be redistributed, so uservec never ships it: download it yourself
@@ -212,16 +261,18 @@ def demo(config_path: Path | None, out_dir: Path, host: str, port: int, no_serve
     """
     from uservec.demo import port_problem, run_demo
     from uservec.training.config import load_config
+    from uservec.training.run_dir import RunDir
 
     problem = None if no_serve else port_problem(host, port)
     if problem:
         raise _UserError(problem)
     path = config_path or shipped_config("demo")
-    cfg = load_config(path, ["extra.export.enabled=true", *overrides])
+    cfg = load_config(path, ["export.enabled=true", *overrides])
     result = run_demo(cfg, out_dir)
     base = f"http://{host}:{port}"
     click.echo(f"\nbundle: {result.path} (version {result.version}; "
-               f"{result.path.parent / 'current'} points at it)\nreport: {out_dir / 'report.md'}\n")
+               f"{result.path.parent / 'current'} points at it)\n"
+               f"report: {RunDir(out_dir).report_md}\n")
     click.echo("Try the service (in another terminal) with curl:\n")
     click.echo(curl_text(result, base) + "\n")
     click.echo("or with the Python client (pip install uservec; no torch needed):\n")
@@ -289,8 +340,13 @@ def _serve_demo(bundle_dir: Path, host: str, port: int, log_path: Path) -> None:
               help="Also write a static int8 model (kept only if it passes its parity check; "
               "the first blocks' residual convolutions stay fp32 where that is needed).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+@click.option("--private", is_flag=True,
+              help="Readable by the owner only (files 0600, folders 0700); by default a bundle "
+                   "is world-readable (0644 / 0755), so a server running as another user, e.g. "
+                   "in a container, can read it.")
 @_friendly
-def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) -> None:
+def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool,
+               private: bool) -> None:
     """Export RUN_DIR (a finished `uservec run`) to a versioned bundle.
 
     Writes one fused ONNX graph (user vector + every task head), the vocabulary, item vectors and
@@ -300,33 +356,14 @@ def export_cmd(run_dir: Path, out_dir: Path, quantize: bool, overwrite: bool) ->
     Example: uservec export runs/movielens-100k --out bundles/movielens-100k
     """
     from uservec.export.from_run import export_from_run
+    from uservec.export.parity import parity_summary
 
-    manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite)
+    manifest = export_from_run(run_dir, out_dir, quantize=quantize, overwrite=overwrite,
+                               private=private)
     click.echo(f"bundle {manifest.bundle_version} written to {out_dir}")
     for line in parity_summary(manifest.parity):
         click.echo(line)
     click.echo(f"full parity report: {out_dir / 'manifest.json'} (\"parity\")")
-
-
-def parity_summary(parity: dict[str, Any]) -> list[str]:
-    """One line per graph: how close onnxruntime came to torch, and the int8 verdict."""
-    lines = []
-    fp32 = parity.get("fp32")
-    if fp32:
-        worst = max(fp32.get("max_abs_diff", {}).values(), default=0.0)
-        lines.append(f"fp32 parity: max abs diff {worst:.2e} over {fp32.get('n_sequences')} "
-                     "held-out sequences")
-    int8 = parity.get("int8")
-    if int8:
-        verdict = "kept" if int8.get("accepted") else "refused (fp32 only)"
-        cosine = int8.get("user_vector_cosine", {}).get("min")
-        kept_fp32 = int8.get("fp32_blocks") or 0
-        lines.append(
-            f"int8 ({int8.get('method')}): {verdict}; {int8.get('speedup_vs_fp32', 0):.2f}x fp32 "
-            f"speed; user-vector cosine min {cosine if cosine is None else f'{cosine:.4f}'}"
-            + (f"; residual convolutions of {kept_fp32} block(s) kept fp32" if kept_fp32 else "")
-        )
-    return lines
 
 
 @main.command()

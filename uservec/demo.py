@@ -145,19 +145,18 @@ def client_examples(base_url: str, events: list[dict[str, str]], target: str | N
 def run_demo(cfg: ExperimentConfig, out_dir: Path) -> DemoBundle:
     """Train and export into a new versioned bundle folder, then point ``current`` at it.
 
-    ``cfg`` must enable the export (``extra.export.enabled``); its folder is chosen here.
+    The export is switched on here and its folder chosen here, whatever ``cfg`` says.
     """
     from dataclasses import replace
 
     from uservec.pipeline import run_experiment
-    from uservec.training.data.prepare import load_dataset
+    from uservec.training.run_dir import RunDir
 
     bundle_dir = new_bundle_dir(out_dir)
-    export = {**cfg.extra.get("export", {}), "enabled": True, "out": str(bundle_dir)}
-    cfg = replace(cfg, extra={**cfg.extra, "export": export})
+    cfg = replace(cfg, export=replace(cfg.export, enabled=True, out=str(bundle_dir)))
     report = run_experiment(cfg, out_dir, resume=False)
     point_current(bundle_dir)
-    dataset = load_dataset(cfg.data, out_dir / "prepared")
+    dataset = RunDir(out_dir).load_dataset()
     target = next((t.target_domain for t in cfg.tasks if t.kind == "cross_domain"), None)
     return DemoBundle(bundle_dir, str(report["bundle"]["version"]), example_user(dataset), target)
 

@@ -323,7 +323,7 @@ def _cross_domain(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
                     "trainable params", "train s"], rows)]
 
 
-def _bundle(name: str, report: dict[str, Any]) -> list[str]:
+def _bundle(report: dict[str, Any]) -> list[str]:
     parity = _get(report, "bundle", "parity")
     if not isinstance(parity, dict):
         return []
@@ -358,7 +358,7 @@ def report_section(name: str, report: dict[str, Any]) -> list[str]:
     if isinstance(forgetting, bool):
         lines += [f"Training one task left the other tasks' outputs bitwise unchanged "
                   f"(`no_forgetting`): {'yes' if forgetting else '**no**'}.", ""]
-    return [*lines, *_bundle(name, report)]
+    return [*lines, *_bundle(report)]
 
 
 def results_page(inputs: Inputs) -> str:

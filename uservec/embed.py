@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from uservec.contract.decision import Decision, prior_shift
-from uservec.contract.events import default_domain, encode_events
+from uservec.contract.events import encode_events
 from uservec.contract.manifest import DISABLED_OPTIMIZERS
 from uservec.contract.sequences import batch_length, encode_batch
 from uservec.contract.verify import load_and_verify
@@ -472,7 +472,8 @@ class EmbedModel:
     dim: int
     #: the graph's sequence length when it is not dynamic
     fixed_length: int | None
-    fallback_domain: str
+    #: the vocabulary's domains when it has several: what a domain-less event resolves among
+    domains: tuple[str, ...]
     heads: tuple[ProfileOutput, ...]
 
     @property
@@ -530,7 +531,7 @@ def load_model(bundle: Path, *, heads: bool, decision: Decision, threads: int,
         max_len=manifest.model.max_len,
         dim=manifest.model.dim,
         fixed_length=shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None,
-        fallback_domain=default_domain(vocab),
+        domains=tuple(vocab.domains()) if len(vocab.domains()) > 1 else (),
         heads=_profile_outputs(manifest, decision, attributes) if heads else (),
     )
 
@@ -581,7 +582,7 @@ def _users(table: pa.Table, max_len: int) -> tuple[pa.Table, np.ndarray]:
     return kept, offsets
 
 
-def _embed_rows(model: EmbedModel, table: pa.Table, offsets: np.ndarray, decision: Decision,
+def _embed_rows(model: EmbedModel, table: pa.Table, offsets: np.ndarray,
                 batch_size: int, schema: pa.Schema) -> pa.RecordBatch:
     """Encode, run and format the users whose rows are ``table`` (offsets: (U + 1,))."""
     items = table.column("item_id").to_pylist()
@@ -589,7 +590,7 @@ def _embed_rows(model: EmbedModel, table: pa.Table, offsets: np.ndarray, decisio
     stamps = table.column("timestamp").to_pylist()
     sequences = [
         encode_events(items[a:b], domains[a:b], stamps[a:b], model.vocab, model.max_len,
-                      model.fallback_domain).ids
+                      model.domains).ids
         for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
     ]
     n_users = len(sequences)
@@ -646,7 +647,7 @@ def embed_partition(model: EmbedModel, part: SpillFile, options: EmbedOptions,
         last = min(first + group, len(offsets) - 1)
         rows = kept.slice(int(offsets[first]), int(offsets[last] - offsets[first]))
         yield _embed_rows(model, rows, offsets[first:last + 1] - offsets[first],
-                          options.decision, options.batch_size, schema)
+                          options.batch_size, schema)
 
 
 # --- running it

@@ -8,45 +8,25 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uservec.training.config import ConfigError, ExperimentConfig
+from uservec.training.config import ExperimentConfig
+from uservec.training.run_dir import RunDir
 from uservec.training.runner import finish_report, run_training
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExportSettings:
-    """``[extra.export]``: whether ``uservec run`` ends with an export, where, and with int8."""
-
-    enabled: bool = False
-    #: bundle folder (default OUT/bundle)
-    out: str | None = None
-    int8: bool = False
-
-
-def export_settings(cfg: ExperimentConfig) -> ExportSettings:
-    """Read ``[extra.export]``; an unknown key is a :class:`ConfigError`."""
-    raw = dict(cfg.extra.get("export", {}))
-    unknown = sorted(set(raw) - {"enabled", "out", "int8"})
-    if unknown:
-        raise ConfigError(f"config.extra.export: unknown key(s) {unknown}")
-    return ExportSettings(enabled=bool(raw.get("enabled", False)), out=raw.get("out"),
-                          int8=bool(raw.get("int8", False)))
-
-
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> dict[str, Any]:
     """Run every stage the config declares and write the report; returns the report dict."""
-    export = export_settings(cfg)  # checked before hours of training, not after
+    export = cfg.export  # checked when the config loaded, not after hours of training
     run = run_training(cfg, out_dir, resume=resume)
     if export.enabled:
         from uservec.export.from_run import export_from_run
 
         t0 = time.perf_counter()
-        bundle_dir = Path(export.out) if export.out else out_dir / "bundle"
+        bundle_dir = Path(export.out) if export.out else RunDir(out_dir).default_bundle_dir
         manifest = export_from_run(out_dir, bundle_dir, quantize=export.int8, overwrite=True)
         run.report["bundle"] = {"path": str(bundle_dir), "version": manifest.bundle_version,
                                 "parity": manifest.parity}

@@ -44,6 +44,6 @@ def test_targets_list_the_cache_goal() -> None:
 def test_write_produces_strict_json_and_markdown(tmp_path: Path) -> None:
     write(RESULTS, tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text(),
-                      parse_constant=lambda c: math.nan)  # fails the check below if present
+                      parse_constant=lambda _constant: math.nan)  # fails the check below if present
     assert data["train_speed"]["rows"][0]["seq_per_s"] is None
     assert (tmp_path / "bench.md").read_text().startswith("# uservec benchmarks")

@@ -121,7 +121,7 @@ def test_overwrite_replaces_only_a_bundle_never_another_folder(tmp_path, fused, 
 def test_a_failed_check_leaves_no_bundle_and_no_temp_dir(
     tmp_path, fused, vocab, tasks, monkeypatch
 ):
-    def failing(*args, **kwargs):
+    def failing(*_args: object, **_kwargs: object) -> None:
         raise ParityError("simulated parity failure")
 
     monkeypatch.setattr(bundle, "check_parity", failing)
@@ -169,3 +169,43 @@ def test_calibration_sequences_must_fit_the_window_and_vocabulary(tmp_path, fuse
 def test_the_service_serves_the_int8_twin_only_when_asked(bundle_dir):
     assert load_bundle(bundle_dir).model_file == "model.onnx"
     assert load_bundle(bundle_dir, use_int8=True).model_file == "model.int8.onnx"
+
+
+def _modes(root):
+    return {path.relative_to(root).as_posix(): path.stat().st_mode & 0o777
+            for path in [root, *root.rglob("*")]}
+
+
+def test_a_bundle_is_world_readable_by_default(bundle_dir):
+    """Issue 22.12: mkdtemp's 0700 kept a container's uid 10001 out of a mounted bundle."""
+    modes = _modes(bundle_dir)
+    assert modes["."] == 0o755 and modes["items"] == 0o755
+    assert modes["model.onnx"] == 0o644 and modes["manifest.json"] == 0o644
+    assert set(modes.values()) == {0o755, 0o644}
+
+
+def test_a_private_bundle_is_readable_by_its_owner_only(tmp_path, fused, vocab, tasks):
+    out = tmp_path / "private"
+    write_bundle(out, fused, vocab, tasks, {}, "fp", 0, MAX_LEN, make_items(8), private=True)
+    assert set(_modes(out).values()) == {0o700, 0o600}
+
+
+def test_an_int8_twin_that_fails_its_gate_is_never_shipped(tmp_path, fused, vocab, tasks,
+                                                          monkeypatch):
+    """Mutation gap of issue 22: the gate's branch could ship a rejected twin unnoticed."""
+    from uservec.export import quantize
+
+    def rejected(fp32_path, int8_path, *args, **kwargs):
+        report = quantize.quantize_within_gate(fp32_path, int8_path, *args, **kwargs)
+        assert int8_path.is_file()  # a real twin was written; only the verdict is forced
+        return {**report, "accepted": False}
+
+    monkeypatch.setattr(bundle, "quantize_within_gate", rejected)
+    out = tmp_path / "b"
+    manifest = write_bundle(out, fused, vocab, tasks, {}, "fp", 0, MAX_LEN,
+                            make_items(40, seed=1), quantize=True)
+    assert manifest.model.int8_file is None and manifest.model.int8_method is None
+    assert manifest.parity["int8"]["accepted"] is False  # the report says why
+    assert not (out / "model.int8.onnx").exists()
+    assert "model.int8.onnx" not in manifest.files
+    assert load_bundle(out, use_int8=True).model_file == "model.onnx"

@@ -5,9 +5,9 @@ import pytest
 import torch
 from tiny_export import make_items
 
-from uservec.cli import parity_summary
 from uservec.export import ExportError
 from uservec.export.onnx_export import INPUT_NAME
+from uservec.export.parity import parity_summary
 from uservec.export.quantize import (
     ENCODER_SCOPE,
     SequenceCalibrationReader,

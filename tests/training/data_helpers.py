@@ -112,3 +112,19 @@ def random_cross_domain(
                 clock += int(rng.integers(0, 3))
     users, items, doms, ts = zip(*rows, strict=True)
     return build_dataset(users, items, doms, ts, name="synthetic-cd")
+
+
+def labelled_dataset(num_users: int = 60, seed: int = 0):
+    """Users whose label decides which half of the items they mostly watch."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["x", "y", "z"], num_users, p=[0.5, 0.3, 0.2])
+    offset = {"x": 0, "y": 10, "z": 20}
+    events = []
+    for user, label in enumerate(labels, start=1):
+        for _ in range(8):
+            on_topic = rng.random() < 0.8
+            item = offset[label] + rng.integers(0, 10) if on_topic else rng.integers(0, 30)
+            events.append((user, int(item)))
+    users, items = zip(*events, strict=True)
+    frame = pd.DataFrame({"kind": labels}, index=np.arange(1, num_users + 1))
+    return build_dataset(users, items, users=frame)

@@ -27,29 +27,29 @@ from uservec.training.adapt import (
     batched_forward,
     build_method,
     count_parameters,
-    final_payload,
     fit_once,
     hyperparameter_grid,
     length_batches,
 )
-from uservec.training.config import ConfigError, ExperimentConfig
+from uservec.training.config import ConfigError, ExperimentConfig, experiment_config
 from uservec.training.model import ClassificationHead
 from uservec.training.profile_task import (
     fit_profile_task,
     profile_inputs,
 )
+from uservec.training.task_artifact import ProfileOutputs, task_artifact
 
 
 def test_settings_from_config_defaults_and_unknown_keys():
     assert adapt_settings(ExperimentConfig(name="x")) == AdaptSettings()
-    cfg = ExperimentConfig(name="x", extra={"adapt": {"bottleneck_grid": [8, 32], "max_epochs": 3}})
+    cfg = experiment_config({"name": "x", "adapt": {"bottleneck_grid": [8, 32], "max_epochs": 3}})
     assert adapt_settings(cfg).bottleneck_grid == (8, 32)
-    with pytest.raises(ConfigError, match="bottleneck"):
-        adapt_settings(ExperimentConfig(name="x", extra={"adapt": {"bottlenek": 8}}))
-    with pytest.raises(ValueError, match="methods"):
-        AdaptSettings(methods=("adapter", "lora"))
-    with pytest.raises(ValueError, match="readout"):
-        AdaptSettings(readout="max")
+    with pytest.raises(ConfigError, match=r"config\.adapt: unknown key 'bottlenek'"):
+        experiment_config({"name": "x", "adapt": {"bottlenek": 8}})
+    with pytest.raises(ConfigError, match=r"config\.adapt\.methods: 'lora' is not allowed"):
+        AdaptSettings(methods=("adapter", "lora"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"config\.adapt\.readout: 'max' is not allowed"):
+        AdaptSettings(readout="max")  # type: ignore[arg-type]
 
 
 def test_grid_covers_every_combination_in_order():
@@ -70,7 +70,7 @@ def test_placement_grid_is_tuned_for_the_adapter_only():
     assert {hp.placement for hp in hyperparameter_grid("head-only", settings, False)} == {None}
     fixed = hyperparameter_grid("adapter", AdaptSettings(placement="parallel"), profile=False)
     assert [hp.placement for hp in fixed] == ["parallel"]
-    with pytest.raises(ValueError, match=r"must be serial\|parallel: .beside."):
+    with pytest.raises(ConfigError, match=r"placement_grid: 'beside' is not allowed"):
         AdaptSettings(placement_grid=("serial", "beside"))
 
 
@@ -80,9 +80,9 @@ def test_item_rank_grid_is_tuned_for_the_adapter_only():
     assert [(hp.item_rank, hp.lr) for hp in grid] == [(0, 1e-3), (0, 3e-3), (4, 1e-3), (4, 3e-3)]
     for method in ("head-only", "fine-tune-all", "scratch"):
         assert {hp.item_rank for hp in hyperparameter_grid(method, settings, False)} == {0}
-    with pytest.raises(ValueError, match="item_rank_grid"):
+    with pytest.raises(ConfigError, match=r"item_rank_grid must be >= 0, got \(-1,\)"):
         AdaptSettings(item_rank_grid=(-1,))
-    with pytest.raises(ValueError, match="item_rank_grid"):
+    with pytest.raises(ConfigError, match="item_rank_grid must not be empty"):
         AdaptSettings(item_rank_grid=())
 
 
@@ -258,7 +258,8 @@ def test_final_payload_rebuilds_the_task_on_a_fresh_encoder(labelled, item_rank)
     settings = dataclasses.replace(FAST, item_rank_grid=(item_rank,))
     fit = fit_profile_task("adapter", pretrained, dataset, users, labels, classes, settings,
                            MAX_LEN, task_name="gender", shared=True)
-    payload = final_payload(fit, pretrained, {"labels": classes.tolist()})
+    outputs = ProfileOutputs("gender", None, tuple(classes.tolist()), None, None)
+    payload = task_artifact(fit, pretrained, outputs, MAX_LEN).to_payload()
     assert payload["spec"]["bottleneck"] == FAST.bottleneck_grid[0]
     assert payload["spec"]["item_rank"] == item_rank
     assert ("item_patches.gender.items" in payload["patch_state"]) == (item_rank > 0)

@@ -78,3 +78,51 @@ def test_lists_and_tuples_compare_equal() -> None:
     saved = meta()
     saved["config"]["model"]["dilations"] = list(MODEL.dilations)
     assert resume_mismatches(saved, meta()) == []
+
+
+def test_the_vocabulary_is_checked_by_content_not_only_by_size() -> None:
+    """Two vocabularies of equal size index other items: the size alone would let it through."""
+    from uservec.contract.vocab import Vocabulary
+    from uservec.training.checkpoint import vocab_hash, vocab_mismatch
+
+    vocab = Vocabulary(("d::a", "d::b"))
+    same_size = Vocabulary(("d::a", "d::c"))
+    recorded = {"vocab_size": vocab.size, "vocab_sha256": vocab_hash(vocab)}
+    assert vocab_mismatch(recorded, vocab) is None
+    assert "vocabulary hash" in str(vocab_mismatch(recorded, same_size))
+    assert "vocabulary of 5 ids" in str(vocab_mismatch(recorded, Vocabulary(("d::a", "d::b",
+                                                                             "d::c"))))
+    # a checkpoint written before the hash was recorded is checked on its size
+    assert vocab_mismatch({"vocab_size": vocab.size}, same_size) is None
+    assert resume_mismatches({**meta(), **recorded},
+                             {**meta(), "vocab_sha256": vocab_hash(same_size)})
+    assert resume_mismatches(meta(), {**meta(), "vocab_sha256": "new"}) == []
+
+
+def test_checkpoints_are_mapped_to_the_cpu_unless_told_otherwise(tmp_path, monkeypatch) -> None:
+    """A checkpoint written on a GPU machine must load where there is none."""
+    torch.manual_seed(0)
+    model = build_encoder(MODEL, 64).eval()
+    save_checkpoint(tmp_path / "c.pt", {**meta(), "model": model.state_dict()})
+    seen = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_encoder(tmp_path / "c.pt")
+    load_checkpoint(tmp_path / "c.pt", map_location=torch.device("cpu"))
+    assert seen == ["cpu", torch.device("cpu")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to write a GPU checkpoint")
+def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_encoder(MODEL, 64).eval().cuda()
+    save_checkpoint(tmp_path / "c.pt", {**meta(), "model": model.state_dict()})
+    loaded, _ = load_encoder(tmp_path / "c.pt")
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    on_gpu, _ = load_encoder(tmp_path / "c.pt", map_location="cuda")
+    assert all(p.device.type == "cuda" for p in on_gpu.parameters())

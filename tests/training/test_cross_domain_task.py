@@ -28,20 +28,23 @@ from uservec.training.adapt import (
     hyperparameter_grid,
     run_method,
 )
-from uservec.training.baselines import evaluate_cross_domain, popularity_scorer
+from uservec.training.baselines.cooccurrence import popularity_scorer
 from uservec.training.cross_domain_task import (
     cross_domain_problem,
     cross_domain_scorer,
     fit_cross_domain_task,
     multi_positive_loss,
+    source_keep,
+)
+from uservec.training.evaluation.cross_domain_split import cross_domain_split
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
+from uservec.training.linear_probes import (
     probe_item_head,
     score_spread,
     select_ridge_lambda,
-    source_keep,
     vector_ridge,
 )
 from uservec.training.model import ClassificationHead
-from uservec.training.protocols import cross_domain_split
 
 
 @pytest.fixture

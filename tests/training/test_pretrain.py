@@ -10,7 +10,7 @@ import torch
 from uservec.contract.ids import NUM_RESERVED
 from uservec.training.checkpoint import CheckpointError, load_checkpoint
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
-from uservec.training.evaluate import popularity_next_item
+from uservec.training.evaluation.next_item import popularity_next_item
 from uservec.training.pretrain import load_encoder, pretrain, svd_item_init
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)

@@ -35,11 +35,11 @@ low_label = false
 name = "cold"
 kind = "cross_domain"
 target_domain = "domain1"
-[extra.adapt]
+[adapt]
 methods = ["adapter"]
 max_epochs = 2
 readout = "mean"
-[extra.export]
+[export]
 enabled = true
 """
 
@@ -58,6 +58,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_has_every_section_with_numbers(run_dir: Path):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["dataset"]["users"] == 160
+    assert report["environment"]["cpu"] and report["environment"]["torch"]
     assert set(report["next_item"]["methods"]) == {"nextitnet", "popularity"}
     for metrics in report["next_item"]["methods"].values():
         assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
@@ -83,7 +84,8 @@ def test_the_run_exports_a_bundle_that_verifies(run_dir: Path):
     total = sum(distribution.values())
     assert gender.class_prior == pytest.approx([distribution[c] / total for c in gender.labels])
     assert gender.prior_power is not None  # the prior-adjusted decision can be served
-    assert manifest.config["source_run"] == str(run_dir)  # how bench finds the run's data
+    # how bench finds the run's data, from any current directory
+    assert manifest.config["source_run"] == str(run_dir.resolve())
 
 
 def test_rerun_resumes_from_the_checkpoint_and_reproduces_the_metrics(run_dir: Path):
@@ -132,15 +134,19 @@ def test_int8_export_reports_task_metrics_measured_like_the_run(run_dir: Path, t
     assert "held out" in (tmp_path / "bench" / "bench.md").read_text()
 
 
-def test_export_refuses_a_run_whose_data_changed_since(run_dir: Path, tmp_path: Path):
-    """The bundle ships the vocabulary prepared now: other data would misalign every id."""
+def test_export_refuses_a_run_whose_prepared_data_is_not_the_encoders(run_dir: Path,
+                                                                      tmp_path: Path):
+    """The bundle ships the run's vocabulary: other data would misalign every id."""
     import shutil
+
+    from uservec.training.config import DataConfig
+    from uservec.training.data.prepare import load_raw, prepare
+    from uservec.training.run_dir import RunDir
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["data"]["synthetic_users"] = 170
-    (copy / "config.json").write_text(json.dumps(config))
+    other = DataConfig(format="synthetic", synthetic_users=170, synthetic_items=60)
+    RunDir(copy).save_dataset(prepare(load_raw(other)))
     result = CliRunner().invoke(main, ["export", str(copy), "--out", str(tmp_path / "b")])
     assert result.exit_code == 1
     assert "not what the encoder was trained on" in result.output

@@ -10,10 +10,20 @@ from data_helpers import build_dataset
 
 from uservec.training.adapt import METHODS
 from uservec.training.checkpoint import load_checkpoint, save_checkpoint
-from uservec.training.config import ExperimentConfig, ModelConfig, PretrainConfig, TaskConfig
+from uservec.training.config import (
+    AdaptSettings,
+    ExperimentConfig,
+    ModelConfig,
+    PretrainConfig,
+    TaskConfig,
+)
+from uservec.training.evaluation.errors import LeakError
+from uservec.training.evaluation.plan import plan_evaluation, pretraining_view
 from uservec.training.model import NextItemHead, NextItNet
-from uservec.training.protocols import LeakError, pretraining_view
-from uservec.training.tasks import paired_folds, paired_users, plot_results, run_tasks
+from uservec.training.report.headline import headline
+from uservec.training.report.markdown import render_task
+from uservec.training.report.plots import plot_results
+from uservec.training.tasks import run_tasks
 
 MODEL = ModelConfig(dim=16, dilations=(1, 2), max_len=8)
 
@@ -73,7 +83,7 @@ def tiny_config() -> ExperimentConfig:
             TaskConfig("gender", "profile", attribute="gender"),
             TaskConfig("target", "cross_domain", target_domain="T"),
         ),
-        extra={"adapt": {"max_epochs": 1, "patience": 1, "bottleneck_grid": [4]}},
+        adapt=AdaptSettings(max_epochs=1, patience=1, bottleneck_grid=(4,)),
     )
 
 
@@ -86,8 +96,8 @@ def test_an_encoder_pretrained_on_the_held_out_events_is_refused(tmp_path):
 
 
 def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results):
-    result, _, _ = results
-    task = result["tasks"]["gender"]
+    typed, _, _ = results
+    task = typed.to_json()["tasks"]["gender"]
     assert task["kind"] == "profile" and task["classes"] == ["F", "M"]
     assert sum(task["label_distribution"].values()) == task["labelled_users"] == 120
     assert set(task["regimes"]) == {"full", "low_label"}
@@ -119,8 +129,8 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
 
 
 def test_cross_domain_task_reports_methods_beside_baselines(results):
-    result, _, _ = results
-    task = result["tasks"]["target"]
+    typed, _, _ = results
+    task = typed.to_json()["tasks"]["target"]
     assert task["kind"] == "cross_domain" and task["candidates"] == 12
     assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS}
     users = task["split"]["test_users"]
@@ -134,7 +144,8 @@ def test_cross_domain_task_reports_methods_beside_baselines(results):
 
 
 def test_final_models_are_saved_for_export(results):
-    result, out, dataset = results
+    typed, out, dataset = results
+    result = typed.to_json()
     profile = load_checkpoint(out / "tasks" / "gender" / "final.pt")
     assert profile["labels"] == ["F", "M"] and profile["method"] == "adapter"
     assert profile["spec"]["bottleneck"] == 4
@@ -163,31 +174,12 @@ def test_plots_are_written(results):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_paired_folds_statistics():
-    paired = paired_folds([0.8, 0.7, 0.9], [0.7, 0.7, 0.6])
-    assert paired["per_fold"] == pytest.approx([0.1, 0.0, 0.3])
-    assert paired["diff_mean"] == pytest.approx(0.4 / 3)
-    assert paired["diff_std"] == pytest.approx(np.std([0.1, 0.0, 0.3], ddof=1))
-    assert (paired["wins"], paired["losses"]) == (2, 0)
-    assert 0.0 < paired["t_pvalue"] < 1.0
-    assert paired_folds([0.5, 0.5], [0.5, 0.5])["t_pvalue"] is None
-
-
-def test_paired_users_statistics():
-    a, b = np.array([1.0, 0.5, 0.0, 0.2]), np.array([0.5, 0.5, 0.1, 0.0])
-    paired = paired_users(a, b)
-    assert paired["diff_mean"] == pytest.approx(0.15)
-    assert paired["diff_se"] == pytest.approx(np.std(a - b, ddof=1) / 2)
-    assert (paired["wins"], paired["losses"], paired["ties"]) == (2, 1, 1)
-    assert paired["wilcoxon_pvalue"] is not None
-
-
 def test_task_fits_use_the_configured_threads_and_restore_them(monkeypatch, tmp_path):
     from uservec.training import tasks as tasks_module
 
     seen: list[int] = []
     monkeypatch.setattr(tasks_module, "_run_tasks",
-                        lambda *args: seen.append(torch.get_num_threads()) or {})
+                        lambda *_args: seen.append(torch.get_num_threads()) or {})
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -196,3 +188,78 @@ def test_task_fits_use_the_configured_threads_and_restore_them(monkeypatch, tmp_
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_regime_the_plan_skipped_is_reported_not_run(tmp_path):
+    """run_tasks evaluates the plan's regimes only, and says in the report why one is missing."""
+    dataset = tiny_two_domain()
+    cfg = dataclasses.replace(
+        tiny_config(), tasks=(TaskConfig("gender", "profile", attribute="gender"),),
+        adapt=AdaptSettings(methods=("head-only",), final_method="head-only", max_epochs=1,
+                            patience=1))
+    plan = plan_evaluation(cfg, dataset)
+    split = plan.profile["gender"]
+    reason = "skipped: fold 0 of the low_label regime: 9 labelled users (F 3, M 6) cannot ..."
+    plan.profile["gender"] = dataclasses.replace(
+        split, regimes={"full": split.regimes["full"]}, skipped={"low_label": reason})
+    save_random_checkpoint(tmp_path / "encoder.pt", dataset.vocab.size,
+                           pretraining_view(cfg, dataset, plan).fingerprint)
+    typed = run_tasks(cfg, dataset, tmp_path / "encoder.pt", tmp_path, plan=plan)
+    task = typed.tasks["gender"]
+    assert list(task.regimes) == ["full"]
+    as_json = typed.to_json()["tasks"]["gender"]
+    assert as_json["skipped_regimes"] == {"low_label": reason}
+    assert list(as_json)[-3:] == ["skipped_regimes", "final", "seconds"]
+    markdown = "\n".join(render_task("gender", task))
+    assert f"gender, low_label labels)\n\nNot evaluated: {reason}" in markdown
+    assert [p.name for p in plot_results(typed, tmp_path)] == ["gender.png"]
+
+
+def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
+    """report.json's task sections, key by key and in order, as written before the results were
+    typed (the docs generator and the comparison scripts read them)."""
+    typed, _, _ = results
+    result = typed.to_json()
+    assert list(result) == ["settings", "encoder_checkpoint", "tasks", "no_forgetting", "seconds"]
+    profile, target = result["tasks"]["gender"], result["tasks"]["target"]
+    assert list(profile) == ["kind", "protocol", "attribute", "classes", "label_distribution",
+                             "labelled_users", "regimes", "final", "seconds"]
+    regime = profile["regimes"]["full"]
+    assert list(regime) == ["labelled_rows_per_fold", "methods", "strongest_baseline",
+                            "paired_vs_baseline", "paired_adapter_vs"]
+    methods = regime["methods"]
+    assert list(methods["majority"]) == ["per_fold", "accuracy", "macro_f1", "seconds"]
+    assert list(methods["lr"]) == ["per_fold", "accuracy", "macro_f1", "seconds", "chosen_c"]
+    assert list(methods["adapter"]) == ["per_fold", "accuracy", "macro_f1", "decisions",
+                                        "trainable_parameters", "encoder_parameters", "seconds",
+                                        "seconds_per_fold"]
+    assert list(methods["adapter"]["per_fold"][0]) == [
+        "fold", "train_rows", "test_rows", "accuracy", "macro_f1", "trainable_parameters",
+        "seconds", "hyperparameters"]
+    assert list(target) == ["kind", "protocol", "target_domain", "k", "split", "candidates",
+                            "methods", "strongest_baseline", "paired_vs_baseline",
+                            "paired_adapter_vs", "final", "seconds"]
+    ranking = ["hr@10", "recall@10", "ndcg@10", "evaluated_users", "left_out_users"]
+    assert list(target["methods"]["cooc"]) == [*ranking, "seconds"]
+    assert list(target["methods"]["ridge"]) == [*ranking, "lambda", "validation_ndcg", "seconds"]
+    assert list(target["methods"]["adapter"]) == [
+        *ranking, "trainable_parameters", "encoder_parameters", "seconds", "hyperparameters",
+        "tuning"]
+    assert list(target["final"]) == ["method", "hyperparameters", "trainable_parameters",
+                                     "encoder_parameters", "seconds", "tuning", "path",
+                                     "trained_on_users"]
+
+
+def test_the_headline_puts_each_network_beside_the_strongest_baseline(results):
+    typed, _, _ = results
+    report = {"dataset": {"name": "tiny"}, "timings": {"total_s": 1.0}, "tasks": typed,
+              "next_item": {"k": 10, "ndcg_ratio_vs_popularity": 2.0, "methods": {
+                  "nextitnet": {"ndcg@10": 0.123456}, "popularity": {"ndcg@10": 0.0617}}}}
+    line = headline(report)
+    assert line["nextitnet_ndcg@10"] == 0.1235 and line["ndcg_ratio"] == 2.0
+    regime = typed.tasks["gender"].regimes["full"]
+    for metric, base in regime.strongest_baseline.items():
+        assert list(line["gender"][metric]) == [*METHODS, base]
+        assert line["gender"][metric][base] == round(regime.methods[base].metric(metric).mean, 4)
+    target = typed.tasks["target"]
+    assert list(line["target"]["ndcg@10"]) == list(target.methods)

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ from uservec.training.data.loaders import (
     describe_source,
     load_source,
 )
+from uservec.training.data.ordering import factorize, id_order, item_catalog, ranks, sort_ids
 from uservec.training.data.synthetic import generate_synthetic
+from uservec.training.data.users import user_attributes
+from uservec.training.run_dir import RunDir, RunDirError
 
 __all__ = [
     "DataError",
@@ -53,7 +57,9 @@ __all__ = [
     "dataset_name",
     "load_dataset",
     "load_raw",
+    "load_run_dataset",
     "prepare",
+    "prepare_run_dataset",
     "sort_ids",
 ]
 
@@ -61,7 +67,8 @@ logger = logging.getLogger(__name__)
 
 #: Bump when ``prepare`` output for the same raw events changes (invalidates cached preparations).
 PREPARE_VERSION = 1
-_INTEGER_PATTERN = r"[+-]?\d+"
+#: users-file values that mean "no label" unless ``data.missing_labels`` says otherwise
+DEFAULT_MISSING_LABELS: tuple[str, ...] = ("",)
 _GENERIC_STEMS = {"interactions", "events", "ratings", "data", "train"}
 
 
@@ -82,78 +89,31 @@ def load_raw(config: DataConfig) -> RawData:
     return raw
 
 
-def _factorize(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(per-value int64 code, distinct values as str) in order of first appearance."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=str), sort=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=str)
-
-
-def _id_order(distinct: np.ndarray) -> np.ndarray:
-    """Permutation sorting distinct ids: numerically when all are integers, else as strings."""
-    if len(distinct) and pd.Series(distinct, dtype=str).str.fullmatch(_INTEGER_PATTERN).all():
-        # Equal values spelled differently ("7", "07") tie-break as text.
-        try:
-            return np.lexsort((distinct, distinct.astype(np.int64)))
-        except OverflowError:  # beyond int64: Python ints
-            return np.asarray(
-                sorted(range(len(distinct)), key=lambda i: (int(distinct[i]), distinct[i])),
-                dtype=np.int64,
-            )
-    return np.argsort(distinct, kind="stable")
-
-
-def _ranks(order: np.ndarray) -> np.ndarray:
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank
-
-
-def sort_ids(values: np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct ids in id order, per-value rank in that order); see :func:`_id_order`."""
-    codes, distinct = _factorize(values)
-    order = _id_order(distinct)
-    return distinct[order], _ranks(order)[codes]
-
-
-def _owning_domains(item_code: np.ndarray, domain_code: np.ndarray, n_domains: int) -> np.ndarray:
-    """Per distinct item, the code of its most frequent domain (ties: smallest code).
-
-    Domain codes must be in alphabetical order so that "smallest code" means "alphabetically first".
-    """
-    pairs, counts = np.unique(item_code * n_domains + domain_code, return_counts=True)
-    items, domains = pairs // n_domains, pairs % n_domains
-    order = np.lexsort((domains, -counts, items))
-    first = order[np.concatenate([[True], items[order][1:] != items[order][:-1]])]
-    owner = np.empty(int(item_code.max()) + 1, dtype=np.int64)
-    owner[items[first]] = domains[first]
-    listed_twice = len(pairs) - len(first)
-    if listed_twice:
-        logger.info(
-            "%d items are listed under several domains; each keeps its most frequent",
-            len(np.unique(items[np.concatenate([[False], items[1:] == items[:-1]])])),
-        )
-    return owner
-
-
 def _file_hashes(files: tuple[Path, ...] | list[Path]) -> list[list[str]]:
     """[[parent/name, sha256], ...]: names, not absolute paths, so a moved copy keeps its hash."""
     return [[f"{Path(f).parent.name}/{Path(f).name}", sha256_file(f)] for f in files]
 
 
 def compute_fingerprint(
-    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int
+    files: tuple[Path, ...] | list[Path], settings: dict[str, Any], min_count: int,
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
 ) -> str:
     """sha256 of the input files' contents, the loader settings and the preparation settings."""
-    return _fingerprint(_file_hashes(files), settings, min_count)
+    return _fingerprint(_file_hashes(files), settings, min_count, missing_labels)
 
 
-def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int) -> str:
-    return sha256_json({
+def _fingerprint(hashes: list[list[str]], settings: dict[str, Any], min_count: int,
+                 missing_labels: Sequence[str]) -> str:
+    content: dict[str, Any] = {
         "files": hashes,
         "settings": settings,
         "min_count": min_count,
         "prepare_version": PREPARE_VERSION,
-    })
+    }
+    # only when set: preparations made before the setting existed keep their fingerprint
+    if tuple(missing_labels) != DEFAULT_MISSING_LABELS:
+        content["missing_labels"] = sorted(set(missing_labels))
+    return sha256_json(content)
 
 
 def _check_interactions(raw: RawData) -> pd.DataFrame:
@@ -170,84 +130,45 @@ def _check_interactions(raw: RawData) -> pd.DataFrame:
     return frame
 
 
-def _align_users(users: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:
-    """Row u = user ``user_ids[u]``; users-file users without events are dropped with a warning."""
-    index = pd.Index(users.index.astype(str))
-    if index.has_duplicates:
-        twice = index[index.duplicated()][:5].tolist()
-        raise DataError(f"users table lists user(s) twice: {twice}")
-    without_events = index[~index.isin(user_ids)]
-    if len(without_events):
-        logger.warning(
-            "%d users in the users file have no events and are dropped (e.g. %s)",
-            len(without_events), without_events[:5].tolist(),
-        )
-    without_attributes = int((~pd.Index(user_ids).isin(index)).sum())
-    if without_attributes:
-        logger.warning("%d users with events are not in the users file (attributes missing)",
-                       without_attributes)
-    aligned = users.set_axis(index).reindex(pd.Index(user_ids))
-    return aligned.reset_index(drop=True)
-
-
-def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> PreparedDataset:
-    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs)."""
+def prepare(
+    raw: RawData, min_count: int = 1, name: str = "dataset",
+    missing_labels: Sequence[str] = DEFAULT_MISSING_LABELS,
+) -> PreparedDataset:
+    """Apply the ordering, domain, vocabulary and CSR rules to raw events (see module docs);
+    users-file values in ``missing_labels`` become NA (unlabelled)."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
     started = time.perf_counter()
     frame = _check_interactions(raw)
     user_ids, user_rank = sort_ids(frame["user_id"])
-    item_code, item_distinct = _factorize(frame["item_id"])
-    item_rank = _ranks(_id_order(item_distinct))[item_code]
+    item_code, item_distinct = factorize(frame["item_id"])
+    item_rank = ranks(id_order(item_distinct))[item_code]
     timestamps = frame["timestamp"].to_numpy(dtype=np.int64)
     order = np.lexsort((item_rank, timestamps, user_rank))  # stable: file order breaks full ties
-
-    # Domains as codes in alphabetical order; an item is (raw id, owning domain).
-    domain_code, domain_distinct = _factorize(frame["domain"])
-    alphabetical = np.argsort(domain_distinct, kind="stable")
-    domain_code = _ranks(alphabetical)[domain_code]
-    domain_names = domain_distinct[alphabetical]
-    if not raw.item_ids_per_domain:
-        domain_code = _owning_domains(item_code, domain_code, len(domain_names))[item_code]
-    identity_code, identities = pd.factorize(item_code * len(domain_names) + domain_code)
-    identity_item, identity_domain = np.divmod(np.asarray(identities), len(domain_names))
-    keys = np.asarray([
-        f"{domain_names[d]}{DOMAIN_SEPARATOR}{item_distinct[i]}"
-        for i, d in zip(identity_item.tolist(), identity_domain.tolist(), strict=True)
-    ], dtype=str)
-    key_order = np.argsort(keys, kind="stable")
-    catalog = keys[key_order]
-    item_index = _ranks(key_order)[identity_code]
-
-    # Only domains that own an item remain (an item's listings elsewhere moved to its owner).
-    used = np.unique(identity_domain)
-    domains = tuple(domain_names[used].tolist())
-    catalog_domain = np.searchsorted(used, identity_domain[key_order]).astype(np.int64)
-    counts = np.bincount(item_index, minlength=len(catalog))
+    items = item_catalog(item_code, item_distinct, frame["domain"], raw.item_ids_per_domain)
+    counts = np.bincount(items.item_index, minlength=len(items.catalog))
     vocab = Vocabulary.from_counts(
-        dict(zip(catalog.tolist(), counts.tolist(), strict=True)), min_count
+        dict(zip(items.catalog.tolist(), counts.tolist(), strict=True)), min_count
     )
-    item_index = item_index[order]
+    item_index = items.item_index[order]
     offsets = np.concatenate([[0], np.cumsum(np.bincount(user_rank, minlength=len(user_ids)))])
-    split = None
-    if "split" in frame.columns:
-        split = frame["split"].to_numpy(dtype=np.int8)[order]
     hashes = _file_hashes(raw.files)
     dataset = PreparedDataset(
         name=name,
         vocab=vocab,
         user_ids=user_ids,
         offsets=offsets.astype(np.int64),
-        items=vocab.encode(catalog.tolist())[item_index],
+        items=vocab.encode(items.catalog.tolist())[item_index],
         item_index=item_index,
-        catalog=catalog,
-        catalog_domain=catalog_domain,
+        catalog=items.catalog,
+        catalog_domain=items.catalog_domain,
         timestamps=timestamps[order],
-        domains=domains,
-        event_domain=catalog_domain[item_index],
-        users=None if raw.users is None else _align_users(raw.users, user_ids),
-        event_split=split,
-        fingerprint=_fingerprint(hashes, raw.settings, min_count),
+        domains=items.domains,
+        event_domain=items.catalog_domain[item_index],
+        users=None if raw.users is None else user_attributes(raw.users, user_ids, missing_labels),
+        event_split=(frame["split"].to_numpy(dtype=np.int8)[order]
+                     if "split" in frame.columns else None),
+        fingerprint=_fingerprint(hashes, raw.settings, min_count, missing_labels),
         settings={
             "source": dict(raw.settings),
             "info": dict(raw.info),
@@ -258,8 +179,8 @@ def prepare(raw: RawData, min_count: int = 1, name: str = "dataset") -> Prepared
     )
     logger.info(
         "prepared %s: %d users, %d items (%d in vocabulary), %d events, %d domains in %.2fs",
-        name, dataset.num_users, len(catalog), vocab.size, dataset.num_events, len(domains),
-        time.perf_counter() - started,
+        name, dataset.num_users, len(items.catalog), vocab.size, dataset.num_events,
+        len(items.domains), time.perf_counter() - started,
     )
     return dataset
 
@@ -283,30 +204,47 @@ def load_dataset(config: DataConfig, cache_dir: Path | str | None = None) -> Pre
 
     ``cache_dir`` defaults to ``config.cache_dir``; with neither, nothing is cached.
     """
-    files, settings = describe_source(config)
-    fingerprint = compute_fingerprint(files, settings, config.min_count)
-    name = dataset_name(config)
-    cache_root = cache_dir if cache_dir is not None else config.cache_dir
-    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
-    if target is not None and (target / "meta.json").is_file():
-        try:
-            cached = PreparedDataset.load(target)
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("ignoring unreadable cached data %s: %s", target, exc)
-        else:
-            if cached.fingerprint == fingerprint:
-                logger.info("using cached prepared data %s", target)
-                return cached
-    dataset = prepare(load_raw(config), config.min_count, name)
-    if dataset.fingerprint != fingerprint:
-        raise DataError(f"{name}: input files changed while loading; run again")
-    if target is not None:
-        _save_atomically(dataset, target)
+    dataset, _ = _load_or_prepare(config, cache_dir if cache_dir is not None else config.cache_dir)
     return dataset
 
 
-def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
-    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save."""
+def _load_or_prepare(
+    config: DataConfig, cache_root: Path | str | None
+) -> tuple[PreparedDataset, Path | None]:
+    """The prepared dataset, and the cache folder that holds it (None when not cached)."""
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    name = dataset_name(config)
+    target = Path(cache_root) / f"{name}-{fingerprint[:16]}" if cache_root else None
+    cached = _read_prepared(target, fingerprint) if target is not None else None
+    if cached is not None:
+        logger.info("using cached prepared data %s", target)
+        return cached, target
+    dataset = prepare(load_raw(config), config.min_count, name, config.missing_labels)
+    if dataset.fingerprint != fingerprint:
+        raise DataError(f"{name}: input files changed while loading; run again")
+    if target is not None and _save_atomically(dataset, target):
+        return dataset, target
+    return dataset, None
+
+
+def _read_prepared(directory: Path, fingerprint: str) -> PreparedDataset | None:
+    """A saved preparation with this fingerprint, or None (absent, unreadable or stale)."""
+    if not (directory / "meta.json").is_file():
+        return None
+    try:
+        saved = PreparedDataset.load(directory)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("ignoring unreadable prepared data %s: %s", directory, exc)
+        return None
+    return saved if saved.fingerprint == fingerprint else None
+
+
+def _save_atomically(dataset: PreparedDataset, target: Path) -> bool:
+    """Write to a temporary sibling and rename, so a concurrent reader never sees half a save.
+
+    Returns whether ``target`` now holds this dataset.
+    """
     temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     dataset.save(temporary)
@@ -314,12 +252,37 @@ def _save_atomically(dataset: PreparedDataset, target: Path) -> None:
         temporary.rename(target)
     except OSError:  # another process saved the same fingerprint first
         shutil.rmtree(temporary, ignore_errors=True)
-    else:
-        logger.info("cached prepared data in %s", target)
+        return (target / "meta.json").is_file()
+    logger.info("cached prepared data in %s", target)
+    return True
+
+
+def prepare_run_dataset(config: DataConfig, run: RunDir) -> PreparedDataset:
+    """The preparation stage of a run: the dataset, kept in the run folder for later stages.
+
+    Reuses the run folder's copy when the raw files still have its fingerprint (a resumed run),
+    else loads (or prepares and caches) it under ``data.cache_dir`` and keeps a copy (hard
+    links where possible) in the run folder.
+    """
+    files, settings = describe_source(config)
+    fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
+    kept = _read_prepared(run.dataset_dir, fingerprint)
+    if kept is not None:
+        logger.info("using the run's prepared data %s", run.dataset_dir)
+        return kept
+    dataset, cached = _load_or_prepare(config, config.cache_dir)
+    run.save_dataset(dataset, source=cached)
+    return dataset
 
 
 def load_run_dataset(config: DataConfig, run_dir: Path | str) -> PreparedDataset:
-    """The dataset of a ``uservec run`` folder: cached under ``data.cache_dir`` if set, else
-    ``RUN_DIR/prepared`` (where the run wrote it, so export, probe and bench reuse it)."""
-    return load_dataset(config, Path(config.cache_dir) if config.cache_dir else
-                        Path(run_dir) / "prepared")
+    """The dataset of a finished run, from the run folder alone (no raw files needed).
+
+    A run folder from before prepared data was kept there is prepared again from ``config``.
+    """
+    run = RunDir(run_dir)
+    try:
+        return run.load_dataset()
+    except RunDirError:
+        logger.warning("%s keeps no prepared data; preparing it from the raw files", run.root)
+        return load_dataset(config, config.cache_dir or run.prepared_root)

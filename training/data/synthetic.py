@@ -96,7 +96,8 @@ def _walk(
     draws = rng.random((length, 3))
 
     def popular_item(topic: int, u: float) -> int:
-        return int(members[topic][min(np.searchsorted(cdfs[topic], u), len(members[topic]) - 1)])
+        position = min(int(np.searchsorted(cdfs[topic], u)), len(members[topic]) - 1)
+        return int(members[topic][position])
 
     topic = int(min(np.searchsorted(taste_cdf, draws[0, 0]), len(taste_cdf) - 1))
     sequence = [popular_item(topic, draws[0, 1])]

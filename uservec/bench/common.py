@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ def describe_cpu(cpuinfo: str) -> str:
     int8 inference only pays off with int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI);
     a benchmark states what the machine it ran on had, because these machines vary.
     """
-    name, flags = "unknown CPU", set()
+    name, flags = "unknown CPU", set[str]()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and name == "unknown CPU":
@@ -241,7 +241,7 @@ def throughput(fn: Callable[[], Any], units: int, min_seconds: float, min_calls:
 
 
 def interleaved_times(
-    fns: dict[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.0
+    fns: Mapping[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.0
 ) -> dict[str, list[float]]:
     """Seconds per call of each function, calls interleaved so machine load hits all alike."""
     for fn in fns.values():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ def export_matmul_encoder(model: BenchModel, path: Path, seed: int = 0) -> tuple
 def _timed(sessions: dict[str, tuple[Any, dict[str, np.ndarray]]], rounds: int,
            min_seconds: float) -> dict[str, float]:
     """Median seconds per run of each session, runs interleaved."""
-    fns = {name: (lambda s=s, f=f: s.run(None, f)) for name, (s, f) in sessions.items()}
+    fns = {name: partial(session.run, None, feeds) for name, (session, feeds) in sessions.items()}
     times = interleaved_times(fns, rounds, min_seconds)
     return {name: float(np.median(values)) for name, values in times.items()}
 

@@ -18,7 +18,9 @@ TEN_MB = 10 * 2**20
 ADMIN_KEY = "hostile-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 #: what the server under test must be configured with for the catalogue's expectations
-SERVER_SETTINGS = {"admin_api_keys": ADMIN_KEY, "body_timeout_s": 1.0, "header_timeout_s": 1.0}
+SERVER_SETTINGS: dict[str, Any] = {
+    "admin_api_keys": ADMIN_KEY, "body_timeout_s": 1.0, "header_timeout_s": 1.0,
+}
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def demo_bundle(workdir: Path, seed: int = 0) -> Path:
     from uservec.training.config import load_config
 
     config = Path(str(files("uservec.configs") / "demo.toml"))
-    cfg = load_config(config, ["extra.export.enabled=true", f"seed={seed}"])
+    cfg = load_config(config, ["export.enabled=true", f"seed={seed}"])
     return run_demo(cfg, workdir).path
 
 
@@ -364,9 +364,9 @@ def _stalled(port: int, case: HostileCase, timeout_s: float) -> tuple[int, bytes
         if case.stall == "head":
             sock.sendall(case.body)
         else:
-            head = (f"{case.method} {case.path} HTTP/1.1\r\nHost: {HOST}\r\n"
-                    f"Content-Type: {case.content_type}\r\nContent-Length: 1000\r\n\r\n")
-            sock.sendall(head.encode() + case.body)
+            request_head = (f"{case.method} {case.path} HTTP/1.1\r\nHost: {HOST}\r\n"
+                            f"Content-Type: {case.content_type}\r\nContent-Length: 1000\r\n\r\n")
+            sock.sendall(request_head.encode() + case.body)
         answer = b""
         try:
             while chunk := sock.recv(65536):
@@ -407,7 +407,7 @@ def hostile(bundle: Path, workdir: Path) -> dict[str, Any]:
     items = bundle_items(bundle)
     cases = hostile_cases(item=items[0][1] if items and items[0][0] == "books" else "b0")
     failures = []
-    rows = []
+    rows: list[dict[str, Any]] = []
     with ServerProcess(bundle, workdir / "server-hostile.log", **SERVER_SETTINGS) as server:
         for case in cases:
             start = time.perf_counter()
@@ -557,7 +557,7 @@ def slow_sockets(bundle: Path, workdir: Path, sockets: int, seconds: float, seed
 
     items = bundle_items(bundle)
     defaults = Settings()
-    deadlines = {"body_timeout_s": deadline_s or defaults.body_timeout_s,
+    deadlines: dict[str, Any] = {"body_timeout_s": deadline_s or defaults.body_timeout_s,
                  "header_timeout_s": deadline_s or defaults.header_timeout_s}
     with ServerProcess(bundle, workdir / "server-slow.log", **deadlines) as server:
         result = asyncio.run(_slow_run(server.port, items, sockets, seconds, 4, seed))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,13 @@ def raw_engine(model_path: Path, vocab_size: int, length: int, batch_sizes: list
         for batch in batch_sizes:
             feeds = itertools.cycle(
                 [{name: random_sequences(rng, batch, length, vocab_size)} for _ in range(8)])
-            result[batch] = throughput(lambda feeds=feeds: session.run(None, next(feeds)),
-                                       batch, seconds)
+            result[batch] = throughput(partial(_run_next, session, feeds), batch, seconds)
     return result
+
+
+def _run_next(session: Any, feeds: Iterator[dict[str, np.ndarray]]) -> Any:
+    """One run of the graph on the next of the cycled batches."""
+    return session.run(None, next(feeds))
 
 
 def _load_chunk(server: ServerProcess, items: list[tuple[str, str]], workdir: Path,
@@ -149,7 +155,7 @@ def run_serving(bundle: Path, workdir: Path, quick: bool, seed: int) -> dict[str
             server.stop()
         steps.close()
     raw_mean = {b: float(np.mean(v)) for b, v in raw_rounds.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for concurrency in levels:
         batch = min(concurrency, MAX_BATCH_SIZE)
         on = _merge(chunks[("batching_on", concurrency)])

@@ -6,7 +6,10 @@ vector ``POST /embed`` returns for the same events. The rule, as training prepar
 
 1. order: by ``(timestamp, item_id)`` when every event has a timestamp (a stable sort, so the given
    order breaks ties), otherwise the given order;
-2. namespace each raw item id by its domain (no domain: the bundle's default domain);
+2. namespace each raw item id by its domain; an event without one belongs to the vocabulary's
+   only domain, else to the one domain its raw id exists in (:func:`resolve_domain`; the service
+   answers 422 ``domain_required`` when that is not exactly one, ``uservec embed`` counts the event
+   as unknown);
 3. keep the latest ``max_len`` events and map them through the vocabulary (unknown items are
    ``UNK_ID``, not an error).
 
@@ -43,6 +46,19 @@ def default_domain(vocab: Vocabulary) -> str:
     return domains[0] if len(domains) == 1 else DEFAULT_DOMAIN
 
 
+def resolve_domain(item_id: str, vocab: Vocabulary, domains: Sequence[str]) -> str | None:
+    """The domain of an event sent without one, or None when it cannot be told.
+
+    ``domains`` are the vocabulary's domains when it has several (empty for one domain): then the
+    event belongs to the only domain where its raw id exists. One vocabulary lookup per domain,
+    so no per-item table is held in memory.
+    """
+    if not domains:
+        return default_domain(vocab)
+    found = [name for name in domains if item_key(item_id, name) in vocab]
+    return found[0] if len(found) == 1 else None
+
+
 def event_order(item_ids: Sequence[str], timestamps: Sequence[float | None]) -> list[int]:
     """Positions of the events in model order (oldest first).
 
@@ -58,22 +74,25 @@ def event_order(item_ids: Sequence[str], timestamps: Sequence[float | None]) -> 
 
 def encode_events(
     item_ids: Sequence[str],
-    domains: Sequence[str | None],
+    event_domains: Sequence[str | None],
     timestamps: Sequence[float | None],
     vocab: Vocabulary,
     max_len: int,
-    fallback_domain: str,
+    domains: Sequence[str],
 ) -> EncodedEvents:
     """Order one user's events, keep the latest ``max_len``, map them to vocabulary ids.
 
-    The three sequences are parallel, one entry per event. An empty or missing domain means
-    ``fallback_domain`` (see :func:`default_domain`). ValueError for a domain holding ':'.
+    The three sequences are parallel, one entry per event. An empty or missing domain is resolved
+    by :func:`resolve_domain` over ``domains``; one that cannot be resolved makes the event
+    unknown. ValueError for a domain holding ':'.
     """
-    if not len(item_ids) == len(domains) == len(timestamps):
+    if not len(item_ids) == len(event_domains) == len(timestamps):
         raise ValueError(f"one domain and one timestamp per event: {len(item_ids)} items, "
-                         f"{len(domains)} domains, {len(timestamps)} timestamps")
+                         f"{len(event_domains)} domains, {len(timestamps)} timestamps")
     order = event_order(item_ids, timestamps)
-    keys = [item_key(item_ids[pos], domains[pos] or fallback_domain) for pos in order]
+    resolved = [event_domains[pos] or resolve_domain(item_ids[pos], vocab, domains)
+                or DEFAULT_DOMAIN for pos in order]
+    keys = [item_key(item_ids[pos], domain) for pos, domain in zip(order, resolved, strict=True)]
     window = keys[-max_len:] if max_len > 0 else []
     ids = vocab.encode(window)
     used = order[len(order) - len(window):]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from uservec.contract.ids import DEFAULT_DOMAIN, UNK_ID
-from uservec.training.config import DataConfig
+from uservec.training.config import ConfigError, DataConfig
 from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
 from uservec.training.data.loaders import parse_timestamps
 from uservec.training.data.prepare import DataError, load_raw, prepare
@@ -75,11 +75,12 @@ def test_movielens_missing_folder_and_empty_file(tmp_path, movielens_dir):
         load_raw(DataConfig(format="movielens", path=str(movielens_dir)))
 
 
-def test_missing_path_and_unknown_format_are_data_errors():
+def test_missing_path_is_a_data_error_and_an_unknown_format_a_config_error():
     with pytest.raises(DataError, match=r"data\.path is required"):
         load_raw(DataConfig(format="movielens", path=None))
-    with pytest.raises(DataError, match="unknown data format 'lastfm'"):
-        load_raw(DataConfig(format="lastfm", path="."))
+    # the config refuses an unknown format before the loaders see it
+    with pytest.raises(ConfigError, match=r"config\.data\.format: 'lastfm' is not allowed"):
+        DataConfig(format="lastfm", path=".")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- generic

@@ -155,3 +155,28 @@ def test_load_dataset_without_cache_dir_and_synthetic_route():
 def test_empty_raw_data_is_an_error():
     with pytest.raises(ValueError, match="no events"):
         prepare(raw_events([], [], []))
+
+
+def test_missing_label_tokens_make_users_unlabelled_not_a_class():
+    """Issue 22.11: a placeholder such as ``Unknown`` in a users file used to become a class."""
+    from uservec.training.evaluation.profile_split import profile_labels
+
+    attributes = pd.DataFrame({"job": ["nurse", "Unknown", " ", "clerk"], "age": [30, 40, 50, 60]},
+                              index=pd.Index(["1", "2", "3", "4"], name="user_id"))
+    raw = raw_events(["1", "2", "3", "4"], ["a", "b", "a", "b"], [1, 2, 3, 4])
+    raw = RawData(raw.interactions, attributes)
+    default = prepare(raw)
+    assert profile_labels(default, "job").classes.tolist() == ["Unknown", "clerk", "nurse"]
+    tokens = prepare(raw, missing_labels=("", "Unknown"))
+    labels = profile_labels(tokens, "job")
+    assert labels.classes.tolist() == ["clerk", "nurse"] and labels.users.tolist() == [0, 3]
+    assert tokens.users["age"].dtype == default.users["age"].dtype  # untouched columns keep theirs
+    assert tokens.fingerprint != default.fingerprint  # a cached preparation is not reused
+
+
+def test_missing_label_tokens_reach_the_fingerprint_only_when_set(tmp_path: Path):
+    """Preparations made before the setting existed keep their fingerprint (and cache)."""
+    (tmp_path / "a.csv").write_text("x")
+    files = [tmp_path / "a.csv"]
+    assert compute_fingerprint(files, {}, 1) == compute_fingerprint(files, {}, 1, ("",))
+    assert compute_fingerprint(files, {}, 1) != compute_fingerprint(files, {}, 1, ("", "NA"))

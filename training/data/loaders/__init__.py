@@ -112,5 +112,5 @@ def load_source(config: DataConfig) -> RawData:
     if config.format == "generic":
         return load_generic(config, files, settings)
     if config.format == "peterrec":
-        return load_peterrec(path, files, settings)
+        return load_peterrec(files, settings)
     return load_amazon_cdrib(path, files, settings)

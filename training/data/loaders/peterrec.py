@@ -24,7 +24,7 @@ def peterrec_file(path: Path) -> Path:
                     "one PeterRec CSV (or one '*finetune*' file)")
 
 
-def load_peterrec(path: Path, files: list[Path], settings: dict[str, object]) -> RawData:
+def load_peterrec(files: list[Path], settings: dict[str, object]) -> RawData:
     """PeterRec CSV: one user per line (user id = 0-based line index), item ids in time order.
 
     ``0`` is padding and is dropped. A line ``s1,..,sn,,t1,..`` holds source items, an empty field,
@@ -45,6 +45,7 @@ def load_peterrec(path: Path, files: list[Path], settings: dict[str, object]) ->
     positions: list[int] = []
     for number, line in enumerate(lines, start=1):
         fields = [field.strip() for field in line.split(",")]
+        parts: tuple[tuple[str, list[str]], ...]
         if "" in fields:
             cut = fields.index("")
             parts = (("source", fields[:cut]), ("target", [f for f in fields[cut + 1 :] if f]))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uservec.contract.ids import PAD_ID, UNK_ID
-from uservec.training.evaluate import (
+from uservec.training.evaluation.next_item import (
     evaluate_next_item,
     metrics_from_ranks,
     popularity_next_item,

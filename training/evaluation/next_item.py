@@ -1,4 +1,4 @@
-"""P1 next-item evaluation (PROTOCOLS.md): full ranking of every real item, HR@k and NDCG@k.
+"""P1 next-item metrics (PROTOCOLS.md): full ranking of every real item, HR@k and NDCG@k.
 
 Ranking rule, shared by the model and the popularity baseline: an item's rank is the number of real
 items that score strictly higher plus the number that score the same and have a lower vocabulary

@@ -5,26 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uservec.training.metrics import (
-    accuracy,
-    hit_rate_at_k,
-    macro_f1,
-    mean_se,
-    mean_std,
-    ndcg_at_k,
-    recall_at_k,
-    top_k,
-)
-
-
-def test_accuracy_counts_exact_matches():
-    assert accuracy(["a", "b", "b", "c"], ["a", "b", "c", "c"]) == 0.75
-
-
-def test_macro_f1_counts_a_never_predicted_class_as_zero():
-    # F1(a) = 2*2 / (2*2 + 1) = 0.8; b is never predicted and c never occurs: both 0.
-    got = macro_f1(["a", "a", "b"], ["a", "a", "a"], classes=["a", "b", "c"])
-    assert got == pytest.approx(0.8 / 3)
+from uservec.training.evaluation.ranking import hit_rate_at_k, ndcg_at_k, recall_at_k, top_k
 
 
 def test_ranking_metrics_match_hand_computation():
@@ -74,12 +55,3 @@ def test_top_k_equals_brute_force_sort(rows, k):
 def test_top_k_rejects_misaligned_scores():
     with pytest.raises(ValueError):
         top_k(np.zeros((2, 3)), np.zeros(4), 2)
-
-
-def test_spread_helpers():
-    mean, std = mean_std([1.0, 2.0, 3.0, 4.0])
-    assert mean == 2.5
-    assert std == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
-    mean, se = mean_se([1.0, 2.0, 3.0, 4.0])
-    assert se == pytest.approx(std / 2)
-    assert mean_std([0.7]) == (0.7, 0.0)

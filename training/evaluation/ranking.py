@@ -1,41 +1,17 @@
-"""Evaluation metrics of P2 and P3 (PROTOCOLS.md), in plain numpy.
+"""P3 ranking metrics (PROTOCOLS.md) and the P3 tie rule, in plain numpy.
 
-Baselines and neural methods report through these same functions, so a difference between two
-methods can never come from two implementations of one metric. (P1 ranks the whole vocabulary for
-every position at once and computes its HR/NDCG from target ranks in ``training.evaluate``.)
 Rankings follow the P3 tie rule (score, then training popularity, then item id) so that a model
-that outputs many equal scores (popularity, co-occurrence) is ranked deterministically.
+that outputs many equal scores (popularity, co-occurrence) is ranked deterministically. (P1 ranks
+the whole vocabulary for every user at once and computes its HR/NDCG from target ranks in
+:mod:`next_item`.)
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
-from sklearn.metrics import f1_score
 
-
-def accuracy(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray) -> float:
-    """Fraction of exact label matches."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
-    if y_true.size == 0:
-        raise ValueError("accuracy of an empty set is undefined")
-    return float(np.mean(y_true == y_pred))
-
-
-def macro_f1(
-    y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray, classes: Sequence | np.ndarray
-) -> float:
-    """Macro-F1 over *all* classes: a class the model never predicts counts as F1 = 0."""
-    return float(
-        f1_score(
-            np.asarray(y_true), np.asarray(y_pred), average="macro",
-            labels=np.asarray(classes), zero_division=0,
-        )
-    )
+#: the cut-off of every P3 metric unless a config says otherwise
+K = 10
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -48,12 +24,12 @@ def _hits(ranked: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
     return np.isin(np.asarray(ranked)[:k], np.asarray(relevant))
 
 
-def hit_rate_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
+def hit_rate_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = K) -> float:
     """1 if any relevant item is in the top ``k`` of ``ranked`` (best first), else 0."""
     return float(_hits(ranked, relevant, k).any())
 
 
-def recall_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
+def recall_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = K) -> float:
     """|top-k ∩ relevant| / |relevant| (relevant items are distinct)."""
     relevant = np.unique(relevant)
     if relevant.size == 0:
@@ -61,7 +37,7 @@ def recall_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
     return float(_hits(ranked, relevant, k).sum() / relevant.size)
 
 
-def ndcg_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = 10) -> float:
+def ndcg_at_k(ranked: np.ndarray, relevant: np.ndarray, k: int = K) -> float:
     """Binary-gain NDCG; the ideal DCG places min(|relevant|, k) hits at the top."""
     relevant = np.unique(relevant)
     if relevant.size == 0:
@@ -79,7 +55,7 @@ def tie_break_order(popularity: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(popularity.size), -popularity.astype(np.float64)))
 
 
-def top_k(scores: np.ndarray, popularity: np.ndarray, k: int = 10) -> np.ndarray:
+def top_k(scores: np.ndarray, popularity: np.ndarray, k: int = K) -> np.ndarray:
     """Top-``k`` candidate positions per row of ``scores`` with the P3 tie rule.
 
     ``scores`` is (B, C) or (C,) over candidates in item id order; ties are broken by
@@ -106,19 +82,3 @@ def top_k(scores: np.ndarray, popularity: np.ndarray, k: int = 10) -> np.ndarray
         head = np.flatnonzero(values >= bound)
         out[row] = base[head[np.argsort(-values[head], kind="stable")[:k]]]
     return out[0] if single else out
-
-
-def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value): spread over folds."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("mean of no values")
-    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return float(values.mean()), std
-
-
-def mean_se(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample std / sqrt(n)): spread over test users."""
-    values = np.asarray(values, dtype=np.float64)
-    mean, std = mean_std(values)
-    return mean, std / math.sqrt(values.size)

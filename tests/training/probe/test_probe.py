@@ -8,27 +8,40 @@ from data_helpers import build_dataset, random_cross_domain
 
 from uservec.contract.ids import PAD_ID
 from uservec.contract.sequences import encode_batch
-from uservec.training.baselines import (
-    LAMBDA_GRID,
-    LogisticPredictor,
-    evaluate_cross_domain,
-    evaluate_profile,
-    popularity_scorer,
-    ridge_scorer,
-    user_item_matrix,
-)
+from uservec.training.baselines.cooccurrence import popularity_scorer
+from uservec.training.baselines.logistic import LogisticPredictor
+from uservec.training.baselines.ridge import LAMBDA_GRID, ridge_scorer
+from uservec.training.baselines.tfidf import user_item_matrix
+from uservec.training.evaluation.cross_domain_split import cross_domain_split
+from uservec.training.evaluation.profile_eval import evaluate_profile
+from uservec.training.evaluation.profile_split import profile_folds, profile_labels
+from uservec.training.evaluation.ranking_eval import evaluate_cross_domain
 from uservec.training.model import NextItNet
-from uservec.training.probe import (
-    BagPlusVectorProbe,
+from uservec.training.probe.cross_domain import (
     VectorLookup,
     bag_plus_vector_family,
-    frozen_vectors,
-    probe_attribute,
     probe_cross_domain,
-    probe_table,
     source_vectors,
 )
-from uservec.training.protocols import cross_domain_split, profile_folds, profile_labels
+from uservec.training.probe.profile import BagPlusVectorProbe, probe_attribute
+from uservec.training.probe.readouts import frozen_vectors
+from uservec.training.probe.run import ProbeReport
+from uservec.training.probe.table import probe_table
+
+
+def probe_kind(vectors, dataset, low_label: bool = False):
+    """probe_attribute on the "kind" attribute's P2 folds (optionally low-label)."""
+    labels = profile_labels(dataset, "kind")
+    folds = profile_folds(labels.users, labels.labels, low_label=low_label)
+    return probe_attribute(vectors, dataset, labels, folds)
+
+
+def as_json(rows):
+    return {name: row.to_json() for name, row in rows.items()}
+
+
+def report(tasks=None, cross_domain=None, low_label=None) -> ProbeReport:
+    return ProbeReport("run", 8, tasks or {}, cross_domain or {}, low_label)
 
 
 def test_frozen_readouts_match_the_encoder_and_its_embeddings() -> None:
@@ -63,7 +76,7 @@ def noise_dataset(num_users: int = 60, on_topic: float = 0.0, seed: int = 0):
     return build_dataset(users, items, users=frame)
 
 
-def fold_predictions(predict, dataset, balanced: bool = False) -> list[np.ndarray]:
+def fold_predictions(predict, dataset) -> list[np.ndarray]:
     labels = profile_labels(dataset, "kind")
     out: list[np.ndarray] = []
 
@@ -91,13 +104,14 @@ def test_an_informative_vector_lifts_a_bag_that_carries_nothing() -> None:
     truth = np.zeros(dataset.num_users)
     truth[labels.users] = (labels.labels == "y").astype(float)
     vectors = np.stack([truth, np.random.default_rng(1).normal(size=dataset.num_users)], axis=1)
-    result = probe_attribute({"mean": vectors}, dataset, "kind")
+    rows = probe_kind({"mean": vectors}, dataset)
+    result = as_json(rows)
     assert set(result) == {"majority", "mean", "tfidf", "tfidf+mean"}
     assert result["tfidf+mean"]["lr_accuracy"]["mean"] > 0.95
     assert result["tfidf"]["lr_accuracy"]["mean"] < 0.8
     gain = result["tfidf+mean"]["minus_tfidf"]["lr_accuracy"]
     assert len(gain["per_fold"]) == 5 and gain["wins"] >= 4
-    assert "+" in probe_table({"tasks": {"kind": result}})  # the gain column is rendered
+    assert "+" in probe_table(report({"kind": rows}))  # the gain column is rendered
 
 
 def test_low_label_probe_reads_a_tenth_of_the_labels_against_the_majority_floor() -> None:
@@ -106,8 +120,9 @@ def test_low_label_probe_reads_a_tenth_of_the_labels_against_the_majority_floor(
     truth = np.zeros(dataset.num_users)
     truth[labels.users] = (labels.labels == "y").astype(float)
     vectors = np.stack([truth, np.random.default_rng(1).normal(size=dataset.num_users)], axis=1)
-    low = probe_attribute({"mean": vectors}, dataset, "kind", low_label=True)
-    full = probe_attribute({"mean": vectors}, dataset, "kind")
+    low_rows = probe_kind({"mean": vectors}, dataset, low_label=True)
+    full_rows = probe_kind({"mean": vectors}, dataset)
+    low = as_json(low_rows)
     share_x = float(np.mean(labels.labels == "x"))
     # the floor: every test user gets the majority label "x"
     assert low["majority"]["lr_accuracy"]["mean"] == pytest.approx(share_x, abs=0.01)
@@ -116,7 +131,7 @@ def test_low_label_probe_reads_a_tenth_of_the_labels_against_the_majority_floor(
     assert low["mean"]["lr_accuracy"]["mean"] > 0.95
     # ...while the bag of noise items reads nothing from them
     assert low["tfidf"]["lr_accuracy"]["mean"] < share_x + 0.1
-    table = probe_table({"tasks": {"kind": full}, "tasks_low_label": {"kind": low}})
+    table = probe_table(report({"kind": full_rows}, low_label={"kind": low_rows}))
     assert "| kind, 10% labels | majority |" in table and "| kind | mean |" in table
 
 
@@ -125,7 +140,8 @@ def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:
     split = cross_domain_split(dataset, "T")
     torch.manual_seed(0)
     encoder = NextItNet(dataset.vocab.size, 16, (1, 2)).eval()
-    result = probe_cross_domain(encoder, split, max_len=16)
+    rows = probe_cross_domain(encoder, split, max_len=16)
+    result = as_json(rows)
     assert set(result) == {"ridge", "ridge-on-mean", "ridge-on-bag+mean", "ridge-on-item-mean"}
     for name, scores in result.items():
         assert scores["lambda"] in LAMBDA_GRID, name
@@ -136,7 +152,7 @@ def test_cross_domain_probe_fits_ridge_on_frozen_source_vectors() -> None:
     assert result["ridge-on-item-mean"]["ndcg"]["mean"] > popular["ndcg@10"]["mean"] + 0.05
     # appending the vector to the bag keeps the bag's signal
     assert result["ridge-on-bag+mean"]["ndcg"]["mean"] > popular["ndcg@10"]["mean"] + 0.05
-    table = probe_table({"tasks": {}, "cross_domain": {"T": result}})
+    table = probe_table(report(cross_domain={"T": rows}))
     assert "ridge-on-item-mean" in table and "Wilcoxon" in table
 
 

@@ -1,121 +1,18 @@
 import numpy as np
-import pandas as pd
 import pytest
 from data_helpers import build_dataset, random_cross_domain
-from sklearn.model_selection import StratifiedKFold
 
 from uservec.training.data.dataset import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VALID
-from uservec.training.protocols import (
-    AGE_BUCKETS,
-    LeakError,
-    binary_matrix,
-    bucket_names,
+from uservec.training.evaluation.bags import event_users
+from uservec.training.evaluation.cross_domain_split import (
+    CrossDomainUsers,
     cross_domain_split,
-    event_users,
-    holdout_split,
-    inner_folds,
-    pretraining_mask,
-    profile_folds,
-    profile_labels,
+    cross_domain_users,
+    cross_domain_view,
     split_users,
 )
-
-
-def profile_dataset(num_users: int = 100) -> object:
-    rng = np.random.default_rng(1)
-    users = pd.DataFrame(
-        {
-            "age": rng.integers(10, 70, num_users),
-            "gender": rng.choice(["M", "F"], num_users, p=[0.7, 0.3]),
-        },
-        index=np.arange(1, num_users + 1),
-    )
-    users.loc[5, "gender"] = None  # a user with an unknown label
-    events = [(u, int(i)) for u in users.index for i in rng.integers(0, 30, 6)]
-    user_ids, item_ids = zip(*events, strict=True)
-    return build_dataset(user_ids, item_ids, users=users)
-
-
-# ---------------------------------------------------------------------------------------- P2
-
-
-def test_binary_matrix_counts_repeated_events_once():
-    matrix = binary_matrix(np.array([0, 0, 0, 2]), np.array([1, 1, 3, 0]), (3, 4))
-    np.testing.assert_array_equal(matrix.toarray(), [[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]])
-    assert binary_matrix(np.array([], int), np.array([], int), (2, 2)).nnz == 0
-
-
-def test_age_buckets_follow_digitize_with_readable_names():
-    assert bucket_names(AGE_BUCKETS) == [
-        "<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"
-    ]
-    dataset = profile_dataset()
-    labels = profile_labels(dataset, "age", AGE_BUCKETS)
-    ages = dataset.users["age"].to_numpy()[labels.users]
-    names = np.array(bucket_names(AGE_BUCKETS))
-    assert (labels.labels == names[np.digitize(ages, AGE_BUCKETS)]).all()
-    assert list(labels.classes) == [c for c in names if c in set(labels.labels)]
-
-
-def test_users_without_a_label_are_left_out():
-    dataset = profile_dataset()
-    labels = profile_labels(dataset, "gender")
-    assert labels.users.size == dataset.num_users - 1
-    assert "5" not in set(dataset.user_ids[labels.users])
-    assert set(labels.classes) == {"F", "M"}
-    with pytest.raises(KeyError):
-        profile_labels(dataset, "zip")
-
-
-@pytest.mark.parametrize("low_label", [False, True])
-def test_folds_are_disjoint_and_cover_every_labelled_user(low_label):
-    labels = profile_labels(profile_dataset(), "gender")
-    folds = profile_folds(labels.users, labels.labels, low_label=low_label)
-    assert len(folds) == 5
-    tests = np.concatenate([fold.test for fold in folds])
-    assert np.array_equal(np.sort(tests), np.arange(labels.users.size))
-    for fold in folds:
-        assert np.intersect1d(fold.pool, fold.test).size == 0
-        assert np.union1d(fold.pool, fold.test).size == labels.users.size
-        assert np.isin(fold.train, fold.pool).all()
-        if low_label:
-            assert fold.train.size == int(0.1 * fold.pool.size)  # sklearn floors train_size
-        else:
-            assert np.array_equal(fold.train, fold.pool)
-
-
-def test_folds_are_the_protocol_stratified_kfold():
-    labels = profile_labels(profile_dataset(), "gender")
-    folds = profile_folds(labels.users, labels.labels)
-    reference = StratifiedKFold(5, shuffle=True, random_state=0).split(labels.users, labels.labels)
-    for fold, (_, test) in zip(folds, reference, strict=True):
-        assert np.array_equal(fold.test, test)
-
-
-def test_low_label_subset_is_stratified():
-    labels = profile_labels(profile_dataset(300), "gender")
-    for fold in profile_folds(labels.users, labels.labels, low_label=True):
-        share = np.mean(labels.labels[fold.train] == "F")
-        pool_share = np.mean(labels.labels[fold.pool] == "F")
-        assert abs(share - pool_share) < 0.05
-
-
-def test_folds_need_users_in_id_order():
-    with pytest.raises(ValueError):
-        profile_folds(np.array([3, 1, 2, 4, 5]), np.array(list("ababa")))
-
-
-def test_inner_splits_stay_inside_the_given_rows():
-    labels = np.array(list("ab" * 20 + "aaa"))
-    folds = inner_folds(labels)
-    assert len(folds) == 3
-    assert np.array_equal(np.sort(np.concatenate([f.test for f in folds])), np.arange(43))
-    holdout = holdout_split(labels)
-    assert np.intersect1d(holdout.train, holdout.test).size == 0
-    assert holdout.train.size + holdout.test.size == 43
-
-
-# ---------------------------------------------------------------------------------------- P3
+from uservec.training.evaluation.errors import InfeasibleEvaluation, LeakError
+from uservec.training.evaluation.plan import EvaluationPlan
 
 
 def test_split_follows_the_protocol_permutation():
@@ -216,7 +113,8 @@ def test_training_users_target_matrix_matches_target_items():
 
 def test_pretraining_mask_hides_every_targets_test_events_only():
     dataset = random_cross_domain(num_users=80)
-    mask = pretraining_mask(dataset, ["T", "B"])
+    plan = EvaluationPlan({}, {name: cross_domain_users(dataset, name) for name in ("T", "B")})
+    mask = plan.pretraining_mask(dataset)
     hidden = np.zeros(dataset.num_events, dtype=bool)
     for target in ("T", "B"):
         split = cross_domain_split(dataset, target)
@@ -254,5 +152,30 @@ def test_published_split_is_used_as_is():
     # candidates come from every target training event, the game-only user included
     assert [k.split("::")[1] for k in split.candidate_keys] == ["g1", "g2", "g3", "g5"]
     assert split.candidate_keys[split.ground_truth(int(split.test_users[0]))].tolist() == ["G::g2"]
-    mask = pretraining_mask(dataset, ["G"])
-    assert np.array_equal(mask, dataset.event_split == SPLIT_TRAIN)
+    plan = EvaluationPlan({}, {"game": cross_domain_users(dataset, "G")})
+    assert np.array_equal(plan.pretraining_mask(dataset), dataset.event_split == SPLIT_TRAIN)
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_the_partition_survives_its_payload_and_rebuilds_the_same_view(published):
+    dataset = published_dataset() if published else random_cross_domain(num_users=80)
+    target = "G" if published else "T"
+    users = cross_domain_users(dataset, target)
+    back = CrossDomainUsers.from_payload(users.to_payload())
+    assert back.published == published and back.target_domain == target
+    direct, rebuilt = cross_domain_split(dataset, target), cross_domain_view(dataset, back)
+    assert direct.summary() == rebuilt.summary()
+    for name in ("train_users", "test_users", "left_out_users", "candidates", "popularity",
+                 "source_events", "target_train_events", "ground_truth_events"):
+        assert np.array_equal(getattr(direct, name), getattr(rebuilt, name)), name
+    assert direct.validation is not None and rebuilt.validation is not None
+    assert np.array_equal(direct.validation.test_users, rebuilt.validation.test_users)
+
+
+def test_an_unknown_or_too_small_target_domain_cannot_be_evaluated():
+    dataset = random_cross_domain(num_users=80)
+    with pytest.raises(InfeasibleEvaluation, match="no domain 'X'"):
+        cross_domain_users(dataset, "X")
+    small = random_cross_domain(num_users=4)
+    with pytest.raises(InfeasibleEvaluation, match="only 4 users"):
+        cross_domain_users(small, "T")

@@ -25,11 +25,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tiny_export import MAX_LEN, SOURCE, TARGET
 
-from uservec import embed
 from uservec.cli import main
 from uservec.contract.events import default_domain, encode_events
 from uservec.contract.vocab import Vocabulary
 from uservec.embed import EmbedError, EmbedOptions, EventColumns, embed_file
+from uservec.embed import run as embed_run
 from uservec.service.app import create_app
 from uservec.service.engine import Bundle, DomainRequired
 from uservec.service.schemas import Event
@@ -171,7 +171,7 @@ def test_a_file_larger_than_a_chunk_and_a_partition_stays_bounded(bundle_dir, tm
     rows = [("split-user", "4", TARGET, 1), *rows, ("split-user", "6", TARGET, 0)]
     source = write_csv(rows, tmp_path / "events.csv")
     if first_pass == "one partition":  # a size estimate far too low: split again when embedding
-        monkeypatch.setattr(embed, "partition_count", lambda *args: 1)
+        monkeypatch.setattr(embed_run, "partition_count", lambda *args: 1)
     small = EmbedOptions(progress=False, threads=1, chunk_rows=64, partition_rows=150)
     summary = embed_file(bundle_dir, source, tmp_path / "small.parquet", options=small)
     assert summary.events == len(rows) > 8 * 150

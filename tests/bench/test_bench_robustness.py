@@ -5,17 +5,17 @@ from pathlib import Path
 
 import pytest
 
+from uservec.bench.fuzzing import _unique_failures
 from uservec.bench.hostile import HostileCase, check_answer
+from uservec.bench.hostile_live import hostile
 from uservec.bench.robustness import (
-    _unique_failures,
     _window,
-    hostile,
     load_test,
     quarter_growth,
     redis_fault,
     reload_fault,
-    slow_sockets,
 )
+from uservec.bench.slow_clients import slow_sockets
 
 
 def test_quarter_growth_compares_first_and_last_quarter() -> None:

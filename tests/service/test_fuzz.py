@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from uservec.bench.robustness import demo_bundle, fuzz
+from uservec.bench.fuzzing import demo_bundle, fuzz
 
 pytestmark = pytest.mark.skipif(
     not Path(sys.executable).with_name("schemathesis").exists(),

@@ -53,6 +53,51 @@ def _section(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]
     results[name]["seconds"] = time.perf_counter() - start
 
 
+def _main_suite(results: dict[str, Any], target: Path, work: Path, quick: bool, seed: int,
+                only: Sequence[str]) -> None:
+    """Serving, cache, compute, int8 and training speed (``only``: some of them)."""
+    from uservec.bench.cache import run_cache
+    from uservec.bench.compute import run_compute
+    from uservec.bench.int8 import run_int8
+    from uservec.bench.serving import run_serving
+    from uservec.bench.train_speed import run_train_speed
+
+    suite: dict[str, Callable[[], dict[str, Any]]] = {
+        "serving": lambda: run_serving(target, work, quick, seed),
+        "cache": lambda: run_cache(target, work, quick, seed),
+        "compute": lambda: run_compute(quick, seed),
+        "int8": lambda: run_int8(target, quick, seed),
+        "train_speed": lambda: run_train_speed(quick, seed),
+    }
+    unknown = sorted(set(only) - set(suite))
+    if unknown:
+        raise ValueError(f"unknown bench sections {unknown}; choose from {sorted(suite)}")
+    for name, section in suite.items():
+        if not only or name in only:
+            _section(results, name, section)
+
+
+def _robustness(results: dict[str, Any], target: Path, work: Path, quick: bool,
+                seed: int) -> None:
+    """Load, faults, fuzzing, hostile inputs, slow clients; fuzzed on a small bundle of its own
+    outside ``quick`` (the demo's bundle is trained inside)."""
+    from uservec.bench.robustness import run_robustness
+
+    fuzz_bundle = target if quick else build_bench_bundle(work / "fuzz-bundle", QUICK_MODEL, seed)
+    _section(results, "robustness", lambda: run_robustness(target, fuzz_bundle, work, quick, seed))
+
+
+def _meta(bundle: Path | None, quick: bool, seed: int) -> dict[str, Any]:
+    """The machine, its load and the model benchmarked."""
+    model = QUICK_MODEL if quick else DEFAULT_MODEL
+    return {
+        "cpu": cpu_description(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
+        "load_before": _load(),
+        "model_source": str(bundle) if bundle else
+        f"random NextItNet {model.to_dict()} (built for this run)",
+    }
+
+
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
               seed: int = 0, only: Sequence[str] = (), embed: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
@@ -70,51 +115,21 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     work = out_dir / "logs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    model = QUICK_MODEL if quick else DEFAULT_MODEL
-    results: dict[str, Any] = {"meta": {
-        "cpu": cpu_description(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
-        "load_before": _load(),
-        "model_source": str(bundle) if bundle else
-        f"random NextItNet {model.to_dict()} (built for this run)",
-    }}
+    results: dict[str, Any] = {"meta": _meta(bundle, quick, seed)}
     main_suite = not scale and not robustness and not embed
-    needs_bundle = main_suite or robustness or embed
     target = Path(bundle) if bundle else None
-    if target is None and needs_bundle:
-        target = build_bench_bundle(work / "bundle", model, seed)
+    if target is None and (main_suite or robustness or embed):
+        target = build_bench_bundle(work / "bundle", QUICK_MODEL if quick else DEFAULT_MODEL, seed)
     if main_suite:
-        from uservec.bench.cache import run_cache
-        from uservec.bench.compute import run_compute
-        from uservec.bench.int8 import run_int8
-        from uservec.bench.serving import run_serving
-        from uservec.bench.train_speed import run_train_speed
-
         assert target is not None
-        suite: dict[str, Callable[[], dict[str, Any]]] = {
-            "serving": lambda: run_serving(target, work, quick, seed),
-            "cache": lambda: run_cache(target, work, quick, seed),
-            "compute": lambda: run_compute(quick, seed),
-            "int8": lambda: run_int8(target, quick, seed),
-            "train_speed": lambda: run_train_speed(quick, seed),
-        }
-        unknown = sorted(set(only) - set(suite))
-        if unknown:
-            raise ValueError(f"unknown bench sections {unknown}; choose from {sorted(suite)}")
-        for name, section in suite.items():
-            if not only or name in only:
-                _section(results, name, section)
+        _main_suite(results, target, work, quick, seed, only)
     if scale:
         from uservec.bench.retrieval import run_retrieval
 
         _section(results, "retrieval", lambda: run_retrieval(bundle, quick, seed))
     if robustness:
-        from uservec.bench.robustness import run_robustness
-
         assert target is not None
-        fuzz_bundle = target if quick else build_bench_bundle(work / "fuzz-bundle", QUICK_MODEL,
-                                                              seed)
-        _section(results, "robustness",
-                 lambda: run_robustness(target, fuzz_bundle, work, quick, seed))
+        _robustness(results, target, work, quick, seed)
     if embed:
         from uservec.bench.embed import run_embed_bench
 

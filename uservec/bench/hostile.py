@@ -57,18 +57,21 @@ def _case(name: str, path: str, body: bytes | str, *allowed: int, codes: tuple[s
                        headers=tuple((headers or {}).items()), **kw)
 
 
+def _known_event(item: str) -> str:
+    """One event (JSON text) of an item the bundle knows."""
+    return f'{{"item_id": "{item}", "domain": "books"}}'
+
+
 def _gzip(data: bytes) -> bytes:
     import gzip
 
     return gzip.compress(data, mtime=0)
 
 
-def hostile_cases(item: str = "b0") -> list[HostileCase]:
-    """The catalogue; ``item`` is a raw id the bundle knows (domain books)."""
-    ok = f'{{"item_id": "{item}", "domain": "books"}}'
-    nested = "[" * 100_000 + "]" * 100_000
-    cases = [
-        # numbers the JSON grammar does not have, or that overflow
+def _number_cases(item: str) -> list[HostileCase]:
+    """Numbers the JSON grammar does not have, or that overflow; 422 or 400, never a 5xx."""
+    ok = _known_event(item)
+    return [
         _case("nan_timestamp", "/embed", _embed(f'[{{"item_id": "{item}", "timestamp": NaN}}]'),
               422, codes=("finite_number",)),
         _case("infinity_timestamp", "/embed",
@@ -98,6 +101,13 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
               codes=("finite_number",)),
         _case("nan_item_id", "/embed", _embed('[{"item_id": NaN}]'), 422,
               codes=("finite_number",)),
+    ]
+
+
+def _type_cases(item: str) -> list[HostileCase]:
+    """A JSON type is never read as another; events without a domain in a two-domain bundle."""
+    ok = _known_event(item)
+    return [
         # coercions: a JSON type is never read as another
         _case("number_item_id", "/embed", _embed('[{"item_id": 7, "domain": "books"}]'), 422,
               codes=("validation_error",)),
@@ -122,7 +132,13 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
               codes=("domain_required",)),
         _case("no_domain_known_item", "/recommend",
               f'{{"users": [{{"events": [{{"item_id": "{item}"}}]}}], "domain": "games"}}', 200),
-        # size
+    ]
+
+
+def _size_cases() -> list[HostileCase]:
+    """Bodies, event and user lists over their limits, and nesting deep enough to crash a parser."""
+    nested = "[" * 100_000 + "]" * 100_000
+    return [
         _case("body_10mb", "/embed", _embed(json.dumps("x" * TEN_MB)), 413),
         _case("body_10mb_chunked", "/embed", _embed(json.dumps("x" * TEN_MB)), 413,
               chunked=True),
@@ -134,7 +150,13 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("nested_in_events", "/embed", _embed(nested), 400, codes=("invalid_json",)),
         _case("nested_objects", "/embed", '{"a":' * 50_000 + "1" + "}" * 50_000, 400,
               codes=("invalid_json",)),
-        # strings
+    ]
+
+
+def _string_cases(item: str) -> list[HostileCase]:
+    """Unicode, surrogates, separators and over-long ids; duplicates of every kind."""
+    ok = _known_event(item)
+    return [
         _case("unicode_item_ids", "/embed",
               _embed(_events(["книга", "本", "🎮🎲", "e\u0301", "\u202eRTL", "\u200b"])), 200),
         _case("lone_surrogate_item_id", "/embed", _embed('[{"item_id": "\\ud800x"}]'),
@@ -165,7 +187,13 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("duplicate_exclude", "/recommend", json.dumps(
             {"users": [{"events": _events([item]), "exclude": ["g1"] * 1000}],
              "domain": "games"}), 200),
-        # wrong shapes and types
+    ]
+
+
+def _shape_cases(item: str) -> list[HostileCase]:
+    """Bodies of the wrong encoding, shape, type or media type."""
+    ok = _known_event(item)
+    return [
         _case("empty_body", "/embed", b"", 422, 400),
         _case("not_json", "/embed", b"{users: nope", 400, codes=("invalid_json",)),
         _case("truncated_json", "/embed", b'{"users": [', 400, codes=("invalid_json",)),
@@ -201,7 +229,12 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("recommend_exclude_over_limit", "/recommend", json.dumps(
             {"users": [{"events": _events([item])}], "domain": "games",
              "exclude": [str(i) for i in range(1001)]}), 422),
-        # methods and paths
+    ]
+
+
+def _route_cases() -> list[HostileCase]:
+    """Methods and paths; the admin endpoint; slow clients (408 at the deadline)."""
+    return [
         _case("get_on_post_endpoint", "/embed", b"", 405, method="GET", content_type=None),
         _case("head_ready", "/health/ready", b"", 200, method="HEAD", content_type=None),
         _case("head_live", "/health/live", b"", 200, method="HEAD", content_type=None),
@@ -226,7 +259,12 @@ def hostile_cases(item: str = "b0") -> list[HostileCase]:
         _case("stalled_head", "/embed", b"POST /embed HTTP/1.1\r\nHost: x\r\n", 408,
               codes=("request_timeout",), stall="head"),
     ]
-    return cases
+
+
+def hostile_cases(item: str = "b0") -> list[HostileCase]:
+    """The catalogue; ``item`` is a raw id the bundle knows (domain books)."""
+    return [*_number_cases(item), *_type_cases(item), *_size_cases(), *_string_cases(item),
+            *_shape_cases(item), *_route_cases()]
 
 
 def check_answer(case: HostileCase, status: int, body: bytes) -> str | None:

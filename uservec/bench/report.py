@@ -156,17 +156,19 @@ def _retrieval(c: dict[str, Any]) -> list[str]:
     return out
 
 
-def _robustness(c: dict[str, Any]) -> list[str]:
-    rows = []
-    load = c.get("load", {})
-    if load:
-        rows.append(["load", _fmt(load["passed"]),
-                     f"{load['requests']:,} requests at concurrency {load['concurrency']}, "
-                     f"{load['failed']} failed, {_fmt(load['requests_per_s'])} req/s; RSS "
-                     f"{_fmt(load['rss']['first_quarter_mb'])} -> "
-                     f"{_fmt(load['rss']['last_quarter_mb'])} MB (growth "
-                     f"{_fmt(load['rss']['growth_mb'])} MB, bound {load['rss_bound_mb']} MB)"])
-    redis = c.get("redis_fault", {})
+def _load_rows(load: dict[str, Any]) -> list[list[Any]]:
+    if not load:
+        return []
+    return [["load", _fmt(load["passed"]),
+             f"{load['requests']:,} requests at concurrency {load['concurrency']}, "
+             f"{load['failed']} failed, {_fmt(load['requests_per_s'])} req/s; RSS "
+             f"{_fmt(load['rss']['first_quarter_mb'])} -> "
+             f"{_fmt(load['rss']['last_quarter_mb'])} MB (growth "
+             f"{_fmt(load['rss']['growth_mb'])} MB, bound {load['rss_bound_mb']} MB)"]]
+
+
+def _fault_rows(redis: dict[str, Any], reload: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
     if "skipped" in redis:
         rows.append(["Redis killed + restarted", "skipped", redis["skipped"]])
     elif redis:
@@ -176,14 +178,17 @@ def _robustness(c: dict[str, Any]) -> list[str]:
                      f"{_fmt(redis['before_kill']['hit_rate'])}, Redis down "
                      f"{_fmt(redis['redis_down']['hit_rate'])}, after restart "
                      f"{_fmt(redis['after_restart']['hit_rate'])}"])
-    reload = c.get("reload_fault", {})
     if reload:
         rows.append(["hot reload + corrupt bundle", _fmt(reload["passed"]),
                      f"{reload['requests']:,} requests, {reload['failed']} failed; "
                      f"{reload['reloads']} reloads {reload['reload_statuses']}; corrupt bundle: "
                      f"{reload['corrupt_reload_status']} {reload['corrupt_reload_code']}, old "
                      f"bundle kept serving: {_fmt(reload['old_bundle_kept_serving'])}"])
-    fuzz = c.get("fuzz", {})
+    return rows
+
+
+def _input_rows(fuzz: dict[str, Any], hostile: dict[str, Any]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
     if "skipped" in fuzz:
         rows.append(["schemathesis", "skipped", fuzz["skipped"]])
     elif fuzz:
@@ -194,26 +199,36 @@ def _robustness(c: dict[str, Any]) -> list[str]:
                      f"{fuzz.get('unique_failures')} unique failures, "
                      f"{fuzz['server_5xx_seen']} 5xx, {fuzz.get('reloads_by_fuzzer', 0)} "
                      "reloads by the fuzzer"])
-    hostile = c.get("hostile", {})
     if hostile:
         rows.append(["hostile inputs", _fmt(hostile["passed"]),
                      f"{hostile['inputs_tried']} inputs, {len(hostile['failures'])} failures, "
                      f"{hostile.get('server_5xx', 0)} 5xx"])
-    slow = c.get("slow_sockets", {})
-    if slow:
-        latency = slow.get("latency_ms", {})
-        saturated = slow.get("saturated", {})
-        rows.append(["stalled sockets", _fmt(slow["passed"]),
-                     f"{slow['sockets']} stalled connections (half in the body, half in the "
-                     f"head, reopened when dropped) for {slow['seconds']:g} s: "
-                     f"{slow['requests']:,} ordinary requests, statuses {slow['status']}, p50 "
-                     f"{_fmt(latency.get('p50'))} ms, p99 {_fmt(latency.get('p99'))} ms; "
-                     f"readiness {slow['readiness']}; stalled ones answered "
-                     f"{slow['stalled_answers']} after {_fmt(slow['stalled_held_s']['mean'])} s "
-                     f"(deadline {slow['body_timeout_s']:g} s); {slow['server_5xx']} 5xx"])
-        rows.append(["readiness when saturated", _fmt(slow["passed"]),
-                     f"2 in-flight slots, 8 clients: statuses {saturated.get('status')}, "
-                     f"readiness {saturated.get('readiness')}"])
+    return rows
+
+
+def _slow_rows(slow: dict[str, Any]) -> list[list[Any]]:
+    if not slow:
+        return []
+    latency = slow.get("latency_ms", {})
+    saturated = slow.get("saturated", {})
+    return [["stalled sockets", _fmt(slow["passed"]),
+             f"{slow['sockets']} stalled connections (half in the body, half in the "
+             f"head, reopened when dropped) for {slow['seconds']:g} s: "
+             f"{slow['requests']:,} ordinary requests, statuses {slow['status']}, p50 "
+             f"{_fmt(latency.get('p50'))} ms, p99 {_fmt(latency.get('p99'))} ms; "
+             f"readiness {slow['readiness']}; stalled ones answered "
+             f"{slow['stalled_answers']} after {_fmt(slow['stalled_held_s']['mean'])} s "
+             f"(deadline {slow['body_timeout_s']:g} s); {slow['server_5xx']} 5xx"],
+            ["readiness when saturated", _fmt(slow["passed"]),
+             f"2 in-flight slots, 8 clients: statuses {saturated.get('status')}, "
+             f"readiness {saturated.get('readiness')}"]]
+
+
+def _robustness(c: dict[str, Any]) -> list[str]:
+    fuzz, hostile = c.get("fuzz", {}), c.get("hostile", {})
+    rows = [*_load_rows(c.get("load", {})),
+            *_fault_rows(c.get("redis_fault", {}), c.get("reload_fault", {})),
+            *_input_rows(fuzz, hostile), *_slow_rows(c.get("slow_sockets", {}))]
     out = table(["check", "passed", "details"], rows)
     if hostile.get("rows"):
         out += ["Hostile inputs (one row per case):", ""]

@@ -96,29 +96,23 @@ def _tune(index: Any, param: str, values: list[int], xq: np.ndarray, exact: np.n
     return values[-1]
 
 
-def bench_catalogue(name: str, xb: np.ndarray, xq_tune: np.ndarray, xq_eval: np.ndarray,
-                    seed: int, quick: bool) -> dict[str, Any]:
-    """Exact vs IVF vs HNSW on one catalogue."""
+def _single_thread_qps(index: Any, xq: np.ndarray, seconds: float) -> float:
+    """Batch-1 queries per second on one thread (the serving case), then the threads restored."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return _qps(index, xq, seconds)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _ivf(xb: np.ndarray, seed: int) -> tuple[Any, dict[str, Any], float]:
+    """An IVF-Flat index over ``xb`` (trained on a subsample), its parameters and build time."""
     import faiss
 
     n, d = xb.shape
-    threads = faiss.omp_get_max_threads()
-    rows: list[dict[str, Any]] = []
-    qps_seconds = 0.3 if quick else 6.0
-
-    start = time.perf_counter()
-    exact = faiss.IndexFlatIP(d)
-    exact.add(xb)
-    exact_build = time.perf_counter() - start
-    truth_tune = exact.search(xq_tune, K)[1]
-    truth_eval = exact.search(xq_eval, K)[1]
-    faiss.omp_set_num_threads(1)
-    exact_qps = _qps(exact, xq_eval, qps_seconds)
-    faiss.omp_set_num_threads(threads)
-    rows.append({"index": "exact (IndexFlatIP)", "params": {}, "recall_at_10": 1.0,
-                 "qps_batch1": exact_qps, "speedup_vs_exact": 1.0, "build_s": exact_build,
-                 "size_mb": _size(exact) / 2**20})
-
     nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
     train_n = min(n, 40 * nlist)
     start = time.perf_counter()
@@ -127,35 +121,63 @@ def bench_catalogue(name: str, xb: np.ndarray, xq_tune: np.ndarray, xq_eval: np.
     rng = np.random.default_rng(seed)
     ivf.train(xb[rng.choice(n, size=train_n, replace=False)])
     ivf.add(xb)
-    ivf_build = time.perf_counter() - start
+    return ivf, {"nlist": nlist, "train_subsample": train_n}, time.perf_counter() - start
+
+
+def _hnsw(xb: np.ndarray) -> tuple[Any, float]:
+    """An HNSW-Flat index over ``xb`` and its build time."""
+    import faiss
+
+    start = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(xb.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    hnsw.add(xb)
+    return hnsw, time.perf_counter() - start
+
+
+def _row(name: str, index: Any, params: dict[str, Any], recall: float, qps: float,
+         exact_qps: float, build_s: float) -> dict[str, Any]:
+    return {"index": name, "params": params, "recall_at_10": recall, "qps_batch1": qps,
+            "speedup_vs_exact": ratio(qps, exact_qps), "build_s": build_s,
+            "size_mb": _size(index) / 2**20}
+
+
+def bench_catalogue(name: str, xb: np.ndarray, xq_tune: np.ndarray, xq_eval: np.ndarray,
+                    seed: int, quick: bool) -> dict[str, Any]:
+    """Exact vs IVF vs HNSW on one catalogue."""
+    import faiss
+
+    n, d = xb.shape
+    qps_seconds = 0.3 if quick else 6.0
+    start = time.perf_counter()
+    exact = faiss.IndexFlatIP(d)
+    exact.add(xb)
+    exact_build = time.perf_counter() - start
+    truth_tune = exact.search(xq_tune, K)[1]
+    truth_eval = exact.search(xq_eval, K)[1]
+    exact_qps = _single_thread_qps(exact, xq_eval, qps_seconds)
+    rows: list[dict[str, Any]] = [
+        {"index": "exact (IndexFlatIP)", "params": {}, "recall_at_10": 1.0,
+         "qps_batch1": exact_qps, "speedup_vs_exact": 1.0, "build_s": exact_build,
+         "size_mb": _size(exact) / 2**20}]
+
+    ivf, ivf_params, ivf_build = _ivf(xb, seed)
+    nlist = ivf_params["nlist"]
     probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if p <= nlist] or [nlist]
     nprobe = _tune(ivf, "nprobe", probes, xq_tune, truth_tune)
     faiss.ParameterSpace().set_index_parameter(ivf, "nprobe", nprobe)
-    faiss.omp_set_num_threads(1)
-    ivf_qps = _qps(ivf, xq_eval, qps_seconds)
-    faiss.omp_set_num_threads(threads)
-    rows.append({"index": "IVF-Flat", "params": {"nlist": nlist, "nprobe": nprobe,
-                                                 "train_subsample": train_n},
-                 "recall_at_10": recall_at_k(truth_eval, ivf.search(xq_eval, K)[1]),
-                 "qps_batch1": ivf_qps, "speedup_vs_exact": ratio(ivf_qps, exact_qps),
-                 "build_s": ivf_build, "size_mb": _size(ivf) / 2**20})
+    rows.append(_row("IVF-Flat", ivf, {"nlist": nlist, "nprobe": nprobe,
+                                       "train_subsample": ivf_params["train_subsample"]},
+                     recall_at_k(truth_eval, ivf.search(xq_eval, K)[1]),
+                     _single_thread_qps(ivf, xq_eval, qps_seconds), exact_qps, ivf_build))
 
-    start = time.perf_counter()
-    hnsw = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    hnsw.add(xb)
-    hnsw_build = time.perf_counter() - start
+    hnsw, hnsw_build = _hnsw(xb)
     ef = _tune(hnsw, "efSearch", [16, 32, 64, 128, 256, 512, 1024], xq_tune, truth_tune)
     faiss.ParameterSpace().set_index_parameter(hnsw, "efSearch", ef)
-    faiss.omp_set_num_threads(1)
-    hnsw_qps = _qps(hnsw, xq_eval, qps_seconds)
-    faiss.omp_set_num_threads(threads)
-    rows.append({"index": "HNSW-Flat", "params": {"M": HNSW_M,
-                                                  "efConstruction": HNSW_EF_CONSTRUCTION,
-                                                  "efSearch": ef},
-                 "recall_at_10": recall_at_k(truth_eval, hnsw.search(xq_eval, K)[1]),
-                 "qps_batch1": hnsw_qps, "speedup_vs_exact": ratio(hnsw_qps, exact_qps),
-                 "build_s": hnsw_build, "size_mb": _size(hnsw) / 2**20})
+    rows.append(_row("HNSW-Flat", hnsw, {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION,
+                                         "efSearch": ef},
+                     recall_at_k(truth_eval, hnsw.search(xq_eval, K)[1]),
+                     _single_thread_qps(hnsw, xq_eval, qps_seconds), exact_qps, hnsw_build))
     met = any(r["recall_at_10"] >= TARGET_RECALL and r["speedup_vs_exact"] >= TARGET_SPEEDUP
               for r in rows[1:])
     return {"catalogue": name, "n_items": n, "dim": d, "rows": rows, "target_met": met}

@@ -159,7 +159,6 @@ def mean_batch_size(before: dict[str, float], after: dict[str, float]) -> float:
     return rows / runs if runs else float("nan")
 
 
-# --- load generator process
 class Load:
     """A load generator process; ``result()`` waits for it and returns its JSON."""
 
@@ -206,3 +205,18 @@ def run_load(server: ServerProcess, items: Sequence[tuple[str, str]], workdir: P
              **fields: Any) -> dict[str, Any]:
     """Run one load to completion (blocking) and return its result."""
     return Load(load_spec(server, items, **fields), workdir).result()
+
+
+def server_errors(samples: dict[str, float]) -> int:
+    """5xx answers the server counted, from its request histogram."""
+    return int(sum(v for k, v in samples.items()
+                   if k.startswith("uservec_request_duration_seconds_count")
+                   and 'status="5' in k))
+
+
+def error_code(body: bytes) -> str | None:
+    """The ``error.code`` of an error answer (None: not the service's error shape)."""
+    try:
+        return str(json.loads(body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -103,34 +104,27 @@ def _merge(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_serving(bundle: Path, workdir: Path, quick: bool, seed: int) -> dict[str, Any]:
-    """Raw engine vs HTTP at each concurrency, micro-batching on and off, in interleaved rounds.
+@dataclass
+class _Rounds:
+    """What the interleaved rounds measured."""
 
-    Both servers (batching on, off) stay up, idle while the other is loaded; each round times the
-    raw engine, then loads one server, then the other, so slow phases of the shared machine hit
-    reference and measurement alike.
-    """
+    #: batch size -> the raw engine's sequences/s in every round
+    raw: dict[int, list[float]] = field(default_factory=dict)
+    #: (concurrency, batch) -> the raw figures of that level's own rounds: its reference
+    raw_level: dict[tuple[int, int], list[float]] = field(default_factory=dict)
+    #: (mode, concurrency) -> one load chunk per round
+    chunks: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _run_rounds(servers: dict[str, ServerProcess], bundle: Path, workdir: Path, levels: list[int],
+                rounds: int, per_round: int, raw_seconds: float, seed: int) -> _Rounds:
+    """Each round at each level: the raw engine, then one server, then the other (the order
+    alternates between rounds)."""
     manifest = read_manifest(bundle)
     length = manifest.model.max_len
     items = bundle_items(bundle)
-    vocab_size = len(items) + 2
-    levels = [1, 4] if quick else [1, 8, 32]
-    rounds = 1 if quick else 4
-    per_round = 30 if quick else 250
-    raw_seconds = 0.2 if quick else 1.0
-    batch_sizes = sorted({1, *(min(c, MAX_BATCH_SIZE) for c in levels)})
     model_path = bundle / manifest.model.file
-    modes = {"batching_on": True, "batching_off": False}
-    servers = {
-        mode: ServerProcess(bundle, workdir / f"server-{mode}.log", batching_enabled=on,
-                            max_batch_size=MAX_BATCH_SIZE, max_batch_wait_ms=MAX_BATCH_WAIT_MS,
-                            cache_size=10_000)
-        for mode, on in modes.items()
-    }
-    raw_rounds: dict[int, list[float]] = {b: [] for b in batch_sizes}
-    #: (concurrency, batch) -> the raw figures of that level's own rounds: its reference
-    raw_level: dict[tuple[int, int], list[float]] = {}
-    chunks: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    out = _Rounds()
     steps = tqdm(total=len(levels) * rounds, desc="serving", leave=False)
     try:
         for server in servers.values():
@@ -138,15 +132,15 @@ def run_serving(bundle: Path, workdir: Path, quick: bool, seed: int) -> dict[str
         for concurrency in levels:
             for round_ in range(rounds):
                 tag = (str(concurrency), str(round_))
-                raw = raw_engine(model_path, vocab_size, length,
+                raw = raw_engine(model_path, len(items) + 2, length,
                                  sorted({1, min(concurrency, MAX_BATCH_SIZE)}), raw_seconds,
                                  stream_seed(seed, "raw", *tag))
                 for batch, value in raw.items():
-                    raw_rounds[batch].append(value)
-                    raw_level.setdefault((concurrency, batch), []).append(value)
+                    out.raw.setdefault(batch, []).append(value)
+                    out.raw_level.setdefault((concurrency, batch), []).append(value)
                 order = list(servers.items())
                 for mode, server in order if round_ % 2 == 0 else order[::-1]:
-                    chunks.setdefault((mode, concurrency), []).append(_load_chunk(
+                    out.chunks.setdefault((mode, concurrency), []).append(_load_chunk(
                         server, items, workdir, length, concurrency, per_round,
                         stream_seed(seed, mode, *tag)))
                 steps.update()
@@ -154,36 +148,60 @@ def run_serving(bundle: Path, workdir: Path, quick: bool, seed: int) -> dict[str
         for server in servers.values():
             server.stop()
         steps.close()
-    raw_mean = {b: float(np.mean(v)) for b, v in raw_rounds.items()}
-    rows: list[dict[str, Any]] = []
-    for concurrency in levels:
-        batch = min(concurrency, MAX_BATCH_SIZE)
-        on = _merge(chunks[("batching_on", concurrency)])
-        off = _merge(chunks[("batching_off", concurrency)])
-        best = max(on["requests_per_s"], off["requests_per_s"])
-        raw_1 = float(np.mean(raw_level[(concurrency, 1)]))
-        raw_c = float(np.mean(raw_level[(concurrency, batch)]))
-        rows.append({
-            "concurrency": concurrency,
-            "raw_batch1_seq_s": raw_1,
-            "raw_batchc_seq_s": raw_c,
-            "batching_on": on,
-            "batching_off": off,
-            "best_batching": "on" if on["requests_per_s"] >= off["requests_per_s"] else "off",
-            "batching_speedup": ratio(on["requests_per_s"], off["requests_per_s"]),
-            "ratio_vs_raw_batch1": ratio(best, raw_1),
-            "ratio_vs_raw_batchc": ratio(best, raw_c),
-        })
+    return out
+
+
+def _level_row(measured: _Rounds, concurrency: int) -> dict[str, Any]:
+    """One concurrency level: batching on and off against the raw engine of its own rounds."""
+    batch = min(concurrency, MAX_BATCH_SIZE)
+    on = _merge(measured.chunks[("batching_on", concurrency)])
+    off = _merge(measured.chunks[("batching_off", concurrency)])
+    best = max(on["requests_per_s"], off["requests_per_s"])
+    raw_1 = float(np.mean(measured.raw_level[(concurrency, 1)]))
+    raw_c = float(np.mean(measured.raw_level[(concurrency, batch)]))
+    return {
+        "concurrency": concurrency,
+        "raw_batch1_seq_s": raw_1,
+        "raw_batchc_seq_s": raw_c,
+        "batching_on": on,
+        "batching_off": off,
+        "best_batching": "on" if on["requests_per_s"] >= off["requests_per_s"] else "off",
+        "batching_speedup": ratio(on["requests_per_s"], off["requests_per_s"]),
+        "ratio_vs_raw_batch1": ratio(best, raw_1),
+        "ratio_vs_raw_batchc": ratio(best, raw_c),
+    }
+
+
+def run_serving(bundle: Path, workdir: Path, quick: bool, seed: int) -> dict[str, Any]:
+    """Raw engine vs HTTP at each concurrency, micro-batching on and off, in interleaved rounds.
+
+    Both servers (batching on, off) stay up, idle while the other is loaded; each round times the
+    raw engine, then loads one server, then the other, so slow phases of the shared machine hit
+    reference and measurement alike.
+    """
+    levels = [1, 4] if quick else [1, 8, 32]
+    rounds = 1 if quick else 4
+    per_round = 30 if quick else 250
+    modes = {"batching_on": True, "batching_off": False}
+    servers = {
+        mode: ServerProcess(bundle, workdir / f"server-{mode}.log", batching_enabled=on,
+                            max_batch_size=MAX_BATCH_SIZE, max_batch_wait_ms=MAX_BATCH_WAIT_MS,
+                            cache_size=10_000)
+        for mode, on in modes.items()
+    }
+    measured = _run_rounds(servers, bundle, workdir, levels, rounds, per_round,
+                           0.2 if quick else 1.0, seed)
+    rows = [_level_row(measured, concurrency) for concurrency in levels]
     at8 = next((r for r in rows if r["concurrency"] == 8), rows[-1])
     return {
         "cores": core_layout(),
-        "sequence_length": length,
+        "sequence_length": read_manifest(bundle).model.max_len,
         "requests_per_level": rounds * per_round,
         "rounds": rounds,
         "max_batch_size": MAX_BATCH_SIZE,
         "max_batch_wait_ms": MAX_BATCH_WAIT_MS,
-        "raw_engine_seq_s": {str(b): v for b, v in raw_mean.items()},
-        "raw_spread": {str(b): ratio(max(v), min(v)) for b, v in raw_rounds.items()},
+        "raw_engine_seq_s": {str(b): float(np.mean(v)) for b, v in sorted(measured.raw.items())},
+        "raw_spread": {str(b): ratio(max(v), min(v)) for b, v in sorted(measured.raw.items())},
         "levels": rows,
         "target": {"concurrency": at8["concurrency"],
                    "ratio_vs_raw_batch1": at8["ratio_vs_raw_batch1"],

@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # Re-install only when the project metadata or the pinned versions change (constraints.txt:
-# the exact third-party versions the README's results were measured with).
+# the exact third-party versions; docs/reproducibility.md#pinned-versions).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)

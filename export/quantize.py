@@ -93,7 +93,8 @@ def head_nodes(model_path: str | Path) -> list[str]:
     A head is one D x C matrix per task, no measurable share of the time, but the largest
     weights of the graph when it starts from a linear probe on standardised vectors: int8
     rounding there moved ML-100K profile metrics by up to 1.3 points, by at most 0.22 with the
-    heads in fp32 (README, Bundles). The backbone and patches carry the FLOPs and stay quantized.
+    heads in fp32 (docs/int8.md#task-heads-stay-fp32). The backbone and patches carry the FLOPs
+    and stay quantized.
     """
     import onnx
 
@@ -108,7 +109,8 @@ def residual_convs(model_path: str | Path) -> list[list[str]]:
     That stream is not normalised, so its per-tensor uint8 range is wide and rounding is coarse:
     on the Amazon and Ciao encoders (large catalogues, sampled softmax) quantizing these moved
     some users' vectors to a cosine of 0.5 with fp32, while the second convolution of each block
-    quantized cleanly (README, Bundles). They are what :func:`quantize_within_gate` keeps fp32.
+    quantized cleanly (docs/int8.md#residual-stream-convolutions-and-the-fp32-block-search). They
+    are what :func:`quantize_within_gate` keeps fp32.
     """
     import onnx
 

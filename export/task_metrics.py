@@ -2,7 +2,7 @@
 
 Agreement with fp32 (top-10 overlap, argmax) says how often int8 changes an answer; a user of the
 bundle needs to know what that does to the metric the task was judged by. :func:`run_evaluator`
-rebuilds, from a finished run, the evaluation sets of PROTOCOLS.md and returns a function that
+rebuilds, from a finished run, the evaluation sets of docs/protocols.md and returns a function that
 scores any ONNX graph of that run (fp32 or int8) on them, through onnxruntime only:
 
 * ``next_item`` (P1): test targets of the pretraining view, ranked by the graph's ``user_vector``

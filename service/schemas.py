@@ -376,7 +376,7 @@ class HealthResponse(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    code: str = Field(description="stable machine-readable code, see the README's error table")
+    code: str = Field(description="stable machine-readable code, see docs/service.md#errors")
     message: str
     details: Any = None
 

@@ -4,6 +4,7 @@ prose, and generated pages that match their JSON inputs (``uservec docs``)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -37,6 +38,10 @@ SKIP_DIRS = {".git", ".venv", "node_modules", "runs", "bundles", "build", "dist"
 #: an inline link or image: [text](target "optional title")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+#: a pointer from code or config to the docs: docs/<file>.md or README.md, maybe with an #anchor
+DOC_POINTER = re.compile(r"(?<![\w/.-])((?:docs/[\w-]+|README)\.md)(?:#([\w-]+))?")
+#: the files that point at the docs in comments and docstrings
+POINTER_FILES = ("*.py", "*.toml", "Makefile", "Dockerfile", "constraints.txt")
 
 
 def _checked_files(root: Path = ROOT) -> list[Path]:
@@ -85,6 +90,33 @@ def broken_links(path: Path) -> list[str]:
     return problems
 
 
+def _pointer_sources(root: Path) -> list[Path]:
+    """Code and config files of the repository (virtual environments and caches left out; this
+    file too: its examples and generated-page checks are not pointers)."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")
+                   and not d.endswith(".egg-info")]
+        found += [Path(folder) / name for name in files
+                  if any(Path(name).match(pattern) for pattern in POINTER_FILES)]
+    return sorted(path for path in found if path.resolve() != Path(__file__).resolve())
+
+
+def broken_pointers(root: Path) -> list[str]:
+    """Pointers to a docs page or the README (with or without an anchor) in code and config whose
+    file or anchor does not exist."""
+    problems = []
+    for path in _pointer_sources(root):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for target, anchor in DOC_POINTER.findall(line):
+                where = f"{path.relative_to(root)}:{number}: {target}"
+                if not (root / target).is_file():
+                    problems.append(f"{where} (no such file)")
+                elif anchor and anchor not in anchors(root / target):
+                    problems.append(f"{where}#{anchor} (no such anchor)")
+    return problems
+
+
 # --- the repository's docs -----------------------------------------------------------------------
 
 
@@ -92,6 +124,10 @@ def broken_links(path: Path) -> list[str]:
 def test_every_internal_link_and_anchor_resolves(path: Path) -> None:
     assert path.exists()
     assert broken_links(path) == []
+
+
+def test_every_doc_pointer_in_code_and_config_resolves() -> None:
+    assert broken_pointers(ROOT) == []
 
 
 def test_the_readme_stays_under_20_kb() -> None:
@@ -148,6 +184,25 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_anchor(tmp_path: Path)
 ])
 def test_slugs_follow_github(heading: str, expected: str) -> None:
     assert slug(heading) == expected
+
+
+def test_the_pointer_check_sees_a_missing_file_and_a_missing_anchor(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text("# Guide\n\n## Patch placement\n")
+    (tmp_path / "README.md").write_text("# Project\n\n## Data\n")
+    (tmp_path / "code.py").write_text("# see docs/guide.md#patch-placement\n"
+                                      '"""(README.md#data; docs/guide.md)"""\n')
+    (tmp_path / "config.toml").write_text("# docs/gone.md#data\n# (docs/guide.md#placement)\n"
+                                          "# README.md#results, tests/README.md#x\n")
+    (tmp_path / "Makefile").write_text("# docs/gone.md\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "skipped.py").write_text("# docs/gone.md#data\n")
+    assert broken_pointers(tmp_path) == [
+        "Makefile:1: docs/gone.md (no such file)",
+        "config.toml:1: docs/gone.md (no such file)",
+        "config.toml:2: docs/guide.md#placement (no such anchor)",
+        "config.toml:3: README.md#results (no such anchor)",
+    ]
 
 
 def test_the_history_check_sees_a_forbidden_phrase(tmp_path: Path) -> None:

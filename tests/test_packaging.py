@@ -1,7 +1,7 @@
 """constraints.txt pins every third-party requirement of pyproject.toml (torch excepted).
 
 A requirement added to an extra without a pin would resolve to whatever the registry serves
-that day, which is how results drift between machines (README, run-to-run spread).
+that day, which is how results drift between machines (docs/reproducibility.md#pinned-versions).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 class DataConfig(Section):
     """Where the behaviour data comes from and how it is prepared."""
 
-    #: raw data format (see the README's data section)
+    #: raw data format (README.md#data)
     format: DataFormat = "movielens"
     #: folder (movielens, peterrec, amazon-cdrib) or interactions file (generic); required
     #: unless format = "synthetic"
@@ -144,6 +144,7 @@ class PretrainConfig(Section):
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
     #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
     #: summary; at 1.0 it did not help on ML-100K, item_init = "svd" did
+    #: (docs/analysis.md#why-the-profile-tasks-lose)
     bag_weight: float = setting(0.0, NON_NEGATIVE)
     #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
     #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)
@@ -225,7 +226,7 @@ class ExperimentConfig(Section):
 
     #: experiment name; names runs/<name> and the bundle
     name: str
-    #: seed of every random choice (splits excepted: those are fixed by PROTOCOLS.md)
+    #: seed of every random choice (splits excepted: those are fixed by docs/protocols.md)
     seed: int = setting(0, NON_NEGATIVE)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -1,4 +1,5 @@
-"""Self-supervised next-item pretraining of the NextItNet encoder (P1 of PROTOCOLS.md).
+"""Self-supervised next-item pretraining of the NextItNet encoder
+(docs/protocols.md#p1-next-item-prediction).
 
 Trains on every user's events except the last two, early-stops on P1 validation NDCG@k, keeps the
 best model in ``OUT/best.pt`` and the latest state in ``OUT/last.pt`` (resumable bitwise).
@@ -302,13 +303,13 @@ def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
 def svd_item_init(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
     """(V, dim) item embeddings from a truncated SVD of the users' TF-IDF item bags.
 
-    Next-item training alone leaves a user's long-term taste out of the vectors (README, "Why the
-    neural methods lose"); the SVD item factors encode exactly which items the same users
-    consume, and the mean of a user's item factors approximates that user's SVD vector, which
-    carries profile signal. Only training events count (each user's last two events, the P1
-    validation and test targets, are left out; a P3 pretraining view has already dropped the
-    held-out target events). Rows are scaled to the unit per-coordinate std of the default
-    init; reserved ids and items without a training event get zeros.
+    Next-item training alone leaves a user's long-term taste out of the vectors
+    (docs/analysis.md#why-the-profile-tasks-lose); the SVD item factors encode exactly which
+    items the same users consume, and the mean of a user's item factors approximates that user's
+    SVD vector, which carries profile signal. Only training events count (each user's last two
+    events, the P1 validation and test targets, are left out; a P3 pretraining view has already
+    dropped the held-out target events). Rows are scaled to the unit per-coordinate std of the
+    default init; reserved ids and items without a training event get zeros.
     """
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfTransformer

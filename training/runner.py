@@ -138,7 +138,8 @@ def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:
 def protocol_notes(
     cfg: ExperimentConfig, dataset: PreparedDataset, view: PreparedDataset
 ) -> list[str]:
-    """The statements PROTOCOLS.md asks every report to make about how its numbers were made."""
+    """The statements docs/protocols.md asks every report to make about how its numbers were
+    made."""
     notes = []
     if view is not dataset:
         hidden = view.settings.get("restricted", {}).get("hidden_events", 0)

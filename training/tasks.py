@@ -20,7 +20,7 @@ user) is written to ``OUT/tasks/<task>/final.pt`` for export::
 
 The encoder checkpoint of a P3 task must come from a pretraining that never saw the test users'
 target events (the plan's pretraining view); P2 pretraining on every user's behaviour is allowed
-but transductive (see PROTOCOLS.md).
+but transductive (docs/protocols.md#p2-user-profile-prediction).
 """
 
 from __future__ import annotations

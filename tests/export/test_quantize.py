@@ -116,7 +116,8 @@ def test_the_disabled_fusion_exists_and_keeps_skip_layer_norm_out_of_the_int8_gr
     fp32_path, tmp_path
 ):
     """The fused SkipLayerNormalization kernel made int8 bundles with patches ~1.2x of fp32
-    instead of ~2x (README, Benchmarks): every session the project opens disables it."""
+    instead of ~2x (docs/int8.md#skiplayernormalization-fusion-is-off): every session the project
+    opens disables it."""
     from uservec.contract.manifest import DISABLED_OPTIMIZERS
 
     int8_path = quantize(fp32_path, tmp_path / "q.onnx", "static", make_items(64))

@@ -1,8 +1,8 @@
 """Tiny PreparedDataset builders for the protocol, metric and baseline tests.
 
-They follow the "Common" rules of PROTOCOLS.md (users sorted by id, sequences ordered by
-(timestamp, item id), an item listed under several domains belongs to its most frequent one), so
-tests do not depend on the loaders.
+They follow docs/protocols.md#common-rules (users sorted by id, sequences ordered by (timestamp,
+item id), an item listed under several domains belongs to its most frequent one), so tests do not
+depend on the loaders.
 """
 
 from __future__ import annotations

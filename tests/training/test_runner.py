@@ -113,7 +113,7 @@ def test_int8_export_reports_task_metrics_measured_like_the_run(run_dir: Path, t
     assert set(measured["fp32"]) == {"next_item", "gender", "cold"} == set(measured["int8"])
     report = json.loads((run_dir / "report.json").read_text())
     # the fp32 graph on the protocol's own evaluation data reproduces the run's numbers: the
-    # int8 change is measured on exactly what the README's tables report
+    # int8 change is measured on exactly what docs/results.md reports
     p1 = report["next_item"]["methods"]["nextitnet"]
     assert measured["fp32"]["next_item"]["ndcg@10"] == pytest.approx(p1["ndcg@10"], abs=1e-6)
     cold = report["tasks"]["tasks"]["cold"]["methods"]["adapter"]["ndcg@10"]
@@ -154,7 +154,8 @@ def test_export_refuses_a_run_whose_prepared_data_is_not_the_encoders(run_dir: P
 
 
 def test_the_report_states_what_the_protocols_ask_it_to(run_dir: Path):
-    """PROTOCOLS.md: say that P2 is transductive and which backbone P3 used."""
+    """Say that P2 is transductive and which backbone P3 used
+    (docs/protocols.md#p2-user-profile-prediction, docs/protocols.md#p3-cross-domain-cold-start)."""
     notes = json.loads((run_dir / "report.json").read_text())["protocol_notes"]
     assert any("transductive" in note for note in notes)
     assert any("one backbone for every task (domain1)" in note for note in notes)

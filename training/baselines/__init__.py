@@ -1,4 +1,4 @@
-"""The simple baselines of PROTOCOLS.md, one module each.
+"""The simple baselines of docs/protocols.md, one module each.
 
 A neural method is only interesting if it beats these on the same folds and users, so the
 baselines follow the protocols to the letter and fit nothing on test users:

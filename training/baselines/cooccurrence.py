@@ -1,4 +1,5 @@
-"""The P3 ``popularity`` and ``cooc`` baselines (PROTOCOLS.md P3), fitted on training users."""
+"""The P3 ``popularity`` and ``cooc`` baselines, fitted on training users
+(docs/protocols.md#p3-cross-domain-cold-start)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The P2 logistic-regression baselines ``lr`` and ``lr_bal`` (PROTOCOLS.md P2).
+"""The P2 logistic-regression baselines ``lr`` and ``lr_bal``
+(docs/protocols.md#p2-user-profile-prediction).
 
 Multinomial lbfgs (max_iter 1000) on TF-IDF item bags; C from :data:`C_GRID` by inner stratified
 3-fold CV (ties: the smaller C), refit on every labelled row. ``lr`` has no class weights and

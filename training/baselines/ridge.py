@@ -2,7 +2,8 @@
 
 Ridge from the binary source bag (plus a penalised intercept column) to the binary bag of
 candidate target items; lambda in half-decades from 1 to 10^4 by NDCG@10 on the P3 validation
-users (PROTOCOLS.md P3), then refitted on every training user. The strongest simple baseline.
+users (docs/protocols.md#p3-cross-domain-cold-start), then refitted on every training user. The
+strongest simple baseline.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The P2 baselines' features: a TF-IDF of each user's binary item bag (PROTOCOLS.md P2)."""
+"""The P2 baselines' features: a TF-IDF of each user's binary item bag
+(docs/protocols.md#p2-user-profile-prediction)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How raw ids and domains become the prepared order and catalogue (PROTOCOLS.md, "Common").
+"""How raw ids and domains become the prepared order and catalogue (docs/protocols.md#common-rules).
 
 Ids compare numerically when every id is an integer, else as strings; an item listed under
 several domains belongs to its most frequent one (ties: alphabetically first), and an item's key

@@ -1,4 +1,5 @@
-"""Raw events -> :class:`PreparedDataset`: the "Common" rules of PROTOCOLS.md, applied once.
+"""Raw events -> :class:`PreparedDataset`: the common rules, applied once
+(docs/protocols.md#common-rules).
 
 Every format's loader yields the same event table (``loaders.RawData``); this module turns it into
 the prepared arrays the same way for all of them:

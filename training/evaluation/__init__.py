@@ -1,4 +1,4 @@
-"""How uservec measures: the protocols of PROTOCOLS.md, one responsibility per module.
+"""How uservec measures: the protocols of docs/protocols.md, one responsibility per module.
 
 * splits, computed once per run by :func:`plan.plan_evaluation` (typed, serialisable):
   :mod:`profile_split` (P2 labels, folds, low-label rows, inner folds, holdouts),

@@ -1,4 +1,5 @@
-"""P2 metrics (PROTOCOLS.md): accuracy and macro-F1 over every class, in plain numpy.
+"""P2 metrics: accuracy and macro-F1 over every class, in plain numpy
+(docs/protocols.md#p2-user-profile-prediction).
 
 Baselines, methods, probes and the export's int8 check all score through these two functions, so
 a difference between two methods can never come from two implementations of one metric.

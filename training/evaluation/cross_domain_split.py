@@ -1,4 +1,5 @@
-"""P3 split (PROTOCOLS.md): who is trained, tuned and tested on, and what a model may read.
+"""P3 split: who is trained, tuned and tested on, and what a model may read
+(docs/protocols.md#p3-cross-domain-cold-start).
 
 Two layers, so the split is computed once and every stage reads the same one:
 

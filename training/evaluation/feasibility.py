@@ -4,8 +4,8 @@ A split that sklearn cannot make (fewer rows than classes in a stratified holdou
 in the low-label split, fewer labelled users than folds) used to surface as a ValueError after
 pretraining. Planning makes every split first; what fails becomes one message that names the
 task, what was counted and what to change. A P2 regime other than ``full`` that cannot be made is
-skipped and reported as skipped (PROTOCOLS.md, label-efficiency regimes); anything else stops
-the run (:class:`~training.evaluation.errors.InfeasibleEvaluation`).
+skipped and reported as skipped (docs/protocols.md#p2-user-profile-prediction, low-label regime);
+anything else stops the run (:class:`~training.evaluation.errors.InfeasibleEvaluation`).
 """
 
 from __future__ import annotations

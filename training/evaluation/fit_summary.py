@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class FitSummary:
-    """One task fit as the report shows it (PROTOCOLS.md: parameters and time beside metrics)."""
+    """One task fit as the report shows it: parameters and time beside metrics
+    (docs/protocols.md#methods-compared)."""
 
     method: str
     #: the chosen grid point (``dataclasses.asdict`` of the fit's hyperparameters)

@@ -1,12 +1,13 @@
-"""P1 next-item metrics (PROTOCOLS.md): full ranking of every real item, HR@k and NDCG@k.
+"""P1 next-item metrics: full ranking of every real item, HR@k and NDCG@k
+(docs/protocols.md#p1-next-item-prediction).
 
 Ranking rule, shared by the model and the popularity baseline: an item's rank is the number of real
 items that score strictly higher plus the number that score the same and have a lower vocabulary
 id (ties go to the lower id; vocabulary ids follow overall frequency). PAD and UNK are never ranked;
 a target that is UNK (an item below ``min_count``) counts as a miss. With this rule the popularity
 baseline on MovieLens-100K gives HR@10 0.0286 and NDCG@10 0.0123, the independent measurement quoted
-in PROTOCOLS.md (optimistic ties would give NDCG@10 0.0125, pessimistic 0.0120, ties by raw
-MovieLens id 0.0121).
+in docs/protocols.md#p1-next-item-prediction (optimistic ties would give NDCG@10 0.0125,
+pessimistic 0.0120, ties by raw MovieLens id 0.0121).
 """
 
 from __future__ import annotations

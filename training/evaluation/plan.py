@@ -155,10 +155,10 @@ class EvaluationPlan:
     def pretraining_view(self, dataset: PreparedDataset) -> PreparedDataset:
         """Events the one shared backbone may see: all but each P3 target's held-out events.
 
-        PROTOCOLS.md P3 allows one backbone for every task when it never sees the target-domain
-        events of any declared target's test users; P1 then evaluates on the same view. The
-        view's fingerprint differs from the dataset's whenever events are hidden, so an encoder
-        records which view it was pretrained on.
+        P3 (docs/protocols.md#p3-cross-domain-cold-start) allows one backbone for every task
+        when it never sees the target-domain events of any declared target's test users; P1 then
+        evaluates on the same view. The view's fingerprint differs from the dataset's whenever
+        events are hidden, so an encoder records which view it was pretrained on.
         """
         targets = [users.target_domain for users in self.cross_domain.values()]
         if not targets:

@@ -1,5 +1,6 @@
-"""P2 splits (PROTOCOLS.md): labelled users, the five folds, the low-label rows, inner folds and
-the validation holdout. Pure functions of the labels; seed 0 everywhere.
+"""P2 splits: labelled users, the five folds, the low-label rows, inner folds and the validation
+holdout (docs/protocols.md#p2-user-profile-prediction). Pure functions of the labels; seed 0
+everywhere.
 
 Every P2 number (baselines, methods, probes, export metrics) is computed on the folds made here,
 so "the same folds" is a property of the code, not a convention. Positions in a :class:`Fold`

@@ -1,4 +1,5 @@
-"""P3 ranking metrics (PROTOCOLS.md) and the P3 tie rule, in plain numpy.
+"""P3 ranking metrics and the P3 tie rule, in plain numpy
+(docs/protocols.md#p3-cross-domain-cold-start).
 
 Rankings follow the P3 tie rule (score, then training popularity, then item id) so that a model
 that outputs many equal scores (popularity, co-occurrence) is ranked deterministically. (P1 ranks

@@ -1,4 +1,5 @@
-"""Spread and paired comparisons (PROTOCOLS.md, "Common"): what a claim "A beats B" rests on.
+"""Spread and paired comparisons: what a claim "A beats B" rests on
+(docs/protocols.md#common-rules).
 
 P2 reports mean ± sample std over the 5 test folds and compares methods by per-fold differences;
 P3 reports mean ± standard error over test users and compares by per-user differences. Overlapping

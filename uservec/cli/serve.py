@@ -28,7 +28,7 @@ def serve(
 ) -> None:
     """Serve a bundle over HTTP: /embed, /recommend, /predict-profile, /health, /metrics.
 
-    Every setting can also come from a USERVEC_* environment variable (see the README);
+    Every setting can also come from a USERVEC_* environment variable (docs/service.md#settings);
     flags win. SIGTERM drains in-flight requests; SIGHUP reloads the bundle.
 
     Example: uservec serve --bundle bundles/movielens-100k --port 8000

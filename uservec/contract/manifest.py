@@ -43,7 +43,8 @@ MANIFEST_NAME = "manifest.json"
 #: onnxruntime graph optimizers a bundle's model runs without (pass as ``disabled_optimizers``).
 #: SkipLayerNormFusion merges each residual Add + LayerNorm; in the int8 (QDQ) graph of a bundle
 #: with task patches the fused kernel took 43% of the run and left int8 at 1.2x of fp32; without
-#: it int8 runs at 1.9-2.0x (AMD EPYC, AVX-512 VNNI; README, Benchmarks). fp32 is unaffected.
+#: it int8 runs at 1.9-2.0x (AMD EPYC, AVX-512 VNNI). fp32 is unaffected.
+#: docs/int8.md#skiplayernormalization-fusion-is-off
 DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 FORMATS = ("movielens", "movielens-1m", "generic", "peterrec", "amazon-cdrib", "synthetic")
-#: Seed of the synthetic dataset built from a config (PROTOCOLS.md: seed 0 everywhere).
+#: Seed of the synthetic dataset built from a config (docs/protocols.md: seed 0 everywhere).
 SYNTHETIC_SEED = 0
 _DOWNLOADABLE = {"movielens": "movielens-100k"}
 

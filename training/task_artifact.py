@@ -89,6 +89,10 @@ class RecommendOutputs:
     candidate_popularity: torch.Tensor
     #: (C,) int64 candidate positions, most popular first (the cold-start fallback)
     popularity_ranking: torch.Tensor
+    #: what is served: "deep" (the head), "wide" (reduced-rank ridge) or "wide+deep"
+    served_kind: str = "deep"
+    #: the ridge factors (:func:`training.wide.payload.ranking_payload`); None for "deep"
+    wide: Mapping[str, Any] | None = None
 
     kind: TaskKind = dataclasses.field(default="cross_domain", init=False)
 
@@ -99,6 +103,7 @@ class RecommendOutputs:
             "candidate_vocab_ids": self.candidate_vocab_ids,
             "candidate_popularity": self.candidate_popularity,
             "popularity_ranking": self.popularity_ranking, "max_len": max_len,
+            "served_kind": self.served_kind, "wide": None if self.wide is None else dict(self.wide),
         }
 
     @classmethod
@@ -109,6 +114,8 @@ class RecommendOutputs:
             candidate_vocab_ids=torch.as_tensor(payload["candidate_vocab_ids"]),
             candidate_popularity=torch.as_tensor(payload["candidate_popularity"]),
             popularity_ranking=torch.as_tensor(payload["popularity_ranking"]),
+            served_kind=str(payload.get("served_kind", "deep")),
+            wide=payload.get("wide"),
         )
 
 

@@ -85,9 +85,9 @@ def evaluate_regime(task_name: str, regime: Regime, split: ProfileSplit,
         evaluate_method(deep_method, task_name, split, folds, context, deep_fits)
     served, kinds = evaluate_served(task_name, split, folds, context, deep_fits)
     methods.update(served)
-    result = compare_regime(tuple(int(f.train.size) for f in folds), methods,
-                            (*context.settings.methods, *served))
-    return dataclasses.replace(result, served=profile_served_block(result, kinds))
+    compared = compare_regime(tuple(int(f.train.size) for f in folds), methods,
+                              (*context.settings.methods, *served))
+    return dataclasses.replace(compared, served=profile_served_block(compared, kinds))
 
 
 def profile_served_block(result: RegimeResult, kinds: list[ServedKind]) -> ServedBlock:

@@ -71,8 +71,8 @@ class ServedFold:
 
     kind: ServedKind
     validation: dict[ServedKind, float]
-    #: per kind, per decision rule: (N_test,) predicted class names
-    predictions: dict[ServedKind, dict[str, np.ndarray]]
+    #: per kind (``wide``, ``deep``, ``wide+deep``), per decision rule: (N_test,) class names
+    predictions: dict[str, dict[str, np.ndarray]]
 
 
 def wide_data(dataset: PreparedDataset, matrix: sp.csr_matrix, users: np.ndarray,
@@ -124,8 +124,8 @@ def served_fold(fold: ProfileFold, deep: TaskFit, context: TaskContext, task_nam
         "deep": rule_predictions(deep_test, _shift(deep)),
         "wide+deep": rule_predictions(both_test, _shift(residual)),
     }
-    predictions = {k: {rule: classes[c] for rule, c in by_rule.items()}
-                   for k, by_rule in columns.items()}
+    predictions = {name: {str(rule): classes[c] for rule, c in by_rule.items()}
+                   for name, by_rule in columns.items()}
     logger.info("P2 %s fold %d: served %s (validation %s)", task_name, fold.index, kind,
                 {k: round(v, 4) for k, v in validation.items()})
     return ServedFold(kind, validation, predictions)

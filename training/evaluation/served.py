@@ -113,7 +113,7 @@ class ServedBlock:
 
 def served_block(kind: ServedKind, served: Mapping[str, Sequence[float]],
                  baselines: Mapping[str, Mapping[str, Sequence[float]]],
-                 strongest: Mapping[str, str],
+                 strongest: Mapping[Any, str],
                  per_fold_kinds: Sequence[ServedKind] | None = None) -> ServedBlock:
     """The block of one regime from paired values (per fold, or per user).
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from uservec.training.wide.profile import ProfileWide
+from uservec.training.wide.ranking import RankingWide
 
 
 def wide_payload(wide: ProfileWide) -> dict[str, Any]:
@@ -24,4 +25,16 @@ def wide_payload(wide: ProfileWide) -> dict[str, Any]:
         "bias": torch.from_numpy(np.asarray(wide.bias, dtype=np.float64)),
         "power": float(wide.power),
         "c": float(wide.c),
+    }
+
+
+def ranking_payload(wide: RankingWide, temperature: float) -> dict[str, Any]:
+    """The cross-domain wide part: scores = temperature * ([bag[:, ids], 1] @ left @ right)."""
+    return {
+        "kind": "reduced_rank_ridge",
+        "vocab_ids": torch.from_numpy(np.asarray(wide.columns, dtype=np.int64)),
+        "left": torch.from_numpy(np.asarray(wide.left, dtype=np.float32)),
+        "right": torch.from_numpy(np.asarray(wide.right, dtype=np.float32)),
+        "lam": float(wide.lam),
+        "temperature": float(temperature),
     }

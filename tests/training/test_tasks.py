@@ -95,6 +95,10 @@ def test_an_encoder_pretrained_on_the_held_out_events_is_refused(tmp_path):
         run_tasks(tiny_config(), dataset, tmp_path / "encoder.pt", tmp_path)
 
 
+#: the wide & deep rows every task reports beside the methods
+SERVED_ROWS = ("wide", "wide+deep", "served")
+
+
 def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results):
     typed, _, _ = results
     task = typed.to_json()["tasks"]["gender"]
@@ -103,7 +107,7 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
     assert set(task["regimes"]) == {"full", "low_label"}
     for regime in task["regimes"].values():
         methods = regime["methods"]
-        assert set(methods) == {"majority", "lr", "lr_bal", *METHODS}
+        assert set(methods) == {"majority", "lr", "lr_bal", *METHODS, *SERVED_ROWS}
         for method in METHODS:
             entry = methods[method]
             assert len(entry["per_fold"]) == 5
@@ -121,7 +125,20 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
             expected = np.mean([a[metric] - b[metric] for a, b in zip(
                 methods["adapter"]["per_fold"], methods[strongest]["per_fold"], strict=True)])
             assert paired["diff_mean"] == pytest.approx(expected)
-        assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch"}
+        assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch",
+                                                    *SERVED_ROWS}
+        served = regime["served"]
+        assert served["kind"] in ("wide", "deep", "wide+deep")
+        assert len(served["per_fold_kinds"]) == 5
+        for metric in ("accuracy", "macro_f1"):
+            versus = served["vs_strongest_baseline"][metric]
+            assert versus["baseline"] == regime["strongest_baseline"][metric]
+            expected = np.mean([a[metric] - b[metric] for a, b in zip(
+                methods["served"]["per_fold"], methods[versus["baseline"]]["per_fold"],
+                strict=True)])
+            assert versus["paired_diff"] == pytest.approx(expected)
+    assert set(task["served"]) == {"1.0", "0.1"}
+    assert task["served"]["1.0"] == task["regimes"]["full"]["served"]
     full, low = task["regimes"]["full"], task["regimes"]["low_label"]
     assert max(low["labelled_rows_per_fold"]) < min(full["labelled_rows_per_fold"])
     assert (full["methods"]["adapter"]["trainable_parameters"]
@@ -132,7 +149,12 @@ def test_cross_domain_task_reports_methods_beside_baselines(results):
     typed, _, _ = results
     task = typed.to_json()["tasks"]["target"]
     assert task["kind"] == "cross_domain" and task["candidates"] == 12
-    assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS}
+    assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS, *SERVED_ROWS}
+    served = task["served"]["1.0"]
+    assert set(served) == {"kind", "metrics", "vs_strongest_baseline"}
+    assert served["metrics"]["ndcg@10"] == pytest.approx(task["methods"]["served"]["ndcg@10"]
+                                                         ["mean"])
+    assert task["wide"]["float32_bytes"] <= 32 * 2**20
     users = task["split"]["test_users"]
     for name, entry in task["methods"].items():
         assert entry["evaluated_users"] == users, name
@@ -223,10 +245,10 @@ def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
     assert list(result) == ["settings", "encoder_checkpoint", "tasks", "no_forgetting", "seconds"]
     profile, target = result["tasks"]["gender"], result["tasks"]["target"]
     assert list(profile) == ["kind", "protocol", "attribute", "classes", "label_distribution",
-                             "labelled_users", "regimes", "final", "seconds"]
+                             "labelled_users", "regimes", "served", "final", "seconds"]
     regime = profile["regimes"]["full"]
     assert list(regime) == ["labelled_rows_per_fold", "methods", "strongest_baseline",
-                            "paired_vs_baseline", "paired_adapter_vs"]
+                            "paired_vs_baseline", "paired_adapter_vs", "served"]
     methods = regime["methods"]
     assert list(methods["majority"]) == ["per_fold", "accuracy", "macro_f1", "seconds"]
     assert list(methods["lr"]) == ["per_fold", "accuracy", "macro_f1", "seconds", "chosen_c"]
@@ -238,7 +260,7 @@ def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
         "seconds", "hyperparameters"]
     assert list(target) == ["kind", "protocol", "target_domain", "k", "split", "candidates",
                             "methods", "strongest_baseline", "paired_vs_baseline",
-                            "paired_adapter_vs", "final", "seconds"]
+                            "paired_adapter_vs", "served", "wide", "final", "seconds"]
     ranking = ["hr@10", "recall@10", "ndcg@10", "evaluated_users", "left_out_users"]
     assert list(target["methods"]["cooc"]) == [*ranking, "seconds"]
     assert list(target["methods"]["ridge"]) == [*ranking, "lambda", "validation_ndcg", "seconds"]
@@ -259,7 +281,7 @@ def test_the_headline_puts_each_network_beside_the_strongest_baseline(results):
     assert line["nextitnet_ndcg@10"] == 0.1235 and line["ndcg_ratio"] == 2.0
     regime = typed.tasks["gender"].regimes["full"]
     for metric, base in regime.strongest_baseline.items():
-        assert list(line["gender"][metric]) == [*METHODS, base]
+        assert list(line["gender"][metric]) == [*METHODS, *SERVED_ROWS, base]
         assert line["gender"][metric][base] == round(regime.methods[base].metric(metric).mean, 4)
     target = typed.tasks["target"]
     assert list(line["target"]["ndcg@10"]) == list(target.methods)

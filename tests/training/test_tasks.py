@@ -177,7 +177,13 @@ def test_final_models_are_saved_for_export(results):
     assert result["tasks"]["gender"]["final"]["trained_on_users"] == 120
     counts = result["tasks"]["gender"]["label_distribution"]
     assert profile["class_prior"] == [counts["F"] / 120, counts["M"] / 120]
-    assert profile["prior_power"] == profile["hyperparameters"]["class_weight"]
+    # the served kind's training power: the wide part's when the bag model alone is served
+    served = result["tasks"]["gender"]["served"]["1.0"]["kind"]
+    assert profile["served_kind"] == served
+    assert (profile["wide"] is None) == (served == "deep")
+    power = profile["wide"]["power"] if served == "wide" else profile["hyperparameters"][
+        "class_weight"]
+    assert profile["prior_power"] == power
     target = load_checkpoint(out / "tasks" / "target" / "final.pt")
     keys = target["candidate_keys"]
     assert len(keys) == 12 and all(key.startswith("T::") for key in keys)

@@ -20,7 +20,13 @@ from typing import Any
 
 import yaml
 
-from uservec.training.choices import DataFormat, PretrainItemInit, PretrainLoss, TaskKind
+from uservec.training.choices import (
+    DataFormat,
+    DeviceName,
+    PretrainItemInit,
+    PretrainLoss,
+    TaskKind,
+)
 from uservec.training.config_schema import (
     FRACTION,
     NON_NEGATIVE,
@@ -141,6 +147,10 @@ class PretrainConfig(Section):
     #: core). 1 by default: on cores shared with other jobs, multi-threaded ops spin-wait and ran
     #: 3-5x slower (ML-100K)
     num_threads: int = setting(1, NON_NEGATIVE)
+    #: where pretraining and task training run: "auto" (CUDA when torch sees a GPU, else the
+    #: CPU), "cpu" or "cuda". On CUDA the forward passes use bf16 autocast where the GPU supports
+    #: it; on the CPU results are those of a device-unaware run. Command line: --device
+    device: DeviceName = "auto"
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
     #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
     #: summary; at 1.0 it did not help on ML-100K, item_init = "svd" did

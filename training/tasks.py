@@ -41,6 +41,7 @@ from uservec.training.comparison.profile import run_profile_task
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import source_inputs
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.device import resolve_device, using_device
 from uservec.training.evaluation.cross_domain_split import cross_domain_view
 from uservec.training.evaluation.errors import LeakError
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
@@ -67,7 +68,8 @@ def run_tasks(
     ``pretrain.num_threads`` torch threads, like pretraining: with torch's default (one per
     core) runs sharing the cores oversubscribe them and spin-wait.
     """
-    with torch_threads(cfg.pretrain.num_threads):
+    device = resolve_device(cfg.pretrain.device)
+    with torch_threads(cfg.pretrain.num_threads), using_device(device):
         return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir, plan)
 
 

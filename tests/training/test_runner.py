@@ -64,7 +64,7 @@ def test_report_has_every_section_with_numbers(run_dir: Path):
         assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
     tasks = report["tasks"]["tasks"]
     assert set(tasks) == {"gender", "cold"}
-    gender = tasks["gender"]["regimes"]["full"]["methods"]
+    gender = tasks["gender"]["regimes"]["1.0"]["methods"]
     assert {"majority", "lr", "lr_bal", "adapter"} <= set(gender)
     assert gender["adapter"]["trainable_parameters"] > 0
     cold = tasks["cold"]["methods"]
@@ -98,8 +98,8 @@ def test_rerun_resumes_from_the_checkpoint_and_reproduces_the_metrics(run_dir: P
     # per-epoch history (with its wall-clock seconds) must be the checkpoint's, not a new run's
     assert after["pretrain"]["history"] == before["pretrain"]["history"]
     assert after["next_item"]["methods"] == before["next_item"]["methods"]
-    assert after["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"]["adapter"][
-        "accuracy"] == before["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"][
+    assert after["tasks"]["tasks"]["gender"]["regimes"]["1.0"]["methods"]["adapter"][
+        "accuracy"] == before["tasks"]["tasks"]["gender"]["regimes"]["1.0"]["methods"][
         "adapter"]["accuracy"]
 
 

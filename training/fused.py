@@ -32,9 +32,10 @@ PROFILE_PREFIX = "profile."
 QUERY_PREFIX = "query."
 
 #: ``(input, patch set)``: input -1 is the raw sequence, i >= 0 the i-th keep table's compaction.
-_PassKey = tuple[int, str | None]
+PassKey = tuple[int, str | None]
 #: a pass plus how its hidden states are read out into one vector
-_VectorKey = tuple[int, str | None, str]
+VectorKey = tuple[int, str | None, str]
+_PassKey, _VectorKey = PassKey, VectorKey
 _RAW = -1
 
 
@@ -147,6 +148,28 @@ class FusedUserModel(nn.Module):
     def num_encoder_passes(self) -> int:
         """Encoder passes one forward makes: one per distinct (input, patch set) pair."""
         return len(self._passes)
+
+    @property
+    def passes(self) -> tuple[PassKey, ...]:
+        """The distinct encoder passes, backbone first (the streaming model mirrors them)."""
+        return tuple(self._passes)
+
+    @property
+    def backbone_vector(self) -> VectorKey:
+        """Where ``user_vector`` comes from: the backbone pass, last readout."""
+        return (_RAW, None, "last")
+
+    def profile_vector(self, name: str) -> VectorKey:
+        """The pass and readout profile head ``name`` reads."""
+        return self._profile_vector[name]
+
+    def recommend_vector(self, name: str) -> VectorKey:
+        """The pass and readout recommendation head ``name`` reads."""
+        return self._recommend_vector[name]
+
+    def scoring_head(self, name: str) -> ScoringHead:
+        """Recommendation head ``name`` with its query and item-vector methods, typed."""
+        return self._scoring_head(name)
 
     def item_vectors(self, name: str) -> torch.Tensor:
         """``(N, D')`` item vectors of a recommendation head, row i = the head's item i."""

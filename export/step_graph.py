@@ -40,7 +40,7 @@ def export_step(fused: FusedUserModel, path: str | Path, max_len: int) -> StepSp
     path = Path(path)
     step = StreamingUserModel(fused).eval()
     names = [STATE_OUTPUT, *step.output_names]
-    example = (step.empty_state(2), torch.tensor([PAD_ID, fused.encoder.vocab_size - 1]))
+    example = (step.empty_state(2), torch.tensor([PAD_ID, step.encoder.vocab_size - 1]))
     dynamic_axes = {name: {0: BATCH_AXIS} for name in [STATE_INPUT, ITEM_INPUT, *names]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's own deprecation notes
@@ -57,7 +57,7 @@ def export_step(fused: FusedUserModel, path: str | Path, max_len: int) -> StepSp
     log.info("exported step graph %s (state %d floats)", path, step.state_size)
     return StepSpec(
         file=path.name, state_size=step.state_size, receptive_field=receptive_field(
-            fused.encoder), max_len=max_len,
+            step.encoder), max_len=max_len,
         inputs=[TensorSpec(name=STATE_INPUT, dtype="float32", shape=[BATCH_AXIS, step.state_size]),
                 TensorSpec(name=ITEM_INPUT, dtype="int64", shape=[BATCH_AXIS])],
         outputs=outputs,
@@ -80,7 +80,7 @@ def stream_session(path: str | Path, state_size: int, items: np.ndarray) -> dict
 def check_step_parity(
     fused: FusedUserModel, path: str | Path, spec: StepSpec, items: np.ndarray
 ) -> dict[str, Any]:
-    """Max abs difference per output, step graph streamed vs torch on whole rows; raises over tol."""
+    """Max abs diff per output, step graph streamed vs torch on whole rows; raises over tol."""
     rows = np.asarray(items, dtype=np.int64)
     streamed = stream_session(path, spec.state_size, rows)
     expected = torch_outputs(fused, rows)

@@ -35,7 +35,6 @@ QUERY_PREFIX = "query."
 PassKey = tuple[int, str | None]
 #: a pass plus how its hidden states are read out into one vector
 VectorKey = tuple[int, str | None, str]
-_PassKey, _VectorKey = PassKey, VectorKey
 _RAW = -1
 
 
@@ -110,13 +109,13 @@ class FusedUserModel(nn.Module):
         keep_index: dict[str, int] = {}
         for name, task in recommend_heads.items():
             keep_index[name] = self._register_keep(task.source_keep)
-        self._profile_vector: dict[str, _VectorKey] = {
+        self._profile_vector: dict[str, VectorKey] = {
             n: (_RAW, t.patches, t.readout) for n, t in profile_heads.items()
         }
-        self._recommend_vector: dict[str, _VectorKey] = {
+        self._recommend_vector: dict[str, VectorKey] = {
             n: (keep_index[n], t.patches, t.readout) for n, t in recommend_heads.items()
         }
-        passes: list[_PassKey] = [(_RAW, None)]
+        passes: list[PassKey] = [(_RAW, None)]
         for source, patches, _ in [*self._profile_vector.values(),
                                    *self._recommend_vector.values()]:
             if (source, patches) not in passes:
@@ -182,14 +181,14 @@ class FusedUserModel(nn.Module):
         from uservec.training.model import read_out
 
         inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
-        hidden: dict[_PassKey, torch.Tensor] = {}
+        hidden: dict[PassKey, torch.Tensor] = {}
         for source, patches in self._passes:
             if source not in inputs:
                 keep = getattr(self, f"keep_{source}")
                 inputs[source] = self._keep_domains(items, keep)
             hidden[(source, patches)] = self.encoder(inputs[source], task=patches)  # (B, L, D)
 
-        def vector(key: _VectorKey) -> torch.Tensor:
+        def vector(key: VectorKey) -> torch.Tensor:
             source, patches, readout = key
             return read_out(hidden[(source, patches)], inputs[source], readout)  # type: ignore[arg-type]
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from uservec.contract.ids import PAD_ID
 from uservec.training.fused import FusedUserModel, PassKey, VectorKey
-from uservec.training.model import NextItNet, ResidualBlock
+from uservec.training.model import CausalConv, NextItNet, ResidualBlock
 
 STATE_INPUT, ITEM_INPUT, STATE_OUTPUT = "state", "item", "next_state"
 
@@ -62,7 +62,8 @@ def _conv_step(conv: nn.Conv1d, window: torch.Tensor, dilation: int) -> torch.Te
     """window (B, (k-1)*d + 1, D) of the conv's inputs, oldest first -> output at the newest."""
     taps = window[:, ::dilation, :].flatten(1)  # (B, k * D): the positions the kernel reads
     weight = conv.weight.permute(2, 1, 0).flatten(0, 1)  # (k * D, D)
-    return taps @ weight + conv.bias  # (B, D)
+    out: torch.Tensor = taps @ weight  # (B, D)
+    return out if conv.bias is None else out + conv.bias
 
 
 class StreamingUserModel(nn.Module):
@@ -78,9 +79,9 @@ class StreamingUserModel(nn.Module):
         for key in self.passes:
             for b, block in enumerate(self.encoder.residual_blocks()):
                 for c, conv in enumerate(block.convs):
-                    rows = cast(nn.Module, conv).left_pad
-                    self.slots[(key, f"buffer.{b}.{c}")] = Slot(width, int(rows), dim)
-                    width += int(rows) * dim
+                    rows = int(cast(CausalConv, conv).left_pad)
+                    self.slots[(key, f"buffer.{b}.{c}")] = Slot(width, rows, dim)
+                    width += rows * dim
             for name, rows in (("last", 1), ("sum", 1)):
                 self.slots[(key, name)] = Slot(width, rows, dim)
                 width += dim
@@ -111,7 +112,7 @@ class StreamingUserModel(nn.Module):
         norms = block.layer_norms(task)
         h, buffers = x, []
         for c, module in enumerate(block.convs):
-            conv = cast(nn.Conv1d, cast(nn.Module, module).conv)
+            conv = cast(CausalConv, module).conv
             dilation = int(conv.dilation[0])
             window = torch.cat([self._get(state, key, f"buffer.{b}.{c}"), h.unsqueeze(1)], dim=1)
             buffers.append(window[:, 1:, :])  # (B, (k-1)*d, D)

@@ -19,6 +19,7 @@ import numpy as np
 
 import uservec
 from uservec.contract.fingerprint import code_version
+from uservec.training import memory
 from uservec.training.config import ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.environment import environment
@@ -89,8 +90,10 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
+    memory.reset_peaks()
     t0 = time.perf_counter()
-    dataset, plan = prepare_stage(cfg, run)
+    with memory.stage("prepare"):
+        dataset, plan = prepare_stage(cfg, run)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -109,7 +112,8 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
-    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
+    with memory.stage("pretrain"):
+        report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
@@ -117,7 +121,8 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         from uservec.training.tasks import run_tasks
 
         t0 = time.perf_counter()
-        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
+        with memory.stage("tasks"):
+            report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
@@ -130,6 +135,7 @@ def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:
     report, timings = run.report, run.timings
     timings["total_s"] = time.perf_counter() - run.started
     report["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    report["memory"] = {"peak_rss_mb": memory.peaks(), "measured": memory.peak_source()}
     report["headline"] = headline(report)
     write_report(report, out_dir)
     return report

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from uservec.training import memory
 from uservec.training.config import ExperimentConfig
 from uservec.training.run_dir import RunDir
 from uservec.training.runner import finish_report, run_training
@@ -27,7 +28,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) ->
 
         t0 = time.perf_counter()
         bundle_dir = Path(export.out) if export.out else RunDir(out_dir).default_bundle_dir
-        manifest = export_from_run(out_dir, bundle_dir, quantize=export.int8, overwrite=True)
+        with memory.stage("export"):
+            manifest = export_from_run(out_dir, bundle_dir, quantize=export.int8,
+                                       overwrite=True)
         run.report["bundle"] = {"path": str(bundle_dir), "version": manifest.bundle_version,
                                 "parity": manifest.parity}
         run.timings["export_s"] = time.perf_counter() - t0

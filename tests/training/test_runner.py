@@ -74,6 +74,16 @@ def test_report_has_every_section_with_numbers(run_dir: Path):
     assert "## Task gender" in (run_dir / "report.md").read_text()
 
 
+def test_report_has_the_peak_memory_of_every_stage(run_dir: Path):
+    memory = json.loads((run_dir / "report.json").read_text())["memory"]
+    peaks = memory["peak_rss_mb"]
+    assert {"prepare", "pretrain", "tasks", "export", "p3 domain1: ridge",
+            "p2 gender full: baselines"} <= set(peaks)
+    # a stage holds its inner stages: tasks' peak is at least each baseline's
+    assert peaks["tasks"] >= peaks["p3 domain1: ridge"] > 0
+    assert "## Peak memory (MiB)" in (run_dir / "report.md").read_text()
+
+
 def test_the_run_exports_a_bundle_that_verifies(run_dir: Path):
     manifest = load_and_verify(run_dir / "bundle")
     assert {t.name for t in manifest.tasks} == {"gender", "cold"}

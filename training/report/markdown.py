@@ -40,8 +40,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         ", ".join(f"{k} {v}" for k, v in report.get("timings", {}).items()),
         "",
+        *memory_lines(report),
     ]
     return "\n".join(lines)
+
+
+def memory_lines(report: dict[str, Any]) -> list[str]:
+    """Peak resident memory per stage (``report.json`` ``memory``), for sizing a machine."""
+    memory = report.get("memory") or {}
+    peaks = memory.get("peak_rss_mb") or {}
+    if not peaks:
+        return []
+    return ["## Peak memory (MiB)", "", f"Measured {memory.get('measured', '')}.", "",
+            "| stage | peak RSS |", "|---|---:|",
+            *(f"| {name} | {mb:.0f} |" for name, mb in peaks.items()), ""]
 
 
 def _title(report: dict[str, Any]) -> list[str]:

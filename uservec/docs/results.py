@@ -155,6 +155,15 @@ def _bundle(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _peak_memory(report: dict[str, Any]) -> str:
+    """", peak memory N MiB (in STAGE)" from ``memory.peak_rss_mb`` when the report has it."""
+    peaks = lookup(report, "memory", "peak_rss_mb")
+    if not isinstance(peaks, dict) or not peaks:
+        return ""
+    stage = max(peaks, key=lambda name: float(peaks[name]))
+    return f", peak memory {peaks[stage]:.0f} MiB (in {stage})"
+
+
 def report_section(name: str, report: dict[str, Any]) -> list[str]:
     """Every table of one report: P1, then each task and label regime, then the bundle."""
     ds = report.get("dataset") or {}
@@ -162,7 +171,8 @@ def report_section(name: str, report: dict[str, Any]) -> list[str]:
              f"`uservec run` of config `{lookup(report, 'config', 'name') or name}` on "
              f"{ds.get('name', '?')} ({fmt(ds.get('users'), 0)} users, "
              f"{fmt(ds.get('items'), 0)} items, {fmt(ds.get('events'), 0)} events); "
-             f"wall time {fmt(lookup(report, 'timings', 'total_s'), 1)} s.", "",
+             f"wall time {fmt(lookup(report, 'timings', 'total_s'), 1)} s"
+             f"{_peak_memory(report)}.", "",
              stamp_of(report).line(), "",
              *(f"- {note}" for note in report.get("protocol_notes") or []), ""]
     lines += _next_item(name, report)

@@ -78,7 +78,7 @@ def test_report_has_the_peak_memory_of_every_stage(run_dir: Path):
     memory = json.loads((run_dir / "report.json").read_text())["memory"]
     peaks = memory["peak_rss_mb"]
     assert {"prepare", "pretrain", "tasks", "export", "p3 domain1: ridge",
-            "p2 gender full: baselines"} <= set(peaks)
+            "p2 gender 1.0: baselines"} <= set(peaks)
     # a stage holds its inner stages: tasks' peak is at least each baseline's
     assert peaks["tasks"] >= peaks["p3 domain1: ridge"] > 0
     assert "## Peak memory (MiB)" in (run_dir / "report.md").read_text()

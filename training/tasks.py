@@ -4,8 +4,8 @@ For each task declared in the config (``cfg.tasks``), on the splits of the evalu
 (:func:`training.evaluation.plan.plan_evaluation`):
 
 * profile (P2): the baselines (majority, lr, lr_bal) and every method of ``adapt.methods``
-  on the five P2 folds, with full labels and (``low_label``) with 10% of each training fold
-  (:mod:`training.comparison.profile`);
+  on the five P2 folds, in every label regime of ``eval.label_fractions`` (the labelled share
+  of each training fold; :mod:`training.comparison.profile`);
 * cross-domain (P3): the baselines (popularity, cooc, ridge) and every method on the P3 test
   users (:mod:`training.comparison.cross_domain`).
 

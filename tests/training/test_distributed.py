@@ -52,7 +52,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path: Pa
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+    two = subprocess.Popen(
         torchrun_command(2, [str(config), "--out", str(tmp_path / "two")]),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     one = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "one")])

@@ -18,19 +18,19 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from uservec.training.batching import NextItemWindows
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.prepare import prepare
 from uservec.training.data.synthetic import generate_synthetic
-from uservec.training.device import resolve_device, supports_bf16
+from uservec.training.device import DeviceName, resolve_device, supports_bf16
 from uservec.training.pretrain import pretrain
 
 MODEL = ModelConfig(dim=64, dilations=(1, 2, 4, 8), max_len=16, dropout=0.0)
 
 
-def smoke(device: str, users: int, epochs: int, batch_size: int) -> dict[str, Any]:
+def smoke(device: DeviceName, users: int, epochs: int, batch_size: int) -> dict[str, Any]:
     """Pretrain on ``device``; events/s (targets per second of training) and the losses."""
     dataset = prepare(generate_synthetic(users, 400, 2, seed=0), name="gpu-smoke")
     cfg = PretrainConfig(epochs=epochs, batch_size=batch_size, patience=epochs, device=device)
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--compare-cpu", action="store_true",
                         help="also run one epoch on the CPU and print the loss gap")
     args = parser.parse_args()
-    result = smoke(args.device, args.users, args.epochs, args.batch_size)
+    result = smoke(cast(DeviceName, args.device), args.users, args.epochs, args.batch_size)
     if args.compare_cpu:
         cpu = smoke("cpu", args.users, 1, args.batch_size)
         result["cpu_first_epoch_loss"] = cpu["losses"][0]

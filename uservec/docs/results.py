@@ -51,8 +51,13 @@ def _regimes(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _regime_label(regime: str) -> str:
-    return {"full": "full labels", "low_label": "10% of the labels"}.get(
-        regime, regime.replace("_", " "))
+    named = {"full": "full labels", "low_label": "10% of the labels", "1.0": "full labels"}
+    if regime in named:
+        return named[regime]
+    try:
+        return f"{float(regime):.0%} of the labels"
+    except ValueError:
+        return regime.replace("_", " ")
 
 
 def _tasks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -214,7 +219,8 @@ def _headline_rows(name: str, report: dict[str, Any], neural: Sequence[str]) -> 
                 continue
             methods = body.get("methods") or {}
             final = _final_method(task, methods, P2_BASELINES if profile else P3_BASELINES)
-            label = task_name if regime == "full" else f"{task_name}, {_regime_label(regime)}"
+            label = (task_name if regime in ("full", "1.0")
+                     else f"{task_name}, {_regime_label(regime)}")
             metrics = P2_METRICS if profile else tuple(
                 k for k in next(iter(methods.values()), {}) if k.startswith("ndcg@"))
             digits = 3 if profile else 4

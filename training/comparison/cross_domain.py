@@ -32,6 +32,7 @@ from uservec.training.evaluation.kinds import CROSS_DOMAIN_BASELINES
 from uservec.training.evaluation.ranking import tie_break_order
 from uservec.training.evaluation.ranking_eval import RANKING_METRICS, evaluate_ranking
 from uservec.training.evaluation.served import ServedBlock, ServedKind, served_block
+from uservec.training.memory import stage
 from uservec.training.task_artifact import RecommendOutputs
 from uservec.training.task_selection import TaskFit
 from uservec.training.wide.payload import ranking_payload
@@ -50,9 +51,10 @@ def run_cross_domain_task(task: TaskConfig, split: CrossDomainSplit, context: Ta
         order.append(settings.final_method)
     for method in order:
         is_final = method == settings.final_method
-        fit = fit_cross_domain_task(method, context.shared if is_final else context.pristine,
-                                    split, settings, context.max_len, context.seed, task.name,
-                                    shared=is_final, k=k)
+        with stage(f"p3 {split.target_domain}: {method}"):
+            fit = fit_cross_domain_task(method, context.shared if is_final else context.pristine,
+                                        split, settings, context.max_len, context.seed,
+                                        task.name, shared=is_final, k=k)
         if is_final:
             final = fit
         if method in settings.methods:

@@ -24,7 +24,12 @@ from uservec.training.comparison.served_profile import (
 )
 from uservec.training.config import TaskConfig
 from uservec.training.evaluation.fit_summary import FinalModel, FitSummary
-from uservec.training.evaluation.kinds import PROFILE_BASELINES, PROFILE_METRICS, Regime
+from uservec.training.evaluation.kinds import (
+    FULL_REGIME,
+    PROFILE_BASELINES,
+    PROFILE_METRICS,
+    Regime,
+)
 from uservec.training.evaluation.plan import ProfileSplit
 from uservec.training.evaluation.profile_eval import ProfileFold, evaluate_profile
 from uservec.training.evaluation.profile_results import (
@@ -40,6 +45,7 @@ from uservec.training.evaluation.served import (
     most_common_kind,
     served_block,
 )
+from uservec.training.memory import stage
 from uservec.training.profile_task import fit_profile_task, predict_profile_rules
 from uservec.training.task_artifact import ProfileOutputs
 from uservec.training.task_selection import TaskFit
@@ -54,7 +60,7 @@ def run_profile_task(task: TaskConfig, split: ProfileSplit, context: TaskContext
     regimes: dict[Regime, RegimeResult] = {}
     for regime, regime_split in split.regimes.items():
         regimes[regime] = evaluate_regime(task.name, regime, split, regime_split.folds, context)
-    full = regimes.get("full") or next(iter(regimes.values()), None)
+    full = regimes.get(FULL_REGIME) or next(iter(regimes.values()), None)
     kind = "deep" if full is None or full.served is None else full.served.kind
     final, fit = fit_final(task, split, context, task_dir, kind)
     result = ProfileTaskResult(
@@ -71,12 +77,14 @@ def run_profile_task(task: TaskConfig, split: ProfileSplit, context: TaskContext
 def evaluate_regime(task_name: str, regime: Regime, split: ProfileSplit,
                     folds: tuple[Fold, ...], context: TaskContext) -> RegimeResult:
     """Every baseline and method of one regime on its folds, with the paired comparisons."""
-    methods = run_profile_baselines(context.dataset, split.labels, folds)
+    with stage(f"p2 {task_name} {regime}: baselines"):
+        methods = run_profile_baselines(context.dataset, split.labels, folds)
     deep_method = context.settings.final_method
     deep_fits: list[TaskFit] = []
     for method in context.settings.methods:
-        result = evaluate_method(method, task_name, split, folds, context,
-                                 deep_fits if method == deep_method else None)
+        with stage(f"p2 {task_name} {regime}: {method}"):
+            result = evaluate_method(method, task_name, split, folds, context,
+                                     deep_fits if method == deep_method else None)
         methods[method] = result
         logger.info("P2 %s %s %s: acc %.3f macro-F1 %.3f (%d params, %.0fs)", task_name, regime,
                     method, result.metric("accuracy").mean, result.metric("macro_f1").mean,

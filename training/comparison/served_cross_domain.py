@@ -80,8 +80,9 @@ class ServedRanking:
 def _wide_parts(split: CrossDomainSplit, lam: float) -> tuple[RankingWide, np.ndarray,
                                                                sp.csr_matrix]:
     """The truncated ridge on ``split.train_users``, their out-of-fold scores and targets."""
-    columns = source_columns(split)
     bags = source_bags(split, split.train_users)
+    seen = np.flatnonzero(np.asarray(bags.sum(axis=0)).ravel() > 0)
+    columns = np.intersect1d(source_columns(split), seen)
     targets = split.target_matrix(split.train_users)
     wide = fit_ranking_wide(bags, targets, lam, columns)
     return wide, out_of_fold_scores(bags, targets, lam, columns), targets

@@ -19,7 +19,7 @@ from uservec.training.evaluation.kinds import (
     Regime,
 )
 from uservec.training.evaluation.profile_eval import ProfileEvaluation
-from uservec.training.evaluation.served import ServedBlock, regime_key
+from uservec.training.evaluation.served import ServedBlock
 from uservec.training.evaluation.statistics import MeanStd, PairedFolds, paired_folds
 
 
@@ -156,7 +156,7 @@ class ProfileTaskResult:
             "label_distribution": dict(self.label_distribution),
             "labelled_users": self.labelled_users,
             "regimes": {name: regime.to_json() for name, regime in self.regimes.items()},
-            "served": {regime_key(name): regime.served.to_json()
+            "served": {name: regime.served.to_json()
                        for name, regime in self.regimes.items() if regime.served is not None},
         }
         if self.skipped_regimes:

@@ -66,14 +66,6 @@ def most_common_kind(kinds: Sequence[ServedKind]) -> ServedKind:
     return max(TIE_ORDER, key=lambda kind: (counts[kind], -TIE_ORDER.index(kind)))
 
 
-def regime_key(regime: str) -> str:
-    """The labelled fraction of a regime as a string: ``"1.0"`` for full labels."""
-    named = {"full": "1.0", "low_label": "0.1"}
-    if regime in named:
-        return named[regime]
-    return str(float(regime))
-
-
 @dataclass(frozen=True)
 class Versus:
     """The served head against the strongest baseline of one metric."""

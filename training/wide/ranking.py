@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from uservec.training.baselines.ridge import RidgeSolver, fit_ridge
+from uservec.training.baselines.ridge import LowRankRidge, RidgeModel, RidgeSolver, fit_ridge
 
 #: largest rank kept, and the float32 bytes a wide part may take in the bundle
 MAX_RANK = 256
@@ -65,9 +65,18 @@ class RankingWide:
         return self.query(bags) @ self.right
 
 
-def _operators(solver: RidgeSolver, lam: float
+def _operators(solver: RidgeModel, lam: float
                ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """W @ x and W.T @ y for the ridge solution W = L diag(1 / (e + lam)) V.T Z, lazily."""
+    """W @ x and W.T @ y for the ridge solution, lazily (W is never formed).
+
+    Exact solver: W = L diag(1 / (e + lam)) V.T Z. Low-rank solver: W = V diag(s / (s^2 + lam))
+    (U^T Y), already a product of thin factors.
+    """
+    if isinstance(solver, LowRankRidge):
+        factor = solver.right * (solver.singular / (solver.singular**2 + lam))  # (d, r)
+        projected = solver.projected  # (r, C)
+        return (lambda x: factor @ (projected @ x)), (lambda y: projected.T @ (factor.T @ y))
+    assert isinstance(solver, RidgeSolver)
     inverse = 1.0 / (solver.eigenvalues + lam)
     vectors, rhs, design_t = solver.vectors, solver.rhs, solver.design_t
 
@@ -102,7 +111,7 @@ def fit_ranking_wide(bags: sp.csr_matrix, targets: sp.csr_matrix, lam: float,
     with threadpool_limits(limits=1):
         solver = fit_ridge(bags, targets, columns)
         matvec, rmatvec = _operators(solver, lam)
-        n_rows, n_cols = solver.columns.size + 1, targets.shape[1]
+        n_rows, n_cols = columns.size + 1, targets.shape[1]
         rank = rank_for(n_rows, n_cols, byte_budget, max_rank)
         width = min(rank + _OVERSAMPLE, n_rows, n_cols)
         omega = np.random.default_rng(seed).standard_normal((n_cols, width))
@@ -114,7 +123,7 @@ def fit_ranking_wide(bags: sp.csr_matrix, targets: sp.csr_matrix, lam: float,
         u, s, vt = np.linalg.svd(small, full_matrices=False)
     rank = min(rank, s.size)
     left = (basis @ u[:, :rank]) * s[:rank]
-    return RankingWide(np.asarray(solver.columns), left, vt[:rank], lam)
+    return RankingWide(np.asarray(columns), left, vt[:rank], lam)
 
 
 def full_ridge_scores(bags: sp.csr_matrix, targets: sp.csr_matrix, lam: float,

@@ -7,7 +7,6 @@ import pytest
 from uservec.training.evaluation.served import (
     choose_kind,
     most_common_kind,
-    regime_key,
     served_block,
 )
 
@@ -25,12 +24,9 @@ def test_choose_kind_prefers_wide_within_the_margin_and_on_ties():
         choose_kind({})
 
 
-def test_most_common_kind_and_regime_keys():
+def test_most_common_kind():
     assert most_common_kind(["deep", "wide", "deep"]) == "deep"
     assert most_common_kind(["deep", "wide"]) == "wide"
-    assert regime_key("full") == "1.0"
-    assert regime_key("low_label") == "0.1"
-    assert regime_key("0.25") == "0.25"
 
 
 def test_served_block_schema_and_paired_difference():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from uservec.contract import decision
+from uservec.contract import bags, decision
 from uservec.contract.events import event_order, resolve_domain
 from uservec.contract.ids import (
     DEFAULT_DOMAIN,
@@ -50,6 +50,8 @@ class ProfileHead:
     labels: tuple[str, ...]
     #: (C,) added to the logits for the prior-adjusted decision; None: the bundle has no prior
     prior_shift: np.ndarray | None = None
+    #: what the head serves: "deep", "wide" or "wide+deep" (the manifest's served_kind)
+    served_kind: str = "deep"
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +64,8 @@ class RecommendHead:
     catalogue: Catalogue
     #: the domains it reads (None: every domain)
     source_domains: frozenset[str] | None = None
+    #: what the head serves: "deep", "wide" or "wide+deep" (the manifest's served_kind)
+    served_kind: str = "deep"
 
 
 class DomainRequired(ValueError):
@@ -82,10 +86,18 @@ class PreparedUser:
     unknown_items: tuple[str, ...]  # raw ids the model never saw (see Bundle.prepare), in order
     seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
     known_events: int  # ids that are not UNK: 0 = the answer knows nothing of the user
+    #: sorted distinct ids of *every* event sent (wide parts read them); None: no wide part
+    bag: np.ndarray | None = None
 
     @property
     def events_used(self) -> int:
         return int(self.ids.size)
+
+    @property
+    def model_input(self) -> np.ndarray:
+        """What the graph reads, as one array (window, and the bag when there is one): the
+        cache key and the batcher's row, so two requests share an entry only when both match."""
+        return bags.pack(self.ids, self.bag)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +109,8 @@ class Bundle:
     model_file: str
     input_name: str
     output_names: tuple[str, ...]
+    #: width of the graph's ``bag`` input (the vocabulary size); 0 when it has no wide part
+    bag_size: int
     #: the graph's sequence length when it is not dynamic
     fixed_length: int | None
     default_domain: str
@@ -157,13 +171,23 @@ class Bundle:
         unknown = dict.fromkeys(events[order[row]].item_id for row in candidates.tolist()
                                 if all_ids[row] == UNK_ID)
         return PreparedUser(ids=ids, unknown_items=tuple(unknown), seen_keys=frozenset(keys),
-                            known_events=int(np.count_nonzero(ids != UNK_ID)))
+                            known_events=int(np.count_nonzero(ids != UNK_ID)),
+                            bag=bags.bag_ids(all_ids) if self.bag_size else None)
 
     def run(self, sequences: Sequence[np.ndarray]) -> list[Outputs]:
-        """One onnxruntime pass over many id sequences (blocking; call it off the event loop)."""
-        length = self.fixed_length or batch_length(sequences, self.max_len)
-        items = encode_batch(sequences, length)  # (B, L), left-padded
-        arrays = self.session.run(list(self.output_names), {self.input_name: items})
+        """One onnxruntime pass over many id sequences (blocking; call it off the event loop).
+
+        A sequence is a window of ids or a :attr:`PreparedUser.model_input` (window and bag); a
+        wide part given a bare window reads that window's ids as the bag.
+        """
+        unpacked = [bags.unpack(np.asarray(s, dtype=np.int64)) for s in sequences]
+        windows = [window for window, _ in unpacked]
+        length = self.fixed_length or batch_length(windows, self.max_len)
+        items = encode_batch(windows, length)  # (B, L), left-padded
+        user_bags = [bags.bag_ids(w) if b is None else b for w, b in unpacked]
+        names = [self.input_name, bags.BAG_INPUT] if self.bag_size else [self.input_name]
+        feed = bags.graph_feed(names, items, self.bag_size, user_bags)
+        arrays = self.session.run(list(self.output_names), feed)
         return [
             {name: np.array(array[row]) for name, array in zip(self.output_names, arrays,
                                                                 strict=True)}
@@ -188,10 +212,25 @@ def _fixed_length(shape: Sequence[object]) -> int | None:
     return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
 
 
-def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
-    """The graph must take one (B, L) int64 input and produce every output the manifest names."""
+def _bag_size(session: ort.InferenceSession, model: Path) -> int:
+    """Width of the graph's (B, V) float32 ``bag`` input; 0 when it takes only the window."""
     inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
+    if len(inputs) == 1:
+        return 0
+    bag = inputs[1]
+    if (len(inputs) != 2 or bag.name != bags.BAG_INPUT or bag.type != "tensor(float)"
+            or len(bag.shape) != 2 or not isinstance(bag.shape[1], int)):
+        found = [(i.name, i.type, i.shape) for i in inputs]
+        raise BundleError(f"{model}: expected a (B, L) int64 input and maybe a (B, V) float "
+                          f"'bag', found {found}")
+    return int(bag.shape[1])
+
+
+def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
+    """The graph must take a (B, L) int64 input (and maybe the bag) and produce every output
+    the manifest names."""
+    inputs = session.get_inputs()
+    if not inputs or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
         found = [(i.name, i.type, i.shape) for i in inputs]
         raise BundleError(f"{model}: expected one (B, L) int64 input, found {found}")
     declared = [spec.name for spec in manifest.model.inputs]
@@ -227,7 +266,7 @@ def _heads(
             shift = (None if task.class_prior is None or task.prior_power is None
                      else decision.prior_shift(task.class_prior, task.prior_power))
             profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels or ()),
-                                             shift)
+                                             shift, task.served_kind)
             continue
         assert task.domain and task.item_keys_file and task.index_file
         catalogue = load_catalogue(
@@ -236,7 +275,7 @@ def _heads(
         reads = _source_mask(vocab, task.source_domains)
         sources = None if task.source_domains is None else frozenset(task.source_domains)
         recommend[task.name] = RecommendHead(
-            task.name, task.output, task.domain, reads, catalogue, sources
+            task.name, task.output, task.domain, reads, catalogue, sources, task.served_kind
         )
     return profile, recommend
 
@@ -313,6 +352,7 @@ def load_bundle(
         session=session,
         model_file=model_path.name,
         input_name=input_name,
+        bag_size=_bag_size(session, model_path),
         output_names=tuple(o.name for o in session.get_outputs()),
         fixed_length=_fixed_length(session.get_inputs()[0].shape),
         default_domain=_default_domain(vocab),

@@ -206,7 +206,7 @@ class Runtime:
         """All graph outputs per user: cache first, then one (micro-batched) model pass."""
         if not users:
             return []
-        keys = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.ids)
+        keys = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.model_input)
                 for u in users]
         unique = list(dict.fromkeys(keys))
         start = time.perf_counter()
@@ -219,7 +219,7 @@ class Runtime:
         )
         missing = [key for key in unique if found[key] is None]
         if missing:
-            ids_of = dict(zip(keys, (u.ids for u in users), strict=True))
+            ids_of = dict(zip(keys, (u.model_input for u in users), strict=True))
             outputs, timing = await self._infer(bundle, [ids_of[key] for key in missing])
             timings.add("queue", timing.queue_s)
             timings.add("encode", timing.encode_s)

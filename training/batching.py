@@ -117,3 +117,56 @@ def shuffled_batches(
     order = torch.randperm(num_examples, generator=generator)
     for start in range(0, num_examples, batch_size):
         yield order[start : start + batch_size]
+
+
+class SetExamples(Dataset):
+    """One epoch's order-free examples: (inputs (N, L), targets (N, K)), PAD-padded."""
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        self.inputs = torch.from_numpy(inputs)
+        self.targets = torch.from_numpy(targets)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+    def num_targets(self) -> int:
+        return int((self.targets != PAD_ID).sum())
+
+
+class SetWindows:
+    """Random-permutation windows with a set-level target (``pretrain.objective = "set"``).
+
+    For data without a time order (or with most events tied) "the next item" is the file's or
+    the id tie-break's order. Here each epoch shuffles every user's training events anew; a
+    window holds ``max_len`` of them as input and a disjoint held-out subset (``holdout`` of the
+    window, at most ``max_targets``) as the target set that every input position predicts. A
+    user gets one window per ``max_len`` training events, so long histories count as often as
+    under next-item training. The P1 held-out events stay out (:func:`training_part`).
+    """
+
+    def __init__(self, dataset: PreparedDataset, max_len: int, holdout: float,
+                 max_targets: int) -> None:
+        parts = [training_part(dataset.sequence(u)) for u in range(dataset.num_users)]
+        self.parts = [p for p in parts if len(p) >= 2]
+        self.max_len, self.holdout, self.max_targets = max_len, holdout, max_targets
+
+    def __len__(self) -> int:
+        return sum(max(1, len(p) // self.max_len) for p in self.parts)
+
+    def draw(self, rng: np.random.Generator) -> SetExamples:
+        """This epoch's windows (the same ``rng`` state gives the same windows: resumable)."""
+        inputs, targets = [], []
+        for part in self.parts:
+            for _ in range(max(1, len(part) // self.max_len)):
+                shuffled = part[rng.permutation(len(part))]
+                k = min(self.max_targets, max(1, int(self.holdout * min(len(part),
+                                                                        self.max_len))))
+                inputs.append(encode_sequence(shuffled[k:k + self.max_len], self.max_len))
+                targets.append(encode_sequence(shuffled[:k], self.max_targets))
+        if not inputs:
+            empty = np.zeros((0, self.max_len), dtype=np.int64)
+            return SetExamples(empty, np.zeros((0, self.max_targets), dtype=np.int64))
+        return SetExamples(np.stack(inputs), np.stack(targets))

@@ -15,6 +15,8 @@ DataFormat = Literal[
 ]
 #: next-item loss of pretraining: full softmax or sampled softmax
 PretrainLoss = Literal["full", "sampled"]
+#: pretraining objective: next item, order-free held-out set, or chosen from the data's order
+PretrainObjective = Literal["next_item", "set", "auto"]
 #: pretrained item embeddings at the start
 PretrainItemInit = Literal["random", "svd"]
 #: downstream task kinds: P2 profile attribute, P3 cross-domain cold start

@@ -20,10 +20,17 @@ from typing import Any
 
 import yaml
 
-from uservec.training.choices import DataFormat, PretrainItemInit, PretrainLoss, TaskKind
+from uservec.training.choices import (
+    DataFormat,
+    PretrainItemInit,
+    PretrainLoss,
+    PretrainObjective,
+    TaskKind,
+)
 from uservec.training.config_schema import (
     FRACTION,
     NON_NEGATIVE,
+    OPEN_FRACTION,
     POSITIVE,
     SHARE,
     ConfigError,
@@ -86,6 +93,9 @@ class DataConfig(Section):
     synthetic_items: int = setting(300, POSITIVE)
     #: synthetic: number of generated domains
     synthetic_domains: int = setting(2, POSITIVE)
+    #: synthetic: events per basket sharing one timestamp, ordered within it only by item id
+    #: (0 = every event its own time); tests the order-free pretraining objective
+    synthetic_basket: int = setting(0, NON_NEGATIVE)
     #: where prepared arrays are cached across runs (default: only the run folder's prepared/)
     cache_dir: str | None = None
     #: users file values (compared after trimming spaces) that mean "no label": a user with one
@@ -156,6 +166,15 @@ class PretrainConfig(Section):
     #: tasks, export and serving use) as well as the windows it trained on: short windows train
     #: faster, and a mean readout over a long window summarises more of a user's taste
     window: int = setting(0, NON_NEGATIVE)
+    #: "next_item" (NextItNet), "set" (random-permutation windows: every position predicts a
+    #: held-out subset of the user's items; for data without a time order) or "auto" ("set" when
+    #: the source has no timestamps or most events tie with their predecessor:
+    #: training.data.time_order)
+    objective: PretrainObjective = "next_item"
+    #: set objective: share of a window's events held out as its target set
+    set_holdout: float = setting(0.2, OPEN_FRACTION)
+    #: set objective: most held-out targets per window
+    set_max_targets: int = setting(20, POSITIVE)
 
     SECTION = "pretrain"
 

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 
 from uservec.contract.fingerprint import code_version
 from uservec.contract.ids import NUM_RESERVED, PAD_ID
-from uservec.training.batching import NextItemWindows, shuffled_batches, training_event_mask
+from uservec.training.batching import (
+    NextItemWindows,
+    SetExamples,
+    SetWindows,
+    shuffled_batches,
+    training_event_mask,
+)
 from uservec.training.checkpoint import (
     CheckpointError,
     build_encoder,
@@ -38,10 +44,11 @@ from uservec.training.checkpoint import (
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.data.time_order import Objective, resolve_objective, time_order
 from uservec.training.evaluation.bags import binary_matrix, event_users
 from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.model import NextItemHead, NextItNet
-from uservec.training.objectives import bag_loss, next_item_loss
+from uservec.training.objectives import bag_loss, next_item_loss, set_loss
 from uservec.training.run_dir import ENCODER_FILE, RESUME_FILE
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain"]
@@ -65,6 +72,8 @@ class PretrainResult:
     stop_reason: str
     encoder: NextItNet = field(repr=False)
     head: NextItemHead = field(repr=False)
+    #: the objective trained and why (``pretrain.objective``; "auto" resolved)
+    objective: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,13 +205,17 @@ def _resume(trainer: _Trainer, path: Path) -> None:
 
 
 def _epoch(
-    trainer: _Trainer, epoch: int, windows: NextItemWindows, dataset: PreparedDataset,
+    trainer: _Trainer, epoch: int, windows: NextItemWindows | SetWindows,
+    dataset: PreparedDataset,
     model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, eval_cfg: EvalConfig, out_dir: Path,
 ) -> None:
     """Train one epoch, validate, update the progress and write the checkpoints."""
     progress, metric = trainer.progress, f"ndcg@{eval_cfg.k}"
     epoch_start = time.perf_counter()
-    loss = _train_epoch(trainer.model, trainer.head, trainer.optimizer, windows, pretrain_cfg,
+    examples: NextItemWindows | SetExamples = windows if isinstance(
+        windows, NextItemWindows) else windows.draw(np.random.default_rng([trainer.meta["seed"],
+                                                                          epoch]))
+    loss = _train_epoch(trainer.model, trainer.head, trainer.optimizer, examples, pretrain_cfg,
                         epoch, trainer.shuffle_rng, trainer.negatives_rng)
     train_seconds = time.perf_counter() - epoch_start
     val = evaluate_next_item(trainer.model, trainer.head, dataset, "valid", eval_cfg.k,
@@ -242,18 +255,19 @@ def _pretrain(
     resume: bool,
 ) -> PretrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
+    objective, reason = resolve_objective(pretrain_cfg.objective, time_order(dataset))
+    windows = _examples(dataset, model_cfg, pretrain_cfg, objective)
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
+    logger.info("pretraining objective %s (%s)", objective, reason)
     trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed)
+    trainer.meta["objective"] = objective
     if resume and (out_dir / LAST).is_file():
         _resume(trainer, out_dir / LAST)
     num_params = sum(p.numel() for p in [*trainer.model.parameters(),
                                          *trainer.head.parameters()])
-    logger.info(
-        "pretraining on %s: %d windows, %d targets, vocab %d, %d parameters",
-        dataset.name, len(windows), windows.num_targets(), dataset.vocab.size, num_params,
-    )
+    logger.info("pretraining on %s: %d windows, vocab %d, %d parameters", dataset.name,
+                len(windows), dataset.vocab.size, num_params)
     progress = trainer.progress
     stop_reason = "early_stopping" if progress.stopped_early else "epochs"
     started = time.perf_counter()
@@ -274,7 +288,18 @@ def _pretrain(
             logger.warning("stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
                            epoch, elapsed, pretrain_cfg.max_seconds)
             break
-    return _best_result(trainer, out_dir, num_params, stop_reason)
+    result = _best_result(trainer, out_dir, num_params, stop_reason)
+    result.objective = {"objective": objective, "reason": reason}
+    return result
+
+
+def _examples(dataset: PreparedDataset, model_cfg: ModelConfig, pretrain_cfg: PretrainConfig,
+              objective: Objective) -> NextItemWindows | SetWindows:
+    """The training examples of ``objective`` (set windows are drawn anew every epoch)."""
+    length = pretrain_cfg.window or model_cfg.max_len
+    if objective == "set":
+        return SetWindows(dataset, length, pretrain_cfg.set_holdout, pretrain_cfg.set_max_targets)
+    return NextItemWindows(dataset, length)
 
 
 def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
@@ -334,7 +359,7 @@ def _train_epoch(
     model: NextItNet,
     head: NextItemHead,
     optimizer: torch.optim.Optimizer,
-    windows: NextItemWindows,
+    windows: NextItemWindows | SetExamples,
     cfg: PretrainConfig,
     epoch: int,
     shuffle_rng: torch.Generator,
@@ -352,8 +377,12 @@ def _train_epoch(
     for index in bar:
         inputs, targets = windows[index]  # (B, L), (B, L)
         hidden = model(inputs)  # (B, L, D)
-        loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives, negatives_rng)
-        if cfg.bag_weight > 0:
+        if isinstance(windows, SetExamples):  # targets (B, K): the held-out set
+            loss = set_loss(hidden, inputs, targets, head)
+        else:
+            loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives,
+                                  negatives_rng)
+        if cfg.bag_weight > 0 and not isinstance(windows, SetExamples):
             loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -179,6 +179,7 @@ def _pretrain_and_evaluate(
     cfg: ExperimentConfig, dataset: PreparedDataset, run: RunDir, resume: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
+    from uservec.training.data.time_order import time_order
     from uservec.training.evaluation.next_item import evaluate_next_item, popularity_next_item
     from uservec.training.pretrain import pretrain
 
@@ -201,6 +202,8 @@ def _pretrain_and_evaluate(
         "seconds": round(result.seconds, 1),
         "parameters": result.num_params,
         "stop_reason": result.stop_reason,
+        **result.objective,
+        "time_order": time_order(dataset).to_json(),
         "validation": result.val_metrics,
         "history": result.history,
     }

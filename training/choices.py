@@ -17,6 +17,8 @@ DataFormat = Literal[
 PretrainLoss = Literal["full", "sampled"]
 #: pretraining objective: next item, order-free held-out set, or chosen from the data's order
 PretrainObjective = Literal["next_item", "set", "auto"]
+#: how a pretraining corpus' items map onto the task dataset's (training.data.corpus)
+CorpusMatch = Literal["title", "id"]
 #: pretrained item embeddings at the start
 PretrainItemInit = Literal["random", "svd"]
 #: downstream task kinds: P2 profile attribute, P3 cross-domain cold start

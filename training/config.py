@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from uservec.training.choices import (
+    CorpusMatch,
     DataFormat,
     PretrainItemInit,
     PretrainLoss,
@@ -128,6 +129,39 @@ class ModelConfig(Section):
 
 
 @dataclass(frozen=True)
+class CorpusConfig(Section):
+    """Pretraining on another population (``[pretrain.corpus]``): more users than labels.
+
+    The corpus' items map onto the task dataset's catalogue
+    (docs/protocols.md#p2-on-movielens-1m-and-transfer-to-movielens-100k); its users join
+    pretraining, and its labelled users join the pooled bag baselines and, with ``aux_weight``
+    > 0, train auxiliary heads beside the pretraining objective.
+    """
+
+    #: raw format of the corpus (README.md#data)
+    format: DataFormat
+    #: the corpus folder or interactions file (required)
+    path: str
+    #: generic: optional users file of the corpus
+    users_path: str | None = None
+    #: how corpus items map onto the task's: "title" (normalised title + year, MovieLens) or
+    #: "id" (equal raw item ids)
+    by: CorpusMatch = "title"
+    #: pretrain on the task dataset's users too (transductive for P2, as without a corpus);
+    #: false = the backbone never sees the task population's behaviour
+    include_task_users: bool = True
+    #: profile tasks (by name) whose attribute the corpus users file has with the same meaning:
+    #: they get the pooled baselines (lr_pooled, lr_bal_pooled) and, with aux_weight > 0, an
+    #: auxiliary head in pretraining
+    label_tasks: tuple[str, ...] = ()
+    #: weight of the auxiliary heads' cross-entropy (corpus users' labels) beside the
+    #: pretraining objective; 0 = unsupervised corpus. Needs the set objective
+    aux_weight: float = setting(0.0, NON_NEGATIVE)
+
+    SECTION = "pretrain.corpus"
+
+
+@dataclass(frozen=True)
 class PretrainConfig(Section):
     """Self-supervised next-item pretraining."""
 
@@ -175,6 +209,8 @@ class PretrainConfig(Section):
     set_holdout: float = setting(0.2, OPEN_FRACTION)
     #: set objective: most held-out targets per window
     set_max_targets: int = setting(20, POSITIVE)
+    #: another population to pretrain on (absent = the task dataset's users only)
+    corpus: CorpusConfig | None = None
 
     SECTION = "pretrain"
 
@@ -277,6 +313,17 @@ class ExperimentConfig(Section):
         if twice:
             raise ConfigError(f"config.tasks.name: {twice[0]!r} names two tasks; names must "
                               "be unique")
+        corpus = self.pretrain.corpus
+        if corpus is not None:
+            if self.pretrain.objective != "set":
+                raise ConfigError("config.pretrain.objective: a [pretrain.corpus] is read as "
+                                  f"sets of items; set objective = \"set\" (got "
+                                  f"{self.pretrain.objective!r})")
+            profile = {t.name for t in self.tasks if t.kind == "profile"}
+            unknown = [name for name in corpus.label_tasks if name not in profile]
+            if unknown:
+                raise ConfigError(f"config.pretrain.corpus.label_tasks: {unknown[0]!r} is not a "
+                                  f"profile task of this config (have {sorted(profile)})")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

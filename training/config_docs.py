@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from uservec.training.config import (
+    CorpusConfig,
     DataConfig,
     EvalConfig,
     ExperimentConfig,
@@ -31,6 +32,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("[data]", DataConfig),
     ("[model]", ModelConfig),
     ("[pretrain]", PretrainConfig),
+    ("[pretrain.corpus]", CorpusConfig),
     ("[eval]", EvalConfig),
     ("[[tasks]]", TaskConfig),
     ("[adapt]", AdaptSettings),

@@ -56,7 +56,8 @@ def evaluate_regime(task_name: str, regime: Regime, split: ProfileSplit,
                     folds: tuple[Fold, ...], context: TaskContext) -> RegimeResult:
     """Every baseline and method of one regime on its folds, with the paired comparisons."""
     with stage(f"p2 {task_name} {regime}: baselines"):
-        methods = run_profile_baselines(context.dataset, split.labels, folds)
+        methods = run_profile_baselines(context.dataset, split.labels, folds,
+                                        context.pooled.get(task_name))
     for method in context.settings.methods:
         with stage(f"p2 {task_name} {regime}: {method}"):
             result = evaluate_method(method, task_name, split, folds, context)

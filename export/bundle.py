@@ -1,6 +1,7 @@
 """Write one versioned, checksummed bundle (layout: :mod:`uservec.manifest`) from a fused model.
 
-Order of work: export ONNX -> parity vs torch (raises) -> item vectors, FAISS indexes, popularity ->
+Order of work: export ONNX -> parity vs torch (raises) -> step graph and its streamed parity
+(raises) -> item vectors, FAISS indexes, popularity ->
 optional int8 twin with its report -> vocabulary -> checksums + manifest -> verify the result ->
 publish. Everything is written into a temporary sibling directory that is renamed into place only
 after it verifies, so a crash or a failed check never leaves a half-written bundle at ``out_dir``.
@@ -40,6 +41,7 @@ from uservec.export.onnx_export import OPSET, export_onnx
 from uservec.export.parity import check_parity, open_session, session_outputs
 from uservec.export.publish import check_replaceable, fsync_tree, publish, set_permissions
 from uservec.export.quantize import Method, quantize_within_gate
+from uservec.export.step_graph import STEP_FILE, check_step_parity, export_step
 from uservec.training.fused import FusedUserModel, profile_output, query_output
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,8 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
     sample = session_outputs(open_session(model_path), job.calibration)
     _check_shapes(job.tasks, sample, vectors)
     parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, job.held_out, vectors)}
+    step = export_step(fused, root / STEP_FILE, job.max_len)
+    parity["step"] = check_step_parity(fused, root / STEP_FILE, step, job.held_out)
     specs = [
         _profile_spec(task) if task.kind == "profile" else _write_recommend_files(
             root, task, vectors[task.name], sample, job.index_kind, job.seed)
@@ -266,7 +270,7 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
     model = ModelSpec(
         file=MODEL_FILE, int8_file=int8_file, int8_method=int8_method, opset=OPSET,
         max_len=job.max_len, dim=int(sample[fused.output_names[0]].shape[1]),
-        inputs=inputs, outputs=outputs, graphs=graphs, nodes=node_count(model_path),
+        inputs=inputs, outputs=outputs, step=step, graphs=graphs, nodes=node_count(model_path),
     )
     return _seal(root, job, model, specs, parity)
 

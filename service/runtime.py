@@ -22,11 +22,13 @@ import numpy as np
 from uservec.contract.manifest import BundleError
 from uservec.service.batching import MicroBatcher, RunTiming, run_unbatched
 from uservec.service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key, output_key
-from uservec.service.engine import Bundle, Outputs, PreparedUser, load_bundle
+from uservec.service.engine import USER_VECTOR, Bundle, Outputs, PreparedUser, load_bundle
 from uservec.service.errors import BundleRejected, NotReady, ServiceError
-from uservec.service.graphs import USER_VECTOR, Plan
+from uservec.service.graphs import Plan
 from uservec.service.metrics import Metrics, Timings
 from uservec.service.settings import Settings
+from uservec.service.state_store import MemoryStore, RedisStore, StateStore
+from uservec.service.user_state import UserStates
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,15 @@ def build_cache(settings: Settings, metrics: Metrics) -> Cache:
     return NullCache()
 
 
+def build_state_store(settings: Settings) -> StateStore:
+    """Redis when configured (shared by replicas), else this process's memory."""
+    if settings.redis_url:
+        return RedisStore(settings.redis_url, prefix=settings.cache_key_prefix,
+                          ttl_s=settings.user_state_ttl_s, timeout_s=settings.redis_timeout_s,
+                          max_connections=settings.redis_max_connections)
+    return MemoryStore()
+
+
 def load_configured(settings: Settings, path: Path) -> Bundle:
     """:func:`~service.engine.load_bundle` with the loading settings (checksums, int8, threads).
 
@@ -86,6 +97,7 @@ class Runtime:
             settings.inference_threads, thread_name_prefix="uservec-infer"
         )
         self.cache = build_cache(settings, metrics)
+        self.users = UserStates(build_state_store(settings))
         self.batcher: MicroBatcher | None = None
         if settings.batching_enabled:
             self.batcher = MicroBatcher(
@@ -125,6 +137,7 @@ class Runtime:
         if self.batcher is not None:
             await self.batcher.close()
         await self.cache.close()
+        await self.users.store.close()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
     @property

@@ -129,6 +129,8 @@ dilations = [1]
 max_len = 8
 [pretrain]
 epochs = 1
+[eval]
+label_fractions = [0.01, 0.1, 1.0]
 [[tasks]]
 name = "age"
 kind = "profile"
@@ -143,17 +145,18 @@ patience = 1
     return str(config)
 
 
-def test_the_issue_22_age_run_skips_its_low_label_regime_instead_of_crashing(tmp_path):
+def test_the_issue_22_age_run_skips_a_regime_too_small_instead_of_crashing(tmp_path):
     """Before: ValueError 'test_size = 4 should be greater or equal to the number of classes =
-    5' in the low-label holdout, after pretraining, exit 1 with a traceback."""
+    5' in the low-label holdout, after pretraining, exit 1 with a traceback. Now 10% validates
+    on an unstratified holdout and 1% (2 rows for 5 classes) is skipped with a note."""
     _age_data(tmp_path)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", _age_config(tmp_path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     task = json.loads((out / "report.json").read_text())["tasks"]["tasks"]["age"]
-    assert list(task["regimes"]) == ["full"]
-    assert "test_size = 4" in task["skipped_regimes"]["low_label"]
-    assert "(P2 profile: age, low_label labels)\n\nNot evaluated: skipped: fold 0" in (
+    assert list(task["regimes"]) == ["0.1", "1.0"]
+    assert "fewer than the 5 classes" in task["skipped_regimes"]["0.01"]
+    assert "(P2 profile: age, 1% of the labels)\n\nNot evaluated: skipped: fold 0" in (
         out / "report.md").read_text()
 
 

@@ -20,16 +20,24 @@ from typing import Any
 
 import yaml
 
-from uservec.training.choices import DataFormat, PretrainItemInit, PretrainLoss, TaskKind
+from uservec.training.choices import (
+    DataFormat,
+    DeviceName,
+    PretrainItemInit,
+    PretrainLoss,
+    TaskKind,
+)
 from uservec.training.config_schema import (
     FRACTION,
     NON_NEGATIVE,
     POSITIVE,
+    SHARE,
     ConfigError,
     Section,
     build_dataclass,
     setting,
 )
+from uservec.training.evaluation.kinds import DEFAULT_LABEL_FRACTIONS
 from uservec.training.task_settings import AdaptSettings
 
 __all__ = [
@@ -84,6 +92,9 @@ class DataConfig(Section):
     synthetic_items: int = setting(300, POSITIVE)
     #: synthetic: number of generated domains
     synthetic_domains: int = setting(2, POSITIVE)
+    #: generic: prepare the interactions file in chunks of this many rows into memory-mapped
+    #: arrays (training.data.chunked: for files larger than memory; same arrays); 0 = in memory
+    chunk_rows: int = setting(0, NON_NEGATIVE)
     #: where prepared arrays are cached across runs (default: only the run folder's prepared/)
     cache_dir: str | None = None
     #: users file values (compared after trimming spaces) that mean "no label": a user with one
@@ -141,6 +152,10 @@ class PretrainConfig(Section):
     #: core). 1 by default: on cores shared with other jobs, multi-threaded ops spin-wait and ran
     #: 3-5x slower (ML-100K)
     num_threads: int = setting(1, NON_NEGATIVE)
+    #: where pretraining and task training run: "auto" (CUDA when torch sees a GPU, else the
+    #: CPU), "cpu" or "cuda". On CUDA the forward passes use bf16 autocast where the GPU supports
+    #: it; on the CPU results are those of a device-unaware run. Command line: --device
+    device: DeviceName = "auto"
     #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
     #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
     #: summary; at 1.0 it did not help on ML-100K, item_init = "svd" did
@@ -166,8 +181,21 @@ class EvalConfig(Section):
     k: int = setting(10, POSITIVE)
     #: users per evaluation batch
     batch_size: int = setting(256, POSITIVE)
+    #: P2 label-efficiency regimes: the labelled share of each training fold (stratified,
+    #: seed 0); 1.0 (every label) is required. A regime too small for a task's classes is
+    #: skipped with a note (docs/protocols.md#p2-label-efficiency-regimes)
+    label_fractions: tuple[float, ...] = setting(DEFAULT_LABEL_FRACTIONS, SHARE, non_empty=True)
 
     SECTION = "eval"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if 1.0 not in self.label_fractions:
+            raise ConfigError(f"config.eval.label_fractions: {list(self.label_fractions)} must "
+                              "include 1.0 (every label): the other regimes are read against it")
+        if len(set(self.label_fractions)) != len(self.label_fractions):
+            raise ConfigError(f"config.eval.label_fractions: {list(self.label_fractions)} "
+                              "lists a fraction twice")
 
 
 @dataclass(frozen=True)
@@ -186,7 +214,7 @@ class TaskConfig(Section):
     buckets: tuple[float, ...] | None = None
     #: cross_domain: target domain (required)
     target_domain: str | None = None
-    #: profile: also run the 10%-labels variant
+    #: profile: evaluate every regime of eval.label_fractions; false = only with every label (1.0)
     low_label: bool = True
 
     SECTION = "tasks"

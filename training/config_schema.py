@@ -29,6 +29,8 @@ FRACTION: Rule = (lambda v: 0 <= v < 1, "in [0, 1)")
 #: a share strictly between 0 and 1 (a holdout that leaves both sides non-empty)
 OPEN_FRACTION: Rule = (lambda v: 0 < v < 1, "in (0, 1)")
 PROBABILITY: Rule = (lambda v: 0 <= v <= 1, "in [0, 1]")
+#: a share of a set that leaves something in it (a labelled fraction: 1 = all)
+SHARE: Rule = (lambda v: 0 < v <= 1, "in (0, 1]")
 
 _RULE, _NON_EMPTY = "rule", "non_empty"
 

@@ -32,9 +32,9 @@ PROFILE_PREFIX = "profile."
 QUERY_PREFIX = "query."
 
 #: ``(input, patch set)``: input -1 is the raw sequence, i >= 0 the i-th keep table's compaction.
-_PassKey = tuple[int, str | None]
+PassKey = tuple[int, str | None]
 #: a pass plus how its hidden states are read out into one vector
-_VectorKey = tuple[int, str | None, str]
+VectorKey = tuple[int, str | None, str]
 _RAW = -1
 
 
@@ -109,13 +109,13 @@ class FusedUserModel(nn.Module):
         keep_index: dict[str, int] = {}
         for name, task in recommend_heads.items():
             keep_index[name] = self._register_keep(task.source_keep)
-        self._profile_vector: dict[str, _VectorKey] = {
+        self._profile_vector: dict[str, VectorKey] = {
             n: (_RAW, t.patches, t.readout) for n, t in profile_heads.items()
         }
-        self._recommend_vector: dict[str, _VectorKey] = {
+        self._recommend_vector: dict[str, VectorKey] = {
             n: (keep_index[n], t.patches, t.readout) for n, t in recommend_heads.items()
         }
-        passes: list[_PassKey] = [(_RAW, None)]
+        passes: list[PassKey] = [(_RAW, None)]
         for source, patches, _ in [*self._profile_vector.values(),
                                    *self._recommend_vector.values()]:
             if (source, patches) not in passes:
@@ -148,6 +148,28 @@ class FusedUserModel(nn.Module):
         """Encoder passes one forward makes: one per distinct (input, patch set) pair."""
         return len(self._passes)
 
+    @property
+    def passes(self) -> tuple[PassKey, ...]:
+        """The distinct encoder passes, backbone first (the streaming model mirrors them)."""
+        return tuple(self._passes)
+
+    @property
+    def backbone_vector(self) -> VectorKey:
+        """Where ``user_vector`` comes from: the backbone pass, last readout."""
+        return (_RAW, None, "last")
+
+    def profile_vector(self, name: str) -> VectorKey:
+        """The pass and readout profile head ``name`` reads."""
+        return self._profile_vector[name]
+
+    def recommend_vector(self, name: str) -> VectorKey:
+        """The pass and readout recommendation head ``name`` reads."""
+        return self._recommend_vector[name]
+
+    def scoring_head(self, name: str) -> ScoringHead:
+        """Recommendation head ``name`` with its query and item-vector methods, typed."""
+        return self._scoring_head(name)
+
     def item_vectors(self, name: str) -> torch.Tensor:
         """``(N, D')`` item vectors of a recommendation head, row i = the head's item i."""
         return self._scoring_head(name).item_vectors()
@@ -159,14 +181,14 @@ class FusedUserModel(nn.Module):
         from uservec.training.model import read_out
 
         inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
-        hidden: dict[_PassKey, torch.Tensor] = {}
+        hidden: dict[PassKey, torch.Tensor] = {}
         for source, patches in self._passes:
             if source not in inputs:
                 keep = getattr(self, f"keep_{source}")
                 inputs[source] = self._keep_domains(items, keep)
             hidden[(source, patches)] = self.encoder(inputs[source], task=patches)  # (B, L, D)
 
-        def vector(key: _VectorKey) -> torch.Tensor:
+        def vector(key: VectorKey) -> torch.Tensor:
             source, patches, readout = key
             return read_out(hidden[(source, patches)], inputs[source], readout)  # type: ignore[arg-type]
 

@@ -38,6 +38,15 @@ from uservec.training.checkpoint import (
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.device import autocast, resolve_device
+from uservec.training.distributed import (
+    all_sum,
+    barrier,
+    current_world,
+    rank_device,
+    shard,
+    sync_gradients,
+)
 from uservec.training.evaluation.bags import binary_matrix, event_users
 from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.model import NextItemHead, NextItNet
@@ -226,6 +235,8 @@ def _epoch(
         epoch, pretrain_cfg.epochs, loss, eval_cfg.k, val[f"hr@{eval_cfg.k}"], metric,
         val[metric], " *" if improved else "", epoch_seconds,
     )
+    if not current_world().is_main:
+        return  # rank 0 writes the checkpoints; the other ranks hold the same state
     payload = trainer.payload(epoch, val)
     if improved:
         save_checkpoint(out_dir / BEST, payload)
@@ -246,6 +257,9 @@ def _pretrain(
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
     trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed)
+    device = rank_device(resolve_device(pretrain_cfg.device), current_world())
+    trainer.model.to(device)  # in place: the optimizer's parameters move with the modules
+    trainer.head.to(device)
     if resume and (out_dir / LAST).is_file():
         _resume(trainer, out_dir / LAST)
     num_params = sum(p.numel() for p in [*trainer.model.parameters(),
@@ -267,13 +281,14 @@ def _pretrain(
                         progress.bad_epochs)
             break
         elapsed = time.perf_counter() - started
-        if pretrain_cfg.max_seconds and elapsed > pretrain_cfg.max_seconds and (
-            epoch < pretrain_cfg.epochs
-        ):
+        over_time = bool(pretrain_cfg.max_seconds) and elapsed > pretrain_cfg.max_seconds
+        # ranks decide together: one rank stopping alone would leave the others waiting
+        if all_sum([float(over_time)], current_world())[0] > 0 and epoch < pretrain_cfg.epochs:
             stop_reason = "max_seconds"
             logger.warning("stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
                            epoch, elapsed, pretrain_cfg.max_seconds)
             break
+    barrier(current_world())  # rank 0 has written the best checkpoint
     return _best_result(trainer, out_dir, num_params, stop_reason)
 
 
@@ -346,25 +361,31 @@ def _train_epoch(
     params = [*model.parameters(), *head.parameters()]
     total_loss, total_targets, seen = 0.0, 0, 0
     start = time.perf_counter()
+    # data-parallel: each rank trains on its slice of the same global batches (distributed.py)
+    world, device = current_world(), next(model.parameters()).device
     batches = shuffled_batches(len(windows), cfg.batch_size, shuffle_rng)
     bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size),
-               desc=f"epoch {epoch}", leave=False, mininterval=1.0)
+               desc=f"epoch {epoch}", leave=False, mininterval=1.0, disable=not world.is_main)
     for index in bar:
-        inputs, targets = windows[index]  # (B, L), (B, L)
-        hidden = model(inputs)  # (B, L, D)
-        loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives, negatives_rng)
-        if cfg.bag_weight > 0:
-            loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
+        inputs, targets = (t.to(device) for t in windows[shard(index, world)])  # (B, L), (B, L)
+        with autocast(device):
+            hidden = model(inputs)  # (B, L, D)
+            loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives,
+                                  negatives_rng)
+            if cfg.bag_weight > 0:
+                loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        n_targets = int((targets != PAD_ID).sum())
+        sync_gradients(params, n_targets, world)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
-        n_targets = int((targets != PAD_ID).sum())
         total_loss += loss.item() * n_targets
         total_targets += n_targets
         seen += len(index)
         bar.set_postfix(loss=f"{total_loss / max(total_targets, 1):.3f}",
                         seq_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
     bar.close()
-    return total_loss / max(total_targets, 1)
+    summed_loss, summed_targets = all_sum([total_loss, float(total_targets)], world)
+    return summed_loss / max(summed_targets, 1.0)

@@ -268,7 +268,7 @@ def fit_profile_task(
     users = np.asarray(users, dtype=np.int64)
     histories = [dataset.sequence(int(u)) for u in users]
     inputs = profile_inputs(dataset, users, max_len)
-    holdout = holdout_split(codes, settings.valid_fraction)
+    holdout = holdout_split(codes, settings.valid_fraction, small=True)
     dim = pretrained.encoder.dim
     tune = profile_problem(inputs[holdout.train], codes[holdout.train], classes.size, settings,
                            dim, inputs[holdout.test], codes[holdout.test],

@@ -19,8 +19,10 @@ import numpy as np
 
 import uservec
 from uservec.contract.fingerprint import code_version
+from uservec.training import memory
 from uservec.training.config import ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.distributed import World, barrier, current_world
 from uservec.training.environment import environment
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.report.headline import headline
@@ -89,8 +91,11 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
+    memory.reset_peaks()
     t0 = time.perf_counter()
-    dataset, plan = prepare_stage(cfg, run)
+    with memory.stage("prepare"):
+        dataset, plan = prepare_stage(cfg, run)
+    barrier(current_world())  # data-parallel ranks read the prepared data now (pretrain_rank)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -109,7 +114,8 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
-    report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
+    with memory.stage("pretrain"):
+        report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
@@ -117,7 +123,8 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
         from uservec.training.tasks import run_tasks
 
         t0 = time.perf_counter()
-        report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
+        with memory.stage("tasks"):
+            report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
@@ -125,11 +132,29 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     return TrainingRun(report, timings, started)
 
 
+def pretrain_rank(cfg: ExperimentConfig, out_dir: Path, resume: bool, world: World) -> None:
+    """A data-parallel rank other than 0: pretrain beside rank 0, then stop (distributed.py).
+
+    Rank 0 prepares the data and the splits in the run folder first; this rank reads them.
+    """
+    from uservec.training.pretrain import pretrain
+
+    barrier(world)
+    run = RunDir(out_dir)
+    dataset = run.load_dataset()
+    plan = run.load_plan(cfg, dataset)
+    if plan is None:
+        raise RuntimeError(f"rank {world.rank}: {out_dir} holds no splits for this config")
+    pretrain(plan.pretraining_view(dataset), cfg.model, cfg.pretrain, cfg.eval,
+             run.pretrain_dir, seed=cfg.seed, resume=resume)
+
+
 def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:
     """Add the total time and the headline, write report.json / report.md; returns the report."""
     report, timings = run.report, run.timings
     timings["total_s"] = time.perf_counter() - run.started
     report["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    report["memory"] = {"peak_rss_mb": memory.peaks(), "measured": memory.peak_source()}
     report["headline"] = headline(report)
     write_report(report, out_dir)
     return report

@@ -4,8 +4,8 @@ For each task declared in the config (``cfg.tasks``), on the splits of the evalu
 (:func:`training.evaluation.plan.plan_evaluation`):
 
 * profile (P2): the baselines (majority, lr, lr_bal) and every method of ``adapt.methods``
-  on the five P2 folds, with full labels and (``low_label``) with 10% of each training fold
-  (:mod:`training.comparison.profile`);
+  on the five P2 folds, in every label regime of ``eval.label_fractions`` (the labelled share
+  of each training fold; :mod:`training.comparison.profile`);
 * cross-domain (P3): the baselines (popularity, cooc, ridge) and every method on the P3 test
   users (:mod:`training.comparison.cross_domain`).
 
@@ -41,6 +41,7 @@ from uservec.training.comparison.profile import run_profile_task
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import source_inputs
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.device import resolve_device, using_device
 from uservec.training.evaluation.cross_domain_split import cross_domain_view
 from uservec.training.evaluation.errors import LeakError
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
@@ -67,7 +68,8 @@ def run_tasks(
     ``pretrain.num_threads`` torch threads, like pretraining: with torch's default (one per
     core) runs sharing the cores oversubscribe them and spin-wait.
     """
-    with torch_threads(cfg.pretrain.num_threads):
+    device = resolve_device(cfg.pretrain.device)
+    with torch_threads(cfg.pretrain.num_threads), using_device(device):
         return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir, plan)
 
 

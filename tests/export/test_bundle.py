@@ -33,6 +33,7 @@ def test_bundle_has_the_documented_layout(bundle_dir):
         "manifest.json",
         "model.int8.onnx",
         "model.onnx",
+        "model.step.onnx",
         "popularity/games.json",
         "vocab.json",
     ]

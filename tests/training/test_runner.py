@@ -64,7 +64,7 @@ def test_report_has_every_section_with_numbers(run_dir: Path):
         assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
     tasks = report["tasks"]["tasks"]
     assert set(tasks) == {"gender", "cold"}
-    gender = tasks["gender"]["regimes"]["full"]["methods"]
+    gender = tasks["gender"]["regimes"]["1.0"]["methods"]
     assert {"majority", "lr", "lr_bal", "adapter"} <= set(gender)
     assert gender["adapter"]["trainable_parameters"] > 0
     cold = tasks["cold"]["methods"]
@@ -72,6 +72,16 @@ def test_report_has_every_section_with_numbers(run_dir: Path):
     # the cross-domain view hid the test users' target events from pretraining
     assert report["pretraining_view"]["hidden_events"] > 0
     assert "## Task gender" in (run_dir / "report.md").read_text()
+
+
+def test_report_has_the_peak_memory_of_every_stage(run_dir: Path):
+    memory = json.loads((run_dir / "report.json").read_text())["memory"]
+    peaks = memory["peak_rss_mb"]
+    assert {"prepare", "pretrain", "tasks", "export", "p3 domain1: ridge",
+            "p2 gender 1.0: baselines"} <= set(peaks)
+    # a stage holds its inner stages: tasks' peak is at least each baseline's
+    assert peaks["tasks"] >= peaks["p3 domain1: ridge"] > 0
+    assert "## Peak memory (MiB)" in (run_dir / "report.md").read_text()
 
 
 def test_the_run_exports_a_bundle_that_verifies(run_dir: Path):
@@ -98,8 +108,8 @@ def test_rerun_resumes_from_the_checkpoint_and_reproduces_the_metrics(run_dir: P
     # per-epoch history (with its wall-clock seconds) must be the checkpoint's, not a new run's
     assert after["pretrain"]["history"] == before["pretrain"]["history"]
     assert after["next_item"]["methods"] == before["next_item"]["methods"]
-    assert after["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"]["adapter"][
-        "accuracy"] == before["tasks"]["tasks"]["gender"]["regimes"]["full"]["methods"][
+    assert after["tasks"]["tasks"]["gender"]["regimes"]["1.0"]["methods"]["adapter"][
+        "accuracy"] == before["tasks"]["tasks"]["gender"]["regimes"]["1.0"]["methods"][
         "adapter"]["accuracy"]
 
 

@@ -12,6 +12,7 @@ from uservec.training.adapt import METHODS
 from uservec.training.checkpoint import load_checkpoint, save_checkpoint
 from uservec.training.config import (
     AdaptSettings,
+    EvalConfig,
     ExperimentConfig,
     ModelConfig,
     PretrainConfig,
@@ -79,6 +80,7 @@ def tiny_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="tiny",
         model=MODEL,
+        eval=EvalConfig(label_fractions=(0.1, 1.0)),
         tasks=(
             TaskConfig("gender", "profile", attribute="gender"),
             TaskConfig("target", "cross_domain", target_domain="T"),
@@ -100,7 +102,7 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
     task = typed.to_json()["tasks"]["gender"]
     assert task["kind"] == "profile" and task["classes"] == ["F", "M"]
     assert sum(task["label_distribution"].values()) == task["labelled_users"] == 120
-    assert set(task["regimes"]) == {"full", "low_label"}
+    assert list(task["regimes"]) == ["0.1", "1.0"]
     for regime in task["regimes"].values():
         methods = regime["methods"]
         assert set(methods) == {"majority", "lr", "lr_bal", *METHODS}
@@ -122,7 +124,7 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
                 methods["adapter"]["per_fold"], methods[strongest]["per_fold"], strict=True)])
             assert paired["diff_mean"] == pytest.approx(expected)
         assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch"}
-    full, low = task["regimes"]["full"], task["regimes"]["low_label"]
+    full, low = task["regimes"]["1.0"], task["regimes"]["0.1"]
     assert max(low["labelled_rows_per_fold"]) < min(full["labelled_rows_per_fold"])
     assert (full["methods"]["adapter"]["trainable_parameters"]
             < full["methods"]["fine-tune-all"]["trainable_parameters"])
@@ -170,7 +172,7 @@ def test_final_models_are_saved_for_export(results):
 def test_plots_are_written(results):
     result, out, _ = results
     paths = plot_results(result, out)
-    assert {p.name for p in paths} == {"gender.png", "target.png", "low_label_vs_full.png"}
+    assert {p.name for p in paths} == {"gender.png", "target.png", "label_efficiency.png"}
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
@@ -199,19 +201,19 @@ def test_a_regime_the_plan_skipped_is_reported_not_run(tmp_path):
                             patience=1))
     plan = plan_evaluation(cfg, dataset)
     split = plan.profile["gender"]
-    reason = "skipped: fold 0 of the low_label regime: 9 labelled users (F 3, M 6) cannot ..."
+    reason = "skipped: fold 0 of the 0.1 regime: 9 labelled users (F 3, M 6) cannot ..."
     plan.profile["gender"] = dataclasses.replace(
-        split, regimes={"full": split.regimes["full"]}, skipped={"low_label": reason})
+        split, regimes={"1.0": split.regimes["1.0"]}, skipped={"0.1": reason})
     save_random_checkpoint(tmp_path / "encoder.pt", dataset.vocab.size,
                            pretraining_view(cfg, dataset, plan).fingerprint)
     typed = run_tasks(cfg, dataset, tmp_path / "encoder.pt", tmp_path, plan=plan)
     task = typed.tasks["gender"]
-    assert list(task.regimes) == ["full"]
+    assert list(task.regimes) == ["1.0"]
     as_json = typed.to_json()["tasks"]["gender"]
-    assert as_json["skipped_regimes"] == {"low_label": reason}
+    assert as_json["skipped_regimes"] == {"0.1": reason}
     assert list(as_json)[-3:] == ["skipped_regimes", "final", "seconds"]
     markdown = "\n".join(render_task("gender", task))
-    assert f"gender, low_label labels)\n\nNot evaluated: {reason}" in markdown
+    assert f"gender, 10% of the labels)\n\nNot evaluated: {reason}" in markdown
     assert [p.name for p in plot_results(typed, tmp_path)] == ["gender.png"]
 
 
@@ -224,7 +226,7 @@ def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
     profile, target = result["tasks"]["gender"], result["tasks"]["target"]
     assert list(profile) == ["kind", "protocol", "attribute", "classes", "label_distribution",
                              "labelled_users", "regimes", "final", "seconds"]
-    regime = profile["regimes"]["full"]
+    regime = profile["regimes"]["1.0"]
     assert list(regime) == ["labelled_rows_per_fold", "methods", "strongest_baseline",
                             "paired_vs_baseline", "paired_adapter_vs"]
     methods = regime["methods"]
@@ -257,7 +259,7 @@ def test_the_headline_puts_each_network_beside_the_strongest_baseline(results):
                   "nextitnet": {"ndcg@10": 0.123456}, "popularity": {"ndcg@10": 0.0617}}}}
     line = headline(report)
     assert line["nextitnet_ndcg@10"] == 0.1235 and line["ndcg_ratio"] == 2.0
-    regime = typed.tasks["gender"].regimes["full"]
+    regime = typed.tasks["gender"].regimes["1.0"]
     for metric, base in regime.strongest_baseline.items():
         assert list(line["gender"][metric]) == [*METHODS, base]
         assert line["gender"][metric][base] == round(regime.methods[base].metric(metric).mean, 4)

@@ -10,6 +10,7 @@ picks C by accuracy (the accuracy anchor); ``lr_bal`` is class-balanced and pick
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -130,9 +131,14 @@ class LogisticPredictor:
         self.chosen_c: list[float] = []
 
     def __call__(self, fold: ProfileFold) -> np.ndarray:
+        started = time.perf_counter()
         train, test = tfidf_features(self.matrix, fold.pool_users, fold.train_users,
                                      fold.test_users)
         c, scores = select_c(train, fold.train_labels, fold.classes, self.balanced)
         self.chosen_c.append(c)
-        logger.debug("fold %d: C=%s (inner scores %s)", fold.index, c, scores)
-        return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))
+        predictions = fit_predict(train, fold.train_labels, test, c,
+                                  balanced_weight(self.balanced))
+        logger.info("%s fold %d: %d x %d TF-IDF (%d non-zeros), C=%s (inner %s), %.1fs",
+                    "lr_bal" if self.balanced else "lr", fold.index, *train.shape, train.nnz, c,
+                    [round(v, 3) for v in scores], time.perf_counter() - started)
+        return predictions

@@ -36,6 +36,6 @@ def run_profile_baselines(
         result = ProfileMethodResult(evaluation, round(time.perf_counter() - start, 2), chosen)
         results[name] = result
         accuracy, f1 = result.metric("accuracy"), result.metric("macro_f1")
-        logger.info("P2 %s %s: acc %.3f ± %.3f, macro-F1 %.3f ± %.3f", dataset.name, name,
-                    accuracy.mean, accuracy.std, f1.mean, f1.std)
+        logger.info("P2 %s %s: acc %.3f ± %.3f, macro-F1 %.3f ± %.3f (%.1fs)", dataset.name,
+                    name, accuracy.mean, accuracy.std, f1.mean, f1.std, result.seconds)
     return results

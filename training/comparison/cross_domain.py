@@ -25,6 +25,7 @@ from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.evaluation.fit_summary import FinalModel
 from uservec.training.evaluation.ranking import tie_break_order
 from uservec.training.evaluation.ranking_eval import evaluate_ranking
+from uservec.training.memory import stage
 from uservec.training.task_artifact import RecommendOutputs
 from uservec.training.task_selection import TaskFit
 
@@ -42,9 +43,10 @@ def run_cross_domain_task(task: TaskConfig, split: CrossDomainSplit, context: Ta
         order.append(settings.final_method)
     for method in order:
         is_final = method == settings.final_method
-        fit = fit_cross_domain_task(method, context.shared if is_final else context.pristine,
-                                    split, settings, context.max_len, context.seed, task.name,
-                                    shared=is_final, k=k)
+        with stage(f"p3 {split.target_domain}: {method}"):
+            fit = fit_cross_domain_task(method, context.shared if is_final else context.pristine,
+                                        split, settings, context.max_len, context.seed,
+                                        task.name, shared=is_final, k=k)
         if is_final:
             final = fit
         if method in settings.methods:

@@ -26,6 +26,7 @@ from uservec.training.evaluation.profile_results import (
     compare_regime,
 )
 from uservec.training.evaluation.profile_split import Fold
+from uservec.training.memory import stage
 from uservec.training.profile_task import fit_profile_task, predict_profile_rules
 from uservec.training.task_artifact import ProfileOutputs
 from uservec.training.task_selection import TaskFit
@@ -54,9 +55,11 @@ def run_profile_task(task: TaskConfig, split: ProfileSplit, context: TaskContext
 def evaluate_regime(task_name: str, regime: Regime, split: ProfileSplit,
                     folds: tuple[Fold, ...], context: TaskContext) -> RegimeResult:
     """Every baseline and method of one regime on its folds, with the paired comparisons."""
-    methods = run_profile_baselines(context.dataset, split.labels, folds)
+    with stage(f"p2 {task_name} {regime}: baselines"):
+        methods = run_profile_baselines(context.dataset, split.labels, folds)
     for method in context.settings.methods:
-        result = evaluate_method(method, task_name, split, folds, context)
+        with stage(f"p2 {task_name} {regime}: {method}"):
+            result = evaluate_method(method, task_name, split, folds, context)
         methods[method] = result
         logger.info("P2 %s %s %s: acc %.3f macro-F1 %.3f (%d params, %.0fs)", task_name, regime,
                     method, result.metric("accuracy").mean, result.metric("macro_f1").mean,

@@ -1,10 +1,10 @@
 """Can a configured task be evaluated on this data? Asked while planning, before any training.
 
 A split that sklearn cannot make (fewer rows than classes in a stratified holdout, a class of one
-in the low-label split, fewer labelled users than folds) used to surface as a ValueError after
+in a label-fraction split, fewer labelled users than folds) used to surface as a ValueError after
 pretraining. Planning makes every split first; what fails becomes one message that names the
-task, what was counted and what to change. A P2 regime other than ``full`` that cannot be made is
-skipped and reported as skipped (docs/protocols.md#p2-user-profile-prediction, low-label regime);
+task, what was counted and what to change. A P2 regime other than every label (``1.0``) that
+cannot be made is skipped and reported as skipped (docs/protocols.md#p2-label-efficiency-regimes);
 anything else stops the run (:class:`~training.evaluation.errors.InfeasibleEvaluation`).
 """
 
@@ -19,7 +19,8 @@ from uservec.training.evaluation.errors import InfeasibleEvaluation
 PROFILE_FIXES = {
     "classes": "give the users file at least two classes for this attribute, or remove the task",
     "folds": "label more users (every class needs 5 for the 5 folds), or remove the task",
-    "low_label": "label more users, use fewer or wider buckets, or set low_label = false",
+    "label_fraction": "label more users, use fewer or wider buckets, or drop the fraction "
+                      "from eval.label_fractions",
     "holdout": "label more users, use fewer or wider buckets, or raise "
                "adapt.valid_fraction so the holdout can hold one user of each class",
 }
@@ -29,9 +30,9 @@ PROFILE_FIXES = {
 class SplitFailure(Exception):
     """One P2 split that cannot be made: which, on how many rows of which classes, and why."""
 
-    #: "classes" | "folds" | "low_label" | "holdout" (a key of :data:`PROFILE_FIXES`)
+    #: "classes" | "folds" | "label_fraction" | "holdout" (a key of :data:`PROFILE_FIXES`)
     split: str
-    #: where, when not over every labelled user: "fold 2 of the low_label regime" ...
+    #: where, when not over every labelled user: "fold 2 of the 0.1 regime" ...
     where: str | None
     counts: Mapping[str, int]
     reason: str

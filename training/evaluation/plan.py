@@ -36,15 +36,14 @@ from uservec.training.evaluation.feasibility import (
     raise_problems,
     skip_message,
 )
-from uservec.training.evaluation.kinds import Regime
+from uservec.training.evaluation.kinds import FULL_REGIME, Regime, regime_fraction, regime_key
 from uservec.training.evaluation.profile_split import (
-    LOW_LABEL_FRACTION,
     NUM_FOLDS,
     Fold,
     ProfileLabels,
     class_counts,
     holdout_split,
-    low_label_rows,
+    labelled_rows,
     outer_folds,
     profile_labels,
 )
@@ -177,13 +176,14 @@ def plan_evaluation(cfg: ExperimentConfig, dataset: PreparedDataset) -> Evaluati
     ``skipped`` for the report).
     """
     valid_fraction = cfg.adapt.valid_fraction
+    fractions = cfg.eval.label_fractions
     problems: list[str] = []
     profile: dict[str, ProfileSplit] = {}
     cross_domain: dict[str, CrossDomainUsers] = {}
     for task in cfg.tasks:
         try:
             if task.kind == "profile":
-                profile[task.name] = plan_profile_task(task, dataset, valid_fraction)
+                profile[task.name] = plan_profile_task(task, dataset, valid_fraction, fractions)
             elif task.kind == "cross_domain":
                 cross_domain[task.name] = plan_cross_domain_task(task, dataset)
             else:
@@ -221,9 +221,13 @@ def plan_cross_domain_task(task: TaskConfig, dataset: PreparedDataset) -> CrossD
     return users
 
 
-def plan_profile_task(task: TaskConfig, dataset: PreparedDataset,
-                      valid_fraction: float) -> ProfileSplit:
-    """The P2 splits of one task: the full regime (or stop), the low-label one (or skip it)."""
+def plan_profile_task(task: TaskConfig, dataset: PreparedDataset, valid_fraction: float,
+                      fractions: Sequence[float] = (1.0,)) -> ProfileSplit:
+    """The P2 splits of one task: every label (or stop), each smaller regime (or skip it).
+
+    ``fractions`` are the labelled shares of each training fold (``eval.label_fractions``); a
+    task with ``low_label = false`` gets only 1.0. Regimes are kept in increasing fraction.
+    """
     if task.attribute is None:
         raise InfeasibleEvaluation(f"task {task.name!r}: a profile task needs an attribute")
     try:
@@ -232,7 +236,7 @@ def plan_profile_task(task: TaskConfig, dataset: PreparedDataset,
         raise InfeasibleEvaluation(
             f"task {task.name!r}: {exc.args[0]}. Fix: set attribute to a column of the users "
             "file (data.users_path), or remove the task") from exc
-    wanted: list[Regime] = ["full", "low_label"] if task.low_label else ["full"]
+    wanted = [regime_key(f) for f in sorted(fractions if task.low_label else (1.0,))]
     regimes: dict[Regime, RegimeSplit] = {}
     skipped: dict[Regime, str] = {}
     try:
@@ -244,7 +248,7 @@ def plan_profile_task(task: TaskConfig, dataset: PreparedDataset,
             try:
                 regimes[regime] = regime_split(regime, labels, outer, valid_fraction)
             except SplitFailure as failure:
-                if regime == "full":
+                if regime == FULL_REGIME:
                     raise
                 skipped[regime] = skip_message(failure)
                 logger.warning("task %s: %s regime %s", task.name, regime, skipped[regime])
@@ -277,14 +281,16 @@ def regime_split(regime: Regime, labels: ProfileLabels,
     folds, holdouts = [], []
     for index, (train, test) in enumerate(outer):
         where = f"fold {index} of the {regime} regime"
+        fraction = regime_fraction(regime)
         labelled = train
-        if regime == "low_label":
-            labelled = attempt("low_label", where, labels.labels[train], labels.classes,
-                               partial(low_label_rows, train, labels.labels),
-                               f"cannot give a stratified {LOW_LABEL_FRACTION:.0%} labelled "
-                               "subset")
+        if fraction < 1.0:
+            labelled = attempt("label_fraction", where, labels.labels[train], labels.classes,
+                               partial(labelled_rows, train, labels.labels, fraction),
+                               f"cannot give a stratified {fraction:.0%} labelled subset with "
+                               "a row of every class")
         holdouts.append(attempt("holdout", where, labels.labels[labelled], labels.classes,
-                                partial(holdout_split, codes[labelled], valid_fraction),
+                                partial(holdout_split, codes[labelled], valid_fraction,
+                                        small=fraction < 1.0),
                                 _holdout_reason(valid_fraction)))
         folds.append(Fold(train=labelled, test=test, pool=train))
     return RegimeSplit(tuple(folds), tuple(holdouts))

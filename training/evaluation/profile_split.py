@@ -138,14 +138,32 @@ def outer_folds(users: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray,
     return list(outer.split(users, labels))
 
 
-def low_label_rows(train: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The labelled rows of the low-label regime: a stratified 10% of ``train`` (sorted).
+def labelled_rows(train: np.ndarray, labels: np.ndarray, fraction: float) -> np.ndarray:
+    """The labelled rows of a label regime: a stratified ``fraction`` of ``train`` (sorted).
 
-    ``labels`` are the labels of every row ``train`` indexes.
+    ``labels`` are the labels of every row ``train`` indexes; ``fraction`` 1.0 keeps every row.
+    Raises ValueError when the share would hold fewer rows than the fold has classes, or misses
+    a class (docs/protocols.md#p2-label-efficiency-regimes: such a regime is skipped).
     """
-    inner = StratifiedShuffleSplit(n_splits=1, train_size=LOW_LABEL_FRACTION, random_state=SEED)
+    if fraction >= 1.0:
+        return np.sort(train)
+    present = np.unique(labels[train])
+    size = int(np.floor(fraction * train.size))
+    if size < present.size:
+        raise ValueError(f"{fraction:g} of {train.size} rows is {size} rows, fewer than the "
+                         f"{present.size} classes")
+    inner = StratifiedShuffleSplit(n_splits=1, train_size=fraction, random_state=SEED)
     keep, _ = next(inner.split(train, labels[train]))
+    missing = np.setdiff1d(present, labels[train[keep]])
+    if missing.size:
+        raise ValueError(f"the {keep.size} labelled rows hold no row of class "
+                         f"{', '.join(map(str, missing))}")
     return np.sort(train[keep])
+
+
+def low_label_rows(train: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The labelled rows of the 10% regime (:func:`labelled_rows` at ``LOW_LABEL_FRACTION``)."""
+    return labelled_rows(train, labels, LOW_LABEL_FRACTION)
 
 
 def profile_folds(users: np.ndarray, labels: np.ndarray, low_label: bool = False) -> list[Fold]:
@@ -165,15 +183,21 @@ def inner_folds(labels: np.ndarray, n_splits: int = INNER_FOLDS) -> list[Fold]:
     return [Fold(train=tr, test=te, pool=tr) for tr, te in splitter.split(labels, labels)]
 
 
-def holdout_split(labels: np.ndarray, fraction: float = VALIDATION_FRACTION) -> Fold:
+def holdout_split(labels: np.ndarray, fraction: float = VALIDATION_FRACTION,
+                  small: bool = False) -> Fold:
     """One stratified train/validation split inside a training fold (early stopping, tuning).
 
-    Falls back to an unstratified split when a class has a single example.
+    Falls back to an unstratified split when a class has a single example. With ``small`` (the
+    label regimes below 1.0) it falls back too when either part would hold fewer rows than there
+    are classes: 5% of a fold of 750 users is 37 rows, whose 15% holdout cannot hold one user
+    of each of 7 age classes; otherwise sklearn refuses and the task says how to fix it.
     """
     labels = np.asarray(labels)
     _, counts = np.unique(labels, return_counts=True)
+    n_valid = int(np.ceil(fraction * labels.size))
+    stratifiable = min(n_valid, labels.size - n_valid) >= counts.size
     splitter: StratifiedShuffleSplit | ShuffleSplit
-    if counts.min() >= 2:
+    if counts.min() >= 2 and (stratifiable or not small):
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=SEED)
     else:
         splitter = ShuffleSplit(n_splits=1, test_size=fraction, random_state=SEED)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.evaluation.ranking import K, hit_rate_at_k, ndcg_at_k, recall_at_k, top_k
@@ -63,7 +64,10 @@ def evaluate_ranking(
     """HR/Recall/NDCG@k per evaluable test user (P3 ranking and tie rule)."""
     users = split.test_users
     hr, recall, ndcg = (np.zeros(users.size) for _ in range(3))
-    for start in range(0, users.size, batch_size):
+    # A bar on anything longer than a few batches: a large catalogue takes minutes here.
+    starts = tqdm(range(0, users.size, batch_size), desc="P3 ranking", unit="batch",
+                  leave=False, mininterval=2.0, disable=users.size <= 4 * batch_size)
+    for start in starts:
         batch = users[start : start + batch_size]
         scores = np.asarray(score_fn(batch), dtype=np.float64)
         if scores.shape != (batch.size, split.num_candidates):

@@ -11,12 +11,16 @@ import numpy as np
 from uservec.training.config import ExperimentConfig
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.cross_domain_split import cross_domain_view
+from uservec.training.evaluation.kinds import FULL_REGIME, regime_key
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.model import NextItNet
 from uservec.training.probe.cross_domain import RankingProbeRow, probe_cross_domain
 from uservec.training.probe.profile import ProbeRow, probe_attribute
 from uservec.training.probe.readouts import PROBE_READOUTS, frozen_vectors, tfidf_svd
 from uservec.training.profile_task import profile_inputs
+
+#: the regime the probe's low-label rows come from (10% of each training fold)
+LOW = regime_key(0.1)
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,11 @@ def probe_run(run_dir: str | Path, cfg: ExperimentConfig, dataset: PreparedDatas
         vectors = {readout: frozen_vectors(encoder, items, readout) for readout in PROBE_READOUTS}
         vectors["tfidf-svd"] = tfidf_svd(dataset, encoder.dim, cfg.seed)
         tasks = {name: probe_attribute(vectors, dataset, split.labels,
-                                       split.regimes["full"].folds)
+                                       split.regimes[FULL_REGIME].folds)
                  for name, split in plan.profile.items()}
         low_label = {name: probe_attribute(vectors, dataset, split.labels,
-                                           split.regimes["low_label"].folds)
-                     for name, split in plan.profile.items() if "low_label" in split.regimes}
+                                           split.regimes[LOW].folds)
+                     for name, split in plan.profile.items() if LOW in split.regimes}
     cross_domain = {
         name: probe_cross_domain(encoder, cross_domain_view(dataset, users), max_len, cfg.eval.k)
         for name, users in plan.cross_domain.items()}

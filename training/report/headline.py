@@ -7,6 +7,7 @@ from typing import Any
 
 from uservec.training.choices import METHODS
 from uservec.training.evaluation.cross_domain_results import CrossDomainTaskResult
+from uservec.training.evaluation.kinds import FULL_REGIME
 from uservec.training.evaluation.results import TaskResult, TaskResults
 
 
@@ -32,7 +33,7 @@ def task_headline(task: TaskResult) -> dict[str, Any]:
     if isinstance(task, CrossDomainTaskResult):
         key = task.metric_key
         return {key: {name: round(m.metric("ndcg").mean, 4) for name, m in task.methods.items()}}
-    regime = task.regimes["full"]
+    regime = task.regimes[FULL_REGIME]
     methods = regime.methods
     return {metric: {name: round(methods[name].metric(metric).mean, 4)
                      for name in (*METHODS, base) if name in methods}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from uservec.training.evaluation.cross_domain_results import CrossDomainTaskResult
+from uservec.training.evaluation.kinds import regime_label
 from uservec.training.evaluation.profile_results import ProfileTaskResult, RegimeResult
 from uservec.training.evaluation.ranking_eval import RANKING_METRICS
 from uservec.training.evaluation.results import TaskResult, TaskResults
@@ -39,8 +40,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         ", ".join(f"{k} {v}" for k, v in report.get("timings", {}).items()),
         "",
+        *memory_lines(report),
     ]
     return "\n".join(lines)
+
+
+def memory_lines(report: dict[str, Any]) -> list[str]:
+    """Peak resident memory per stage (``report.json`` ``memory``), for sizing a machine."""
+    memory = report.get("memory") or {}
+    peaks = memory.get("peak_rss_mb") or {}
+    if not peaks:
+        return []
+    return ["## Peak memory (MiB)", "", f"Measured {memory.get('measured', '')}.", "",
+            "| stage | peak RSS |", "|---|---:|",
+            *(f"| {name} | {mb:.0f} |" for name, mb in peaks.items()), ""]
 
 
 def _title(report: dict[str, Any]) -> list[str]:
@@ -113,7 +126,7 @@ def render_task(name: str, task: TaskResult) -> list[str]:
     for regime, body in task.regimes.items():
         lines += _profile_regime(name, task, regime, body)
     for regime, reason in task.skipped_regimes.items():
-        lines += [f"## Task {name} (P2 profile: {task.attribute}, {regime} labels)", "",
+        lines += [f"## Task {name} (P2 profile: {task.attribute}, {regime_label(regime)})", "",
                   f"Not evaluated: {reason}", ""]
     return lines
 
@@ -121,7 +134,7 @@ def render_task(name: str, task: TaskResult) -> list[str]:
 def _profile_regime(name: str, task: ProfileTaskResult, regime: str,
                     body: RegimeResult) -> list[str]:
     lines = [
-        f"## Task {name} (P2 profile: {task.attribute}, {regime} labels)",
+        f"## Task {name} (P2 profile: {task.attribute}, {regime_label(regime)})",
         "",
         f"Classes: {len(task.classes)}; labelled users {task.labelled_users}; "
         f"strongest baseline: {body.strongest_baseline}.",

@@ -1,4 +1,5 @@
-"""The report's charts: a metric per method per task (± spread), and low-label vs full labels."""
+"""The report's charts: a metric per method per task (± spread), and per profile task the
+label-efficiency curves (each metric over the labelled fraction, a line per method)."""
 
 from __future__ import annotations
 
@@ -8,36 +9,46 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uservec.training.evaluation.cross_domain_results import CrossDomainTaskResult
-from uservec.training.evaluation.kinds import PROFILE_METRICS
+from uservec.training.evaluation.kinds import (
+    FULL_REGIME,
+    PROFILE_METRICS,
+    ProfileMetric,
+    regime_fraction,
+)
 from uservec.training.evaluation.profile_results import ProfileTaskResult
 from uservec.training.evaluation.results import TaskResults
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: per task, per method: (macro-F1 with full labels, macro-F1 with 10% of them)
-LowVsFull = dict[str, dict[str, tuple[float, float]]]
+#: one method's label-efficiency curve: (labelled fractions, metric means)
+Curve = tuple[list[float], list[float]]
+#: drawn dashed: everything that is not a network
+_BASELINE_NAMES = frozenset({"majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled",
+                             "svd_lr", "svd_lr_bal"})
+#: the file of the label-efficiency chart
+LABEL_CURVES = "label_efficiency.png"
 
 
 def plot_results(results: TaskResults, out_dir: Path) -> list[Path]:
-    """Bar charts of every task, and the low-label vs full-label chart; the written paths."""
+    """Bar charts of every task, and the label-efficiency curves; the written paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     plot_dir = Path(out_dir) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    low_vs_full: LowVsFull = {}
+    curves: dict[str, ProfileTaskResult] = {}
     for name, task in results.tasks.items():
         if isinstance(task, CrossDomainTaskResult):
             figure = _cross_domain_bars(name, task)
         else:
             figure = _profile_bars(name, task)
-            if "low_label" in task.regimes:
-                low_vs_full[name] = _low_vs_full(task)
+            if len(task.regimes) > 1:
+                curves[name] = task
         paths.append(_save(figure, plot_dir / f"{name}.png"))
-    if low_vs_full:
-        paths.append(_save(_low_vs_full_figure(low_vs_full), plot_dir / "low_label_vs_full.png"))
+    if curves:
+        paths.append(_save(_label_curves_figure(curves), plot_dir / LABEL_CURVES))
     return paths
 
 
@@ -55,7 +66,7 @@ def _profile_bars(name: str, task: ProfileTaskResult) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     regimes = task.regimes
     for ax, metric in zip(axes, PROFILE_METRICS, strict=True):
-        methods = list(regimes["full"].methods)
+        methods = list(regimes[FULL_REGIME].methods)
         width = 0.8 / len(regimes)
         x = np.arange(len(methods))
         for i, (regime, body) in enumerate(regimes.items()):
@@ -82,35 +93,40 @@ def _cross_domain_bars(name: str, task: CrossDomainTaskResult) -> Figure:
     return fig
 
 
-def _low_vs_full(task: ProfileTaskResult) -> dict[str, tuple[float, float]]:
-    full, low = task.regimes["full"].methods, task.regimes["low_label"].methods
-    return {m: (full[m].metric("macro_f1").mean, low[m].metric("macro_f1").mean) for m in full}
+def label_curve(task: ProfileTaskResult, metric: ProfileMetric) -> dict[str, Curve]:
+    """Per method: (fractions, means) over the task's regimes, in increasing fraction."""
+    regimes = sorted(task.regimes.items(), key=lambda kv: regime_fraction(kv[0]))
+    methods = list(dict.fromkeys(m for _, body in regimes for m in body.methods))
+    curves: dict[str, Curve] = {}
+    for method in methods:
+        points = [(regime_fraction(name), body.methods[method].metric(metric).mean)
+                  for name, body in regimes if method in body.methods]
+        curves[method] = ([x for x, _ in points], [y for _, y in points])
+    return curves
 
 
-def _low_vs_full_figure(low_vs_full: LowVsFull) -> Figure:
-    """One panel per task, one colour per method across panels.
+def _label_curves_figure(tasks: dict[str, ProfileTaskResult]) -> Figure:
+    """One row per task, one panel per metric: a line per method over the labelled fraction.
 
-    A legend, not text labels: methods within a point of each other would print over one
-    another; the diagonal is "10% of the labels cost nothing".
+    Baselines are dashed, networks solid, one colour per method across panels; the x axis is
+    logarithmic because the regimes are (0.01, 0.05, 0.1, 0.25, 1.0).
     """
     import matplotlib.pyplot as plt
 
-    methods = list(dict.fromkeys(m for points in low_vs_full.values() for m in points))
+    methods = list(dict.fromkeys(m for t in tasks.values() for r in t.regimes.values()
+                                 for m in r.methods))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(low_vs_full), figsize=(4.5 * len(low_vs_full) + 1.5, 4),
-                             squeeze=False)
-    for ax, (task_name, points) in zip(axes[0], low_vs_full.items(), strict=True):
-        for method, (full, low) in points.items():
-            ax.scatter(full, low, color=colours[method], label=method, s=40)
-        top = max(max(pair) for pair in points.values()) * 1.05
-        ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle="--")
-        ax.set_xlim(0, top)
-        ax.set_ylim(0, top)
-        ax.set_xlabel("macro-F1, full labels")
-        ax.set_ylabel("macro-F1, 10% labels")
-        ax.set_title(task_name)
+    fig, axes = plt.subplots(len(tasks), len(PROFILE_METRICS), squeeze=False,
+                             figsize=(11, 3.6 * len(tasks)))
+    for row, (task_name, task) in zip(axes, tasks.items(), strict=True):
+        for ax, metric in zip(row, PROFILE_METRICS, strict=True):
+            for method, (xs, ys) in label_curve(task, metric).items():
+                style = "--" if method in _BASELINE_NAMES else "-"
+                ax.plot(xs, ys, style, marker="o", color=colours[method], label=method)
+            ax.set_xscale("log")
+            ax.set_xlabel("labelled fraction of each training fold")
+            ax.set_title(f"{task_name}: {metric} (mean over folds)")
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center right", fontsize=8)
-    fig.suptitle("low-label vs full-label (mean over folds)")
-    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, 0, 1 - 1.8 / fig.get_figwidth(), 1))
     return fig

@@ -9,6 +9,8 @@ A bundle is one directory written by ``export/`` and read by ``service/`` (and b
                               both axes dynamic -> ``user_vector`` (B, D), then per profile task
                               ``profile.<task>`` logits (B, C), then per recommendation task
                               ``query.<task>`` (B, D'); one run serves every head
+      model.step.onnx         optional step graph: (state, one new event) -> (new state, the same
+                              outputs), for per-user state updated event by event (StepSpec)
       model.int8.onnx         optional int8 twin of model.onnx (same signature, ``int8_method``)
       graphs/<output>.onnx    per-output subgraph of model.onnx (``model.graphs``), and its int8
                               twin graphs/<output>.int8.onnx: what one endpoint needs, no more
@@ -90,6 +92,22 @@ class GraphSpec(BaseModel):
     nodes: int = Field(description="node count: the loader's cost estimate of a run")
 
 
+class StepSpec(BaseModel):
+    """The step graph: (state (B, S) float32, item (B,) int64) -> (next_state (B, S), outputs).
+
+    Outputs after ``next_state`` are the fused graph's, in its order. A zero state is the empty
+    history; ``receptive_field`` is how many of the latest events the newest position reads.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    file: BundlePath
+    state_size: int = Field(gt=0)
+    receptive_field: int = Field(gt=0)
+    max_len: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     file: BundlePath
@@ -107,6 +125,13 @@ class ModelSpec(BaseModel):
     )
     nodes: int | None = Field(None, exclude_if=lambda v: v is None,
                               description="node count of file (with graphs)")
+
+
+    # left out of the file when absent, so bundles written before it keep their digest
+    step: StepSpec | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="the step graph for per-event user state (docs/service.md#user-state)",
+    )
 
 
 class TaskSpec(BaseModel):

@@ -51,8 +51,13 @@ def _regimes(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _regime_label(regime: str) -> str:
-    return {"full": "full labels", "low_label": "10% of the labels"}.get(
-        regime, regime.replace("_", " "))
+    named = {"full": "full labels", "low_label": "10% of the labels", "1.0": "full labels"}
+    if regime in named:
+        return named[regime]
+    try:
+        return f"{float(regime):.0%} of the labels"
+    except ValueError:
+        return regime.replace("_", " ")
 
 
 def _tasks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -150,6 +155,15 @@ def _bundle(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _peak_memory(report: dict[str, Any]) -> str:
+    """", peak memory N MiB (in STAGE)" from ``memory.peak_rss_mb`` when the report has it."""
+    peaks = lookup(report, "memory", "peak_rss_mb")
+    if not isinstance(peaks, dict) or not peaks:
+        return ""
+    stage = max(peaks, key=lambda name: float(peaks[name]))
+    return f", peak memory {peaks[stage]:.0f} MiB (in {stage})"
+
+
 def report_section(name: str, report: dict[str, Any]) -> list[str]:
     """Every table of one report: P1, then each task and label regime, then the bundle."""
     ds = report.get("dataset") or {}
@@ -157,7 +171,8 @@ def report_section(name: str, report: dict[str, Any]) -> list[str]:
              f"`uservec run` of config `{lookup(report, 'config', 'name') or name}` on "
              f"{ds.get('name', '?')} ({fmt(ds.get('users'), 0)} users, "
              f"{fmt(ds.get('items'), 0)} items, {fmt(ds.get('events'), 0)} events); "
-             f"wall time {fmt(lookup(report, 'timings', 'total_s'), 1)} s.", "",
+             f"wall time {fmt(lookup(report, 'timings', 'total_s'), 1)} s"
+             f"{_peak_memory(report)}.", "",
              stamp_of(report).line(), "",
              *(f"- {note}" for note in report.get("protocol_notes") or []), ""]
     lines += _next_item(name, report)
@@ -204,7 +219,8 @@ def _headline_rows(name: str, report: dict[str, Any], neural: Sequence[str]) -> 
                 continue
             methods = body.get("methods") or {}
             final = _final_method(task, methods, P2_BASELINES if profile else P3_BASELINES)
-            label = task_name if regime == "full" else f"{task_name}, {_regime_label(regime)}"
+            label = (task_name if regime in ("full", "1.0")
+                     else f"{task_name}, {_regime_label(regime)}")
             metrics = P2_METRICS if profile else tuple(
                 k for k in next(iter(methods.values()), {}) if k.startswith("ndcg@"))
             digits = 3 if profile else 4

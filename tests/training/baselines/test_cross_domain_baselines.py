@@ -6,10 +6,12 @@ import pytest
 import scipy.sparse as sp
 from data_helpers import build_dataset, random_cross_domain
 
+from uservec.training.baselines import ridge as ridge_module
 from uservec.training.baselines.cooccurrence import cooc_scorer, popularity_scorer
 from uservec.training.baselines.cross_domain import run_cross_domain_baselines
 from uservec.training.baselines.ridge import (
     LAMBDA_GRID,
+    LowRankRidge,
     best_lambda,
     fit_ridge,
     ridge_scorer,
@@ -120,3 +122,38 @@ def test_run_cross_domain_baselines_is_json_ready_and_ridge_learns_the_signal():
     assert split.test_users.size == baselines["ridge"]["evaluated_users"]
     assert list(baselines["ridge"])[-3:] == ["lambda", "validation_ndcg", "seconds"]
     assert "per_user" not in baselines["cooc"]
+
+
+@pytest.mark.parametrize("num_users", [5, 40])
+def test_low_rank_ridge_at_full_rank_equals_a_brute_force_solve(monkeypatch, num_users):
+    """Above EXACT_MAX the solver is the SVD form; at the design's full rank it is exact."""
+    monkeypatch.setattr(ridge_module, "EXACT_MAX", 2)
+    monkeypatch.setattr(ridge_module, "LOW_RANK", 13)
+    rng = np.random.default_rng(num_users)
+    bags = (rng.random((num_users, 12)) < 0.3).astype(float)
+    bags[:, 0] = 1.0
+    targets = (rng.random((num_users, 4)) < 0.4).astype(float)
+    query = (rng.random((3, 12)) < 0.3).astype(float)
+    solver = fit_ridge(sp.csr_matrix(bags), sp.csr_matrix(targets), columns=np.arange(12))
+    assert isinstance(solver, LowRankRidge)
+    for lam in (1.0, 31.6):
+        got = solver.scores(sp.csr_matrix(query), lam)
+        assert np.allclose(got, brute_force_ridge(bags, targets, query, lam), atol=1e-8)
+
+
+def test_low_rank_ridge_keeps_the_ranking_of_a_low_rank_signal(monkeypatch):
+    """Truncated below full rank, the ridge still ranks like the exact one when the signal is
+    low-rank (bags drawn from a few tastes), which is the case it is chosen for."""
+    rng = np.random.default_rng(0)
+    taste = rng.integers(0, 3, 300)
+    bags = (rng.random((300, 60)) < np.where(np.arange(60) // 20 == taste[:, None], 0.5, 0.02))
+    targets = (rng.random((300, 9)) < np.where(np.arange(9) // 3 == taste[:, None], 0.6, 0.05))
+    query = sp.csr_matrix(bags[:20].astype(float))
+    exact = fit_ridge(sp.csr_matrix(bags, dtype=float), sp.csr_matrix(targets, dtype=float))
+    monkeypatch.setattr(ridge_module, "EXACT_MAX", 2)
+    monkeypatch.setattr(ridge_module, "LOW_RANK", 8)
+    low = fit_ridge(sp.csr_matrix(bags, dtype=float), sp.csr_matrix(targets, dtype=float))
+    assert isinstance(low, LowRankRidge) and isinstance(exact, ridge_module.RidgeSolver)
+    top_exact = np.argmax(exact.scores(query, 10.0), axis=1) // 3
+    top_low = np.argmax(low.scores(query, 10.0), axis=1) // 3
+    assert (top_exact == top_low).mean() >= 0.9

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from data_helpers import build_dataset, random_cross_domain
 
-from uservec.training.config import ExperimentConfig, TaskConfig
+from uservec.training.config import ConfigError, EvalConfig, ExperimentConfig, TaskConfig
 from uservec.training.evaluation.errors import InfeasibleEvaluation
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation, pretraining_view
 from uservec.training.evaluation.profile_split import holdout_split, profile_folds
@@ -36,32 +36,53 @@ def config(*tasks: TaskConfig) -> ExperimentConfig:
     return ExperimentConfig(name="plan", tasks=tasks)
 
 
-def test_the_issue_22_age_task_skips_only_its_low_label_regime():
+def test_the_issue_22_age_task_skips_only_the_regimes_too_small_for_its_classes():
     """Before: ValueError 'test_size = 4 should be greater or equal to the number of classes =
-    5' from the low-label holdout, after pretraining. Now: planned, skipped, said why."""
+    5' from the low-label holdout, after pretraining. Now: planned; 1% of 240 rows (2 rows for
+    5 classes) is skipped and says why; 5% and 10% validate on an unstratified holdout."""
     dataset = users_with({"age": ages(300)})
     task = TaskConfig("age", "profile", attribute="age", buckets=AGE_BUCKETS)
     plan = plan_evaluation(config(task), dataset)
     split = plan.profile["age"]
-    assert list(split.regimes) == ["full"]
-    reason = split.skipped["low_label"]
-    assert "test_size = 4" in reason and "number of classes = 5" in reason
-    assert "24 labelled users (<25 " in reason  # the class counts of the failing rows
+    assert list(split.regimes) == ["0.05", "0.1", "0.25", "1.0"]
+    reason = split.skipped["0.01"]
+    assert "2 rows, fewer than the 5 classes" in reason
+    assert "240 labelled users (<25 " in reason  # the class counts of the failing rows
     assert "To evaluate it: label more users" in reason  # and what to change
     # the full regime is the protocol's, with the holdout task training will draw
     folds = profile_folds(split.labels.users, split.labels.labels)
-    for fold, planned, holdout in zip(folds, split.regimes["full"].folds,
-                                      split.regimes["full"].holdouts, strict=True):
+    for fold, planned, holdout in zip(folds, split.regimes["1.0"].folds,
+                                      split.regimes["1.0"].holdouts, strict=True):
         assert np.array_equal(fold.train, planned.train)
         assert np.array_equal(holdout.test, holdout_split(split.labels.codes()[fold.train],
                                                           0.15).test)
+    # the 10% regime is the protocol's low-label split
+    low = profile_folds(split.labels.users, split.labels.labels, low_label=True)
+    assert all(np.array_equal(a.train, b.train)
+               for a, b in zip(low, split.regimes["0.1"].folds, strict=True))
 
 
-def test_a_low_label_regime_that_can_be_made_is_kept():
+def test_every_regime_that_can_be_made_is_kept_and_low_label_false_keeps_only_1():
     dataset = users_with({"age": ages(1000)})
     task = TaskConfig("age", "profile", attribute="age", buckets=AGE_BUCKETS)
     split = plan_evaluation(config(task), dataset).profile["age"]
-    assert list(split.regimes) == ["full", "low_label"] and not split.skipped
+    assert list(split.regimes) == ["0.01", "0.05", "0.1", "0.25", "1.0"] and not split.skipped
+    sizes = [split.regimes[r].folds[0].train.size for r in split.regimes]
+    assert sizes == [8, 40, 80, 200, 800]
+    only_full = TaskConfig("age", "profile", attribute="age", buckets=AGE_BUCKETS,
+                           low_label=False)
+    assert list(plan_evaluation(config(only_full), dataset).profile["age"].regimes) == ["1.0"]
+
+
+def test_the_regime_set_is_a_config_key_that_must_hold_1():
+    dataset = users_with({"gender": list("MF" * 100)})
+    cfg = ExperimentConfig(name="plan", tasks=(TaskConfig("g", "profile", attribute="gender"),),
+                           eval=EvalConfig(label_fractions=(0.5, 1.0)))
+    assert list(plan_evaluation(cfg, dataset).profile["g"].regimes) == ["0.5", "1.0"]
+    with pytest.raises(ConfigError, match=r"must include 1\.0"):
+        EvalConfig(label_fractions=(0.1, 0.5))
+    with pytest.raises(ConfigError, match=r"in \(0, 1\]"):
+        EvalConfig(label_fractions=(0.0, 1.0))
 
 
 @pytest.mark.parametrize(("values", "expected"), [
@@ -123,4 +144,4 @@ def test_the_plan_survives_its_json_payload():
     split = back.profile["gender"]
     assert split.labels.labels.dtype.kind == "U" and split.buckets is None
     assert back.profile["age"].buckets == AGE_BUCKETS
-    assert set(back.profile["age"].skipped) == {"low_label"}
+    assert set(back.profile["age"].skipped) == {"0.01"}

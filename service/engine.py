@@ -33,12 +33,11 @@ from uservec.contract.sequences import batch_length, encode_batch
 from uservec.contract.verify import load_and_verify
 from uservec.contract.vocab import Vocabulary
 from uservec.service.graphs import FULL, Graph, Plan, fixed_length, load_graphs
+from uservec.service.graphs import USER_VECTOR as USER_VECTOR  # re-exported: routers read it
 from uservec.service.retrieval import Catalogue, load_catalogue
 from uservec.service.schemas import Event
 
 logger = logging.getLogger(__name__)
-
-USER_VECTOR = "user_vector"
 
 #: all graph outputs of one user, each 1-D
 Outputs = dict[str, np.ndarray]

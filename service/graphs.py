@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest
 
+USER_VECTOR = "user_vector"
 #: the fused graph's name in :attr:`Bundle.graphs`
 FULL = "full"
 #: names of the graphs one run executes, in order

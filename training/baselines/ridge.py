@@ -140,6 +140,20 @@ class LowRankRidge:
         """(B, C) predicted target bags for the queries' (B, I) source bags."""
         return self.scores_from_basis(self.basis(query), lam)
 
+    def _apply_inverse(self, z: np.ndarray, lam: float) -> np.ndarray:
+        """(G + lam I)^-1 z for (d, k) ``z``, by Woodbury."""
+        inverse_d, kernel_inverse, _ = self._solve(lam)
+        scaled = self.right * inverse_d[:, None]  # (d, r) = D^-1 V
+        return z * inverse_d[:, None] - scaled @ (kernel_inverse @ (scaled.T @ z))
+
+    def weights_matvec(self, x: np.ndarray, lam: float) -> np.ndarray:
+        """W @ x for (C, k) ``x``, W = (G + lam I)^-1 M (d, C), never formed."""
+        return self._apply_inverse(np.asarray(self.rhs @ x), lam)
+
+    def weights_rmatvec(self, y: np.ndarray, lam: float) -> np.ndarray:
+        """W.T @ y for (d, k) ``y`` (G is symmetric)."""
+        return np.asarray(self.rhs.T @ self._apply_inverse(y, lam))
+
 
 def _with_intercept(features: sp.csr_matrix) -> sp.csr_matrix:
     ones = sp.csr_matrix(np.ones((features.shape[0], 1)))

@@ -23,7 +23,7 @@ from uservec.service.errors import ServiceError, error_responses, install_error_
 from uservec.service.metrics import Metrics
 from uservec.service.middleware import LimitsMiddleware, RequestContextMiddleware
 from uservec.service.openapi import install_openapi
-from uservec.service.routers import admin, bundle, embed, health, profile, recommend
+from uservec.service.routers import admin, bundle, embed, health, profile, recommend, users
 from uservec.service.routers.docs import ASSETS_URL, install_docs
 from uservec.service.runtime import Runtime
 from uservec.service.settings import Settings, get_settings
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -
     # auth dependencies (and their 401/403 in the docs) only when keys are configured: the
     # document must not ask for credentials the server does not check
     api_auth = _auth(require_api_key, settings.api_keys)
-    routers = [module.router for module in (embed, profile, recommend, bundle)]
+    routers = [module.router for module in (embed, profile, recommend, bundle, users)]
     for router in routers:
         app.include_router(router, **api_auth)
     app.include_router(health.router)

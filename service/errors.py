@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,13 @@ ERROR_CODES: dict[str, int] = {
     "missing_api_key": 401,
     "invalid_api_key": 403,
     "not_found": 404,
+    "user_not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
     "bundle_rejected": 409,
     "reload_in_progress": 409,
+    "out_of_order": 409,
+    "state_conflict": 409,
     "payload_too_large": 413,
     "headers_too_large": 431,
     "unsupported_media_type": 415,
@@ -45,6 +49,7 @@ ERROR_CODES: dict[str, int] = {
     "too_many_requests": 429,
     "internal_error": 500,
     "not_ready": 503,
+    "state_unavailable": 503,
 }
 
 
@@ -184,9 +189,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if code is None:
         code = "validation_error" if exc.status_code < 500 else "internal_error"
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:  # Starlette names only the first route of the path
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     response = error_response(code, str(exc.detail), None, headers)
     response.status_code = exc.status_code
     return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on the request's path (several routes may share a path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

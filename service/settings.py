@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     redis_retry_interval_s: float = Field(default=1.0, ge=0)
     cache_key_prefix: str = "uservec"
 
+    # --- user state (docs/service.md#user-state)
+    #: seconds a user's state lives in Redis after its last append; 0 = until deleted. The
+    #: in-process store (no redis_url) keeps states until deleted or the process ends
+    user_state_ttl_s: int = Field(default=0, ge=0)
+
     _split = field_validator("api_keys", "admin_api_keys", mode="before")(_split_list)
 
     @property

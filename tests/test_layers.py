@@ -27,7 +27,7 @@ FOLDERS = {
     "uservec": ROOT / "uservec",
 }
 TOP = ("uservec.cli", "uservec.pipeline", "uservec.demo", "uservec.bench", "uservec.docs",
-       "uservec.embed")
+       "uservec.embed", "uservec.launch")
 ALLOWED = {
     "uservec.contract": ("uservec.contract",),
     "uservec.training": ("uservec.contract", "uservec.training"),

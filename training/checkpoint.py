@@ -26,7 +26,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 #: tensors and optimizer state; everything else is metadata
 STATE_KEYS = ("model", "head", "optimizer", "rng")
 #: pretraining settings that only bound how long or where a run goes on; a resume may change them
-BUDGET_KEYS = ("epochs", "max_seconds", "num_threads")
+BUDGET_KEYS = ("epochs", "max_seconds", "num_threads", "device")
 #: where tensors land when a checkpoint is read: any machine can read any checkpoint
 DEFAULT_DEVICE = "cpu"
 
@@ -114,10 +114,10 @@ def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[s
     """Why a checkpoint's metadata does not match the run about to resume (empty when it does).
 
     Compares config, seed, dataset fingerprint and vocabulary (size, and hash where both record
-    it); the run budget
-    (``pretrain.epochs``, ``max_seconds``, ``num_threads``) may change between runs. An option
-    the checkpoint does not record (added to the code after it was written) matches when the run
-    leaves it at its default, which is what the older code did.
+    it); the run budget and where it runs (``pretrain.epochs``, ``max_seconds``,
+    ``num_threads``, ``device``) may change between runs. An option the checkpoint does not
+    record (added to the code after it was written) matches when the run leaves it at its
+    default, which is what the older code did.
     """
     problems = []
     for key in ("seed", "dataset_fingerprint", "vocab_size", "vocab_sha256"):

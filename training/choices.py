@@ -21,6 +21,8 @@ PretrainObjective = Literal["next_item", "set", "auto"]
 CorpusMatch = Literal["title", "id"]
 #: pretrained item embeddings at the start
 PretrainItemInit = Literal["random", "svd"]
+#: where training runs: CUDA when torch sees a GPU ("auto"), or the one named
+DeviceName = Literal["auto", "cpu", "cuda"]
 #: downstream task kinds: P2 profile attribute, P3 cross-domain cold start
 TaskKind = Literal["profile", "cross_domain"]
 #: what is trained on top of the pretrained encoder (training.task_network)

@@ -19,11 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uservec.training.config import CorpusConfig, TaskConfig
+from uservec.training.batching import NextItemWindows, SetWindows
+from uservec.training.config import CorpusConfig, PretrainConfig, TaskConfig
 from uservec.training.data.corpus import Corpus
+from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.bags import binary_matrix
 from uservec.training.evaluation.profile_split import column_labels
-from uservec.training.model import ClassificationHead, read_out
+from uservec.training.model import ClassificationHead, NextItemHead, read_out
+from uservec.training.objectives import bag_loss, next_item_loss, set_loss
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,3 +118,32 @@ def aux_loss(hidden: torch.Tensor, items: torch.Tensor, owners: torch.Tensor,
         if bool(known.any()):
             total = total + F.cross_entropy(logits[name][known], targets[known])
     return total
+
+
+def batch_loss(hidden: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor,
+               owners: torch.Tensor | None, head: NextItemHead, cfg: PretrainConfig,
+               negatives_rng: torch.Generator, aux: AuxHeads | None = None,
+               aux_codes: dict[str, torch.Tensor] | None = None,
+               aux_weight: float = 0.0) -> torch.Tensor:
+    """One batch's pretraining loss: the set objective (``owners`` given: targets (B, K)) plus
+    the auxiliary heads, or next-item (targets (B, L)) plus the optional bag objective."""
+    if owners is not None:
+        loss = set_loss(hidden, inputs, targets, head)
+        if aux is not None and aux_codes and aux_weight > 0:
+            loss = loss + aux_weight * aux_loss(hidden, inputs, owners, aux, aux_codes)
+        return loss
+    loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives, negatives_rng)
+    if cfg.bag_weight > 0:
+        loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
+    return loss
+
+
+def pretraining_examples(dataset: PreparedDataset, length: int, cfg: PretrainConfig,
+                         objective: str, corpus: PretrainCorpus | None = None,
+                         ) -> NextItemWindows | SetWindows:
+    """The training examples of ``objective`` (set windows are drawn anew every epoch)."""
+    if objective == "set":
+        return SetWindows(dataset, length, cfg.set_holdout, cfg.set_max_targets,
+                          () if corpus is None else corpus.corpus.sequences,
+                          True if corpus is None else corpus.include_task_users)
+    return NextItemWindows(dataset, length)

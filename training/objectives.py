@@ -34,10 +34,11 @@ def next_item_loss(
     if loss == "full":
         return F.cross_entropy(head(h), y)
     if loss == "sampled":
+        # drawn where the generator lives (the CPU), so a GPU run draws the same negatives
         negatives = torch.randint(
             NUM_RESERVED, head.output.out_features, (num_negatives,),
-            generator=generator, device=hidden.device,
-        )
+            generator=generator, device=generator.device if generator else hidden.device,
+        ).to(hidden.device)
         return sampled_softmax_loss(h, y, head, negatives)
     raise ValueError(f"loss must be 'full' or 'sampled', got {loss!r}")
 

@@ -42,13 +42,26 @@ from uservec.training.checkpoint import (
     vocab_hash,
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
-from uservec.training.corpus_pretrain import AuxHeads, PretrainCorpus, aux_loss
+from uservec.training.corpus_pretrain import (
+    AuxHeads,
+    PretrainCorpus,
+    batch_loss,
+    pretraining_examples,
+)
 from uservec.training.data.dataset import PreparedDataset
-from uservec.training.data.time_order import Objective, resolve_objective, time_order
+from uservec.training.data.time_order import resolve_objective, time_order
+from uservec.training.device import autocast, resolve_device
+from uservec.training.distributed import (
+    all_sum,
+    barrier,
+    current_world,
+    rank_device,
+    shard,
+    sync_gradients,
+)
 from uservec.training.evaluation.next_item import evaluate_next_item
 from uservec.training.item_init import svd_item_init
 from uservec.training.model import NextItemHead, NextItNet
-from uservec.training.objectives import bag_loss, next_item_loss, set_loss
 from uservec.training.run_dir import ENCODER_FILE, RESUME_FILE
 
 __all__ = ["PretrainResult", "load_encoder", "pretrain", "svd_item_init"]
@@ -256,6 +269,8 @@ def _epoch(
         epoch, pretrain_cfg.epochs, loss, eval_cfg.k, val[f"hr@{eval_cfg.k}"], metric,
         val[metric], " *" if improved else "", epoch_seconds,
     )
+    if not current_world().is_main:
+        return  # rank 0 writes the checkpoints; the other ranks hold the same state
     payload = trainer.payload(epoch, val)
     if improved:
         save_checkpoint(out_dir / BEST, payload)
@@ -277,12 +292,18 @@ def _pretrain(
     if corpus is not None and objective != "set":
         raise ValueError("pretraining on a corpus needs pretrain.objective = 'set' (a corpus "
                          f"is read as sets of items), got {pretrain_cfg.objective!r}")
-    windows = _examples(dataset, model_cfg, pretrain_cfg, objective, corpus)
+    windows = pretraining_examples(dataset, pretrain_cfg.window or model_cfg.max_len,
+                                   pretrain_cfg, objective, corpus)
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
     logger.info("pretraining objective %s (%s)", objective, reason)
     trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed, corpus)
     trainer.meta["objective"] = objective
+    device = rank_device(resolve_device(pretrain_cfg.device), current_world())
+    trainer.model.to(device)  # in place: the optimizer's parameters move with the modules
+    trainer.head.to(device)
+    trainer.aux.to(device)
+    trainer.aux_codes = {name: codes.to(device) for name, codes in trainer.aux_codes.items()}
     if resume and (out_dir / LAST).is_file():
         _resume(trainer, out_dir / LAST)
     num_params = sum(p.numel() for p in [*trainer.model.parameters(),
@@ -302,28 +323,17 @@ def _pretrain(
                         progress.bad_epochs)
             break
         elapsed = time.perf_counter() - started
-        if pretrain_cfg.max_seconds and elapsed > pretrain_cfg.max_seconds and (
-            epoch < pretrain_cfg.epochs
-        ):
+        over_time = bool(pretrain_cfg.max_seconds) and elapsed > pretrain_cfg.max_seconds
+        # ranks decide together: one rank stopping alone would leave the others waiting
+        if all_sum([float(over_time)], current_world())[0] > 0 and epoch < pretrain_cfg.epochs:
             stop_reason = "max_seconds"
             logger.warning("stopping after epoch %d: %.0fs exceeds max_seconds=%.0f",
                            epoch, elapsed, pretrain_cfg.max_seconds)
             break
+    barrier(current_world())  # rank 0 has written the best checkpoint
     result = _best_result(trainer, out_dir, num_params, stop_reason)
     result.objective = {"objective": objective, "reason": reason}
     return result
-
-
-def _examples(dataset: PreparedDataset, model_cfg: ModelConfig, pretrain_cfg: PretrainConfig,
-              objective: Objective, corpus: PretrainCorpus | None = None,
-              ) -> NextItemWindows | SetWindows:
-    """The training examples of ``objective`` (set windows are drawn anew every epoch)."""
-    length = pretrain_cfg.window or model_cfg.max_len
-    if objective == "set":
-        return SetWindows(dataset, length, pretrain_cfg.set_holdout, pretrain_cfg.set_max_targets,
-                          () if corpus is None else corpus.corpus.sequences,
-                          True if corpus is None else corpus.include_task_users)
-    return NextItemWindows(dataset, length)
 
 
 def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
@@ -358,32 +368,32 @@ def _train_epoch(trainer: _Trainer, windows: NextItemWindows | SetExamples, cfg:
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     total_loss, total_targets, seen = 0.0, 0, 0
     start = time.perf_counter()
+    # data-parallel: each rank trains on its slice of the same global batches (distributed.py)
+    world, device = current_world(), next(model.parameters()).device
     batches = shuffled_batches(len(windows), cfg.batch_size, trainer.shuffle_rng)
     bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size),
-               desc=f"epoch {epoch}", leave=False, mininterval=1.0)
+               desc=f"epoch {epoch}", leave=False, mininterval=1.0, disable=not world.is_main)
     for index in bar:
-        inputs, targets = windows[index]  # (B, L), (B, L) or (B, K) for the set objective
-        hidden = model(inputs)  # (B, L, D)
-        if isinstance(windows, SetExamples):  # targets (B, K): the held-out set
-            loss = set_loss(hidden, inputs, targets, head)
-            if trainer.aux_codes and trainer.aux_weight > 0:
-                loss = loss + trainer.aux_weight * aux_loss(
-                    hidden, inputs, windows.owners[index], trainer.aux, trainer.aux_codes)
-        else:
-            loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives,
-                                  trainer.negatives_rng)
-            if cfg.bag_weight > 0:
-                loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
+        rows = shard(index, world)
+        # (B, L), and (B, L) next items or (B, K) the held-out set of the set objective
+        inputs, targets = (t.to(device) for t in windows[rows])
+        with autocast(device):
+            hidden = model(inputs)  # (B, L, D)
+            owners = windows.owners[rows].to(device) if isinstance(windows, SetExamples) else None
+            loss = batch_loss(hidden, inputs, targets, owners, head, cfg, trainer.negatives_rng,
+                              trainer.aux, trainer.aux_codes, trainer.aux_weight)
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        n_targets = int((targets != PAD_ID).sum())
+        sync_gradients(params, n_targets, world)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         trainer.optimizer.step()
-        n_targets = int((targets != PAD_ID).sum())
         total_loss += loss.item() * n_targets
         total_targets += n_targets
         seen += len(index)
         bar.set_postfix(loss=f"{total_loss / max(total_targets, 1):.3f}",
                         seq_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
     bar.close()
-    return total_loss / max(total_targets, 1)
+    summed_loss, summed_targets = all_sum([total_loss, float(total_targets)], world)
+    return summed_loss / max(summed_targets, 1.0)

@@ -22,6 +22,7 @@ from uservec.contract.fingerprint import code_version
 from uservec.training import memory
 from uservec.training.config import CorpusConfig, ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.distributed import World, barrier, current_world
 from uservec.training.environment import environment
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.report.headline import headline
@@ -98,6 +99,7 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     t0 = time.perf_counter()
     with memory.stage("prepare"):
         dataset, plan = prepare_stage(cfg, run)
+    barrier(current_world())  # data-parallel ranks read the prepared data now (pretrain_rank)
     timings["prepare_s"] = time.perf_counter() - t0
     log.info("dataset %s: %d users, %d events", dataset.name, dataset.num_users, dataset.num_events)
 
@@ -156,6 +158,23 @@ def corpus_inputs(cfg: ExperimentConfig, dataset: PreparedDataset, plan: Evaluat
         pooled[name] = pooled_rows(corpus.bags, corpus.users, str(task.attribute), task.buckets,
                                    split.labels.classes)
     return pretrain_corpus(cfg.pretrain.corpus, corpus, cfg.tasks), pooled
+
+
+def pretrain_rank(cfg: ExperimentConfig, out_dir: Path, resume: bool, world: World) -> None:
+    """A data-parallel rank other than 0: pretrain beside rank 0, then stop (distributed.py).
+
+    Rank 0 prepares the data and the splits in the run folder first; this rank reads them.
+    """
+    from uservec.training.pretrain import pretrain
+
+    barrier(world)
+    run = RunDir(out_dir)
+    dataset = run.load_dataset()
+    plan = run.load_plan(cfg, dataset)
+    if plan is None:
+        raise RuntimeError(f"rank {world.rank}: {out_dir} holds no splits for this config")
+    pretrain(plan.pretraining_view(dataset), cfg.model, cfg.pretrain, cfg.eval,
+             run.pretrain_dir, seed=cfg.seed, resume=resume)
 
 
 def finish_report(run: TrainingRun, out_dir: Path) -> dict[str, Any]:

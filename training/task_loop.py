@@ -17,6 +17,14 @@ import torch
 from torch import nn
 
 from uservec.contract.ids import PAD_ID
+from uservec.training.device import (
+    active_device,
+    autocast,
+    on_device,
+    task_device,
+    to_active,
+    to_cpu,
+)
 from uservec.training.task_settings import AdaptSettings, Hyperparameters
 
 
@@ -59,11 +67,11 @@ def batched_forward(
     if inputs.shape[0] == 0:
         raise ValueError("no rows to run")
     if not sequences:
-        return torch.cat([forward(b) for b in torch.split(inputs, batch_size)])
+        return torch.cat([to_cpu(forward(to_active(b))) for b in torch.split(inputs, batch_size)])
     outputs: list[torch.Tensor] = []
     rows: list[torch.Tensor] = []
     for batch in length_batches(sequence_lengths(inputs), batch_size, None):
-        outputs.append(forward(trim_padding(inputs[batch])))
+        outputs.append(to_cpu(forward(to_active(trim_padding(inputs[batch])))))
         rows.append(batch)
     stacked = torch.cat(outputs)
     result = torch.empty_like(stacked)
@@ -126,7 +134,9 @@ def train_epoch(
     total, count = 0.0, 0
     for rows in length_batches(lengths, settings.batch_size, generator):
         batch = trim_padding(inputs[rows]) if sequences else inputs[rows]
-        loss = loss_fn(forward(batch), rows)
+        with autocast(active_device()):
+            outputs = forward(to_active(batch))
+        loss = loss_fn(to_cpu(outputs), rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip > 0:
@@ -158,8 +168,29 @@ def train_loop(
     the run stops after ``settings.patience`` epochs without improvement and the parameters are
     restored to the best epoch (epoch 0, the untrained model, competes when
     ``validate_untrained``); without it, exactly ``epochs`` epochs run. ``resample`` draws new
-    (N, L) training inputs at the start of every epoch (data augmentation).
+    (N, L) training inputs at the start of every epoch (data augmentation). The fit runs on
+    ``device.task_device()`` (``pretrain.device``); ``module`` is back on the CPU afterwards.
     """
+    with on_device(module, task_device()):
+        return _train_loop(forward, module, groups, inputs, loss_fn, hp, settings, seed, epochs,
+                           validate, sequences, validate_untrained, resample)
+
+
+def _train_loop(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    module: nn.Module,
+    groups: list[dict[str, Any]],
+    inputs: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    hp: Hyperparameters,
+    settings: AdaptSettings,
+    seed: int,
+    epochs: int,
+    validate: Callable[[], float] | None,
+    sequences: bool,
+    validate_untrained: bool,
+    resample: Callable[[torch.Generator], torch.Tensor] | None,
+) -> TrainResult:
     started = time.perf_counter()
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)

@@ -29,6 +29,7 @@ from torch import nn
 
 from uservec.contract import decision
 from uservec.training.choices import METHODS, Placement
+from uservec.training.device import to_active, to_cpu
 from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.task_loop import TrainResult, batched_forward, train_loop
 from uservec.training.task_network import (
@@ -207,8 +208,8 @@ def run_method(
         problem.init_head(head, vectors(problem.inputs), hp)
     validate = None
     if problem.validate is not None:
-        check = problem.validate
-        validate = lambda: check(vectors, head, hp)  # noqa: E731
+        check, on_active = problem.validate, OnActiveDevice(head)
+        validate = lambda: check(vectors, on_active, hp)  # noqa: E731
     result = train_loop(
         forward, network, setup.param_groups(hp, settings.head_lr_scale), inputs,
         lambda out, rows: problem.loss_fn(out, rows, hp), hp, settings, seed, epochs, validate,
@@ -216,6 +217,21 @@ def run_method(
         resample=None if setup.on_features else problem.resample,
     )
     return setup, result
+
+
+class OnActiveDevice(nn.Module):
+    """``module`` called with CPU tensors while it sits on the training device (CPU: identity).
+
+    Validators score a head on CPU vectors and read numpy; during a fit on a GPU the head is
+    there, so inputs go to it and outputs come back.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = [module]  # a list: not a submodule, so never moved or saved with this one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_cpu(self.inner[0](to_active(x)))
 
 
 def fit_task(

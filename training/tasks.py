@@ -42,6 +42,7 @@ from uservec.training.comparison.profile import run_profile_task
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import source_inputs
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.device import resolve_device, using_device
 from uservec.training.evaluation.cross_domain_split import cross_domain_view
 from uservec.training.evaluation.errors import LeakError
 from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
@@ -70,7 +71,8 @@ def run_tasks(
     core) runs sharing the cores oversubscribe them and spin-wait. ``pooled`` (by profile task:
     a corpus' labelled users) adds the pooled bag baselines.
     """
-    with torch_threads(cfg.pretrain.num_threads):
+    device = resolve_device(cfg.pretrain.device)
+    with torch_threads(cfg.pretrain.num_threads), using_device(device):
         return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir, plan, pooled or {})
 
 

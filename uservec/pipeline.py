@@ -13,14 +13,32 @@ from typing import Any
 
 from uservec.training import memory
 from uservec.training.config import ExperimentConfig
+from uservec.training.device import resolve_device
+from uservec.training.distributed import close_world, init_world
 from uservec.training.run_dir import RunDir
-from uservec.training.runner import finish_report, run_training
+from uservec.training.runner import finish_report, pretrain_rank, run_training
 
 log = logging.getLogger(__name__)
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> dict[str, Any]:
-    """Run every stage the config declares and write the report; returns the report dict."""
+    """Run every stage the config declares and write the report; returns the report dict.
+
+    Under torchrun (``uservec run --nproc N``) every rank pretrains; rank 0 alone prepares the
+    data, fits the tasks, exports and reports, and the other ranks return an empty dict.
+    """
+    world = init_world(resolve_device(cfg.pretrain.device))
+    try:
+        if not world.is_main:
+            logging.getLogger("uservec").setLevel(logging.WARNING)  # rank 0 tells the story
+            pretrain_rank(cfg, out_dir, resume, world)
+            return {}
+        return _run_main(cfg, out_dir, resume)
+    finally:
+        close_world()
+
+
+def _run_main(cfg: ExperimentConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     export = cfg.export  # checked when the config loaded, not after hours of training
     run = run_training(cfg, out_dir, resume=resume)
     if export.enabled:

@@ -46,6 +46,8 @@ async def test_every_endpoint_is_documented_with_examples(serve, make_settings):
         ("/v1/bundle", "get"), ("/health/live", "get"), ("/health/ready", "get"),
         ("/metrics", "get"), ("/admin/reload", "post"),
         ("/health/live", "head"), ("/health/ready", "head"), ("/metrics", "head"),
+        ("/v1/users/{user_id}/events", "post"), ("/v1/users/{user_id}", "get"),
+        ("/v1/users/{user_id}", "delete"),
     }
     assert len({op["operationId"] for op in operations.values()}) == len(operations)
     schemas = spec["components"]["schemas"]

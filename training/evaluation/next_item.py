@@ -69,12 +69,13 @@ def model_ranks(
     model.eval()
     head.eval()
     ranks = []
+    device = next(model.parameters()).device  # where pretraining left it (CPU or a GPU)
     try:
         for start in range(0, len(inputs), batch_size):
-            items = torch.from_numpy(inputs[start : start + batch_size])  # (B, L)
-            scores = head(model.user_vector(items))  # (B, V)
-            target = torch.from_numpy(targets[start : start + batch_size])  # (B,)
-            ranks.append(rank_of_targets(scores, target).numpy())
+            items = torch.from_numpy(inputs[start : start + batch_size]).to(device)  # (B, L)
+            scores = head(model.user_vector(items)).float()  # (B, V)
+            target = torch.from_numpy(targets[start : start + batch_size]).to(device)  # (B,)
+            ranks.append(rank_of_targets(scores, target).cpu().numpy())
     finally:
         model.train(was_training[0])
         head.train(was_training[1])

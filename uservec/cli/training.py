@@ -17,22 +17,37 @@ from uservec.cli.common import UserError, friendly
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set pretrain.epochs=3 (repeatable).")
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints in OUT and start over.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where pretraining and task training run (pretrain.device; auto = CUDA "
+                   "when present).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel pretraining on this many processes (torchrun; gloo on the "
+                   "CPU, NCCL on CUDA).")
 @friendly
-def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: bool) -> None:
+def run(config: Path, out_dir: Path | None, overrides: tuple[str, ...], fresh: bool,
+        device: str | None, nproc: int) -> None:
     """Run a whole experiment described by CONFIG (TOML or YAML).
 
     Prepares the data, pretrains the encoder (resuming from OUT's checkpoint if present),
     evaluates it, and writes OUT/report.json and OUT/report.md.
 
-    Example: uservec run configs/movielens-100k.toml --set pretrain.epochs=5
+    Example: uservec run configs/movielens-100k.toml --set pretrain.epochs=5 --nproc 2
     """
+    from uservec.launch import inside_torchrun, launch
     from uservec.pipeline import run_experiment
     from uservec.training.config import load_config
     from uservec.training.run_dir import RunDir
 
+    overrides = (*overrides, *([f"pretrain.device={device}"] if device else []))
+    if nproc > 1 and not inside_torchrun():
+        args = [str(config), *(["--out", str(out_dir)] if out_dir else []),
+                *(arg for o in overrides for arg in ("--set", o)), *(["--fresh"] if fresh else [])]
+        raise SystemExit(launch(nproc, args))
     cfg = load_config(config, list(overrides))
     out = out_dir or Path("runs") / cfg.name
     report = run_experiment(cfg, out, resume=not fresh)
+    if not report:
+        return  # a data-parallel rank other than 0: rank 0 reports
     click.echo(f"report: {RunDir(out).report_md}")
     click.echo(json.dumps(report.get("headline", {}), indent=2))
 

@@ -105,7 +105,8 @@ def profile_served_block(result: RegimeResult, kinds: list[ServedKind]) -> Serve
     return served_block(
         most_common_kind(kinds),
         {m: methods[SERVED].per_fold(m) for m in PROFILE_METRICS},
-        {b: {m: methods[b].per_fold(m) for m in PROFILE_METRICS} for b in PROFILE_BASELINES},
+        {b: {m: methods[b].per_fold(m) for m in PROFILE_METRICS}
+         for b in PROFILE_BASELINES if b in methods},
         result.strongest_baseline, kinds)
 
 

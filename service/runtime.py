@@ -204,6 +204,11 @@ class Runtime:
         self, bundle: Bundle, users: Sequence[PreparedUser], timings: Timings
     ) -> list[Encoded]:
         """All graph outputs per user: cache first, then one (micro-batched) model pass."""
+        if any(u.outputs is not None for u in users):  # stored users: no cache, no model
+            rest = iter(await self.encode(bundle, [u for u in users if u.outputs is None],
+                                          timings))
+            return [Encoded(u.outputs, cached=False) if u.outputs is not None else next(rest)
+                    for u in users]
         if not users:
             return []
         keys = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.ids)

@@ -4,6 +4,7 @@ one row per case, 0 5xx; stalled requests are sent in part and then nothing."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from uservec.bench.common import bundle_items
 from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer, hostile_cases
+from uservec.bench.hostile_users import concurrent_appends
 from uservec.bench.server import HOST, ServerProcess, error_code
 
 
@@ -78,8 +80,16 @@ def hostile(bundle: Path, workdir: Path) -> dict[str, Any]:
                          "expected": sorted(case.allowed), "status": status,
                          "code": error_code(body), "seconds": round(seconds, 3),
                          "ok": problem is None})
+        race = concurrent_appends(
+            lambda path, body: server.request("POST", path, raw=body)[0],
+            lambda path: _json(server.request("GET", path)))
         alive = server.request("GET", "/health/ready")[0] == 200
     fives = sum(1 for row in rows if row["status"] >= 500)
     return {"inputs_tried": len(cases), "failures": failures, "server_5xx": fives,
-            "rows": rows, "server_alive_after": alive,
-            "passed": not failures and alive and fives == 0}
+            "rows": rows, "server_alive_after": alive, "concurrent_appends": race,
+            "passed": not failures and alive and fives == 0 and race["passed"]}
+
+
+def _json(answer: tuple[int, bytes]) -> tuple[int, dict[str, Any]]:
+    status, body = answer
+    return status, json.loads(body) if status == 200 else {}

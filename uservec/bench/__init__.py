@@ -4,6 +4,7 @@
     uservec bench --scale         # retrieval over 1M items only (< 30 min)
     uservec bench --robustness    # load, faults, fuzzing, hostile inputs only
     uservec bench --embed         # bulk embedding only: users/s and peak RSS, 1 vs N workers
+    uservec bench --user-state    # appending to a stored user vs re-encoding its history
     uservec bench --quick         # tiny sizes, seconds (what the tests run)
 
 Without ``--bundle`` the benchmarks build their own bundle from a randomly initialised NextItNet
@@ -99,7 +100,8 @@ def _meta(bundle: Path | None, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
-              seed: int = 0, only: Sequence[str] = (), embed: bool = False) -> dict[str, Any]:
+              seed: int = 0, only: Sequence[str] = (), embed: bool = False,
+              user_state: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
 
     None of ``scale``, ``robustness``, ``embed``: the main suite (``only`` narrows it to some
@@ -116,7 +118,7 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     results: dict[str, Any] = {"meta": _meta(bundle, quick, seed)}
-    main_suite = not scale and not robustness and not embed
+    main_suite = not scale and not robustness and not embed and not user_state
     target = Path(bundle) if bundle else None
     if target is None and (main_suite or robustness or embed):
         target = build_bench_bundle(work / "bundle", QUICK_MODEL if quick else DEFAULT_MODEL, seed)
@@ -135,6 +137,10 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
 
         assert target is not None
         _section(results, "embed", lambda: run_embed_bench(target, work, quick, seed))
+    if user_state:
+        from uservec.bench.user_state import run_user_state
+
+        _section(results, "user_state", lambda: run_user_state(work, quick, seed))
     results["meta"]["load_after"] = _load()
     results["meta"]["seconds"] = time.perf_counter() - start
     report.write(results, out_dir)

@@ -266,11 +266,10 @@ case = _case
 
 
 def hostile_cases(item: str = "b0") -> list[HostileCase]:
-    """The catalogue; ``item`` is a raw id the bundle knows (domain books)."""
-    from uservec.bench.hostile_users import user_cases
-
+    """The catalogue of the stateless endpoints; ``item`` is a raw id the bundle knows (domain
+    books). :func:`uservec.bench.hostile_users.all_cases` adds the user-state endpoints."""
     return [*_number_cases(item), *_type_cases(item), *_size_cases(), *_string_cases(item),
-            *_shape_cases(item), *_route_cases(), *user_cases(item)]
+            *_shape_cases(item), *_route_cases()]
 
 
 def check_answer(case: HostileCase, status: int, body: bytes) -> str | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from uservec.bench.common import bundle_items
-from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer, hostile_cases
-from uservec.bench.hostile_users import concurrent_appends
+from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer
+from uservec.bench.hostile_users import all_cases, concurrent_appends
 from uservec.bench.server import HOST, ServerProcess, error_code
 
 
@@ -62,9 +62,9 @@ def send_case(port: int, case: HostileCase, timeout_s: float = 30.0) -> tuple[in
 
 
 def hostile(bundle: Path, workdir: Path) -> dict[str, Any]:
-    """Every case of :func:`hostile_cases` over a real socket: one row each, 0 5xx allowed."""
+    """Every case of :func:`all_cases` over a real socket: one row each, 0 5xx allowed."""
     items = bundle_items(bundle)
-    cases = hostile_cases(item=items[0][1] if items and items[0][0] == "books" else "b0")
+    cases = all_cases(item=items[0][1] if items and items[0][0] == "books" else "b0")
     failures = []
     rows: list[dict[str, Any]] = []
     with ServerProcess(bundle, workdir / "server-hostile.log", **SERVER_SETTINGS) as server:

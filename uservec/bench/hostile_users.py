@@ -10,7 +10,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from uservec.bench.hostile import TEN_MB, HostileCase, case
+from uservec.bench.hostile import TEN_MB, HostileCase, case, hostile_cases
 
 USER = "hostile-user"
 
@@ -60,6 +60,11 @@ def user_cases(item: str) -> list[HostileCase]:
         case("users_get_deleted", "/v1/users/hostile-order", b"", 404, method="GET",
              content_type=None, codes=("user_not_found",)),
     ]
+
+
+def all_cases(item: str = "b0") -> list[HostileCase]:
+    """The whole catalogue: the stateless endpoints' cases, then the user-state ones."""
+    return [*hostile_cases(item), *user_cases(item)]
 
 
 def concurrent_appends(post: Any, get: Any, appends: int = 32) -> dict[str, Any]:

@@ -17,9 +17,11 @@ round trips one append costs (a real Redis: 127.0.0.1:6379 if it answers, else a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +62,11 @@ def _engine_rows(bundle: Any, rounds: int, seed: int) -> list[dict[str, Any]]:
         ids = rng.integers(NUM_RESERVED, bundle.vocab.size, size=n, dtype=np.int64)
         state, _ = graph.advance(graph.empty(), ids[:-1])
         last = ids[-1:]
-        times = interleaved_times({"append": lambda s=state, i=last: graph.advance(s, i),
-                                   "reencode": lambda i=ids: bundle.run([i])}, rounds)
+        calls: dict[str, Callable[[], Any]] = {
+            "append": functools.partial(graph.advance, state, last),
+            "reencode": functools.partial(bundle.run, [ids]),
+        }
+        times = interleaved_times(calls, rounds)
         rows.append(_row(n, times["append"], times["reencode"]))
     return rows
 

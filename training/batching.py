@@ -35,12 +35,10 @@ def training_part(sequence: np.ndarray) -> np.ndarray:
 
 def training_event_mask(dataset: PreparedDataset) -> np.ndarray:
     """(E,) bool: True for events in some user's training part (popularity counts these)."""
-    mask = np.ones(dataset.num_events, dtype=bool)
-    ends = dataset.offsets[1:]
-    starts = dataset.offsets[:-1]
-    for start, end in zip(starts, ends, strict=True):
-        mask[max(start, end - HELD_OUT) : end] = False
-    return mask
+    lengths = dataset.lengths()
+    # position of each event counted back from its user's newest event (0 = newest)
+    from_end = np.repeat(dataset.offsets[1:], lengths) - 1 - np.arange(dataset.num_events)
+    return from_end >= HELD_OUT
 
 
 def window_bounds(length: int, max_len: int) -> list[tuple[int, int]]:
@@ -92,22 +90,55 @@ def evaluation_examples(
     return np.asarray(users, np.int64), np.stack(inputs), np.asarray(targets, np.int64)
 
 
+def window_index(dataset: PreparedDataset, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) (N,) absolute event positions of every window of :func:`window_bounds`.
+
+    Users in order, each user's windows oldest first: the windows of :func:`pretrain_examples`,
+    computed without a Python loop over users (millions of users at scale).
+    """
+    part = np.maximum(dataset.lengths() - HELD_OUT, 0)  # (U,) training events per user
+    count = np.where(part >= 2, (part - 2) // max_len + 1, 0)  # (U,) windows per user
+    user = np.repeat(np.arange(part.size), count)  # (N,)
+    first = np.cumsum(count) - count
+    oldest_first = count[user] - 1 - (np.arange(user.size) - first[user])  # j: 0 = newest
+    ends = part[user] - oldest_first * max_len
+    starts = np.maximum(0, ends - max_len - 1)
+    base = dataset.offsets[:-1][user]
+    return (base + starts).astype(np.int64), (base + ends).astype(np.int64)
+
+
 class NextItemWindows(Dataset):
-    """Pretraining windows as a torch Dataset; indexing with a tensor of indices gives a batch."""
+    """Pretraining windows as a torch Dataset; indexing with a tensor of indices gives a batch.
+
+    Lazy: only (start, end) per window is held, and a batch gathers its events from
+    ``dataset.items`` when asked, so a memory-mapped dataset (``PreparedDataset.load(mmap=True)``)
+    is read a batch at a time. Batches equal :func:`pretrain_examples`' rows.
+    """
 
     def __init__(self, dataset: PreparedDataset, max_len: int) -> None:
-        inputs, targets = pretrain_examples(dataset, max_len)
-        self.inputs = torch.from_numpy(inputs)  # (N, L)
-        self.targets = torch.from_numpy(targets)  # (N, L)
+        self.items = dataset.items  # (E,), possibly memory-mapped
+        self.max_len = max_len
+        self.starts, self.ends = window_index(dataset, max_len)  # (N,), (N,)
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return len(self.starts)
 
     def __getitem__(self, index: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inputs[index], self.targets[index]
+        rows = np.asarray(index, dtype=np.int64)
+        single = rows.ndim == 0
+        rows = rows.reshape(-1)
+        starts, ends = self.starts[rows, None], self.ends[rows, None]  # (B, 1)
+        # column c of the inputs holds event end - 1 - L + c; the targets are one event later
+        position = ends - 1 - self.max_len + np.arange(self.max_len)  # (B, L)
+        valid = position >= starts
+        gathered = np.asarray(self.items[np.clip(position, 0, None)])  # (B, L)
+        following = np.asarray(self.items[np.clip(position + 1, 0, None)])  # (B, L)
+        inputs = torch.from_numpy(np.where(valid, gathered, PAD_ID).astype(np.int64))
+        targets = torch.from_numpy(np.where(valid, following, PAD_ID).astype(np.int64))
+        return (inputs[0], targets[0]) if single else (inputs, targets)
 
     def num_targets(self) -> int:
-        return int((self.targets != PAD_ID).sum())
+        return int((self.ends - self.starts - 1).sum())
 
 
 def shuffled_batches(

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -155,8 +155,12 @@ class PreparedDataset:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> PreparedDataset:
-        """Read a dataset written by :meth:`save`."""
+    def load(cls, directory: str | Path, mmap: bool = False) -> PreparedDataset:
+        """Read a dataset written by :meth:`save` (or by ``data.streaming``).
+
+        ``mmap``: the arrays are memory-mapped, read from disk as they are touched, so a dataset
+        larger than memory can be trained on (``batching.NextItemWindows`` reads batch by batch).
+        """
         directory = Path(directory)
         meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format_version") != DATASET_FORMAT_VERSION:
@@ -164,9 +168,9 @@ class PreparedDataset:
                 f"{directory}: prepared-data format {meta.get('format_version')!r} is not "
                 f"supported (this code reads {DATASET_FORMAT_VERSION}); prepare the data again"
             )
-        arrays = {
-            name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in _ARRAY_FIELDS
-        }
+        mode: Literal["r"] | None = "r" if mmap else None
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+                  for name in _ARRAY_FIELDS}
         split = None
         if meta["has_event_split"]:
             split = np.load(directory / "event_split.npy", allow_pickle=False)

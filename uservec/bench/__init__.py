@@ -5,6 +5,7 @@
     uservec bench --robustness    # load, faults, fuzzing, hostile inputs only
     uservec bench --embed         # bulk embedding only: users/s and peak RSS, 1 vs N workers
     uservec bench --user-state    # appending to a stored user vs re-encoding its history
+    uservec bench --scaling ddp   # training at scale: ddp (1 vs 2 processes), baselines, data
     uservec bench --quick         # tiny sizes, seconds (what the tests run)
 
 Without ``--bundle`` the benchmarks build their own bundle from a randomly initialised NextItNet
@@ -99,9 +100,24 @@ def _meta(bundle: Path | None, quick: bool, seed: int) -> dict[str, Any]:
     }
 
 
+def _scaling(results: dict[str, Any], work: Path, quick: bool, parts: Sequence[str]) -> None:
+    """Training at scale (docs/scaling.md): processes, baselines, data larger than memory."""
+    from uservec.bench.baselines import run_baselines_bench
+    from uservec.bench.data_scale import run_data_scale_bench
+    from uservec.bench.ddp import run_ddp_bench
+
+    suite: dict[str, Callable[[], dict[str, Any]]] = {
+        "ddp": lambda: run_ddp_bench(work, quick),
+        "baselines": lambda: run_baselines_bench(quick),
+        "data_scale": lambda: run_data_scale_bench(work, quick),
+    }
+    for name in parts:
+        _section(results, name, suite[name])
+
+
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
               seed: int = 0, only: Sequence[str] = (), embed: bool = False,
-              user_state: bool = False) -> dict[str, Any]:
+              scaling: Sequence[str] = (), user_state: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
 
     None of ``scale``, ``robustness``, ``embed``: the main suite (``only`` narrows it to some
@@ -118,7 +134,7 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     results: dict[str, Any] = {"meta": _meta(bundle, quick, seed)}
-    main_suite = not scale and not robustness and not embed and not user_state
+    main_suite = not scale and not robustness and not embed and not scaling and not user_state
     target = Path(bundle) if bundle else None
     if target is None and (main_suite or robustness or embed):
         target = build_bench_bundle(work / "bundle", QUICK_MODEL if quick else DEFAULT_MODEL, seed)
@@ -137,6 +153,8 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
 
         assert target is not None
         _section(results, "embed", lambda: run_embed_bench(target, work, quick, seed))
+    if scaling:
+        _scaling(results, work, quick, scaling)
     if user_state:
         from uservec.bench.user_state import run_user_state
 

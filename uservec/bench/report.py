@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from uservec.bench.scale_report import baselines_lines, data_scale_lines, ddp_lines, scale_targets
+
 
 def strict_json(value: Any) -> Any:
     """A copy with NaN/inf floats as None and tuples as lists: bench.json is strict JSON."""
@@ -281,6 +283,9 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [
     ("retrieval", "Retrieval at scale", _retrieval),
     ("robustness", "Reliability", _robustness),
     ("embed", "Bulk embedding", _embed),
+    ("ddp", "Data-parallel pretraining", ddp_lines),
+    ("baselines", "Baselines at scale", baselines_lines),
+    ("data_scale", "Data larger than memory: cost curve", data_scale_lines),
     ("user_state", "User state: append vs re-encode", _user_state),
 ]
 
@@ -323,7 +328,7 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
     robustness = results.get("robustness", {})
     if robustness:
         rows.append(["reliability checks", "all pass", "", robustness.get("passed", False)])
-    return rows
+    return [*rows, *scale_targets(results)]
 
 
 def render(results: dict[str, Any]) -> str:

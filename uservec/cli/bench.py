@@ -23,13 +23,19 @@ import click
 @click.option("--user-state", "user_state", is_flag=True,
               help="Only user state: one appended event vs re-encoding 50, 100 and max_len "
                    "events (engine, service and HTTP), state bytes, Redis round trips.")
+@click.option("--scaling", "scaling", multiple=True,
+              type=click.Choice(["ddp", "baselines", "data_scale"]),
+              help="Only training at scale: ddp (events/s, 1 vs 2 processes), baselines (P3 "
+                   "baselines' time and peak memory up to 32k users), data_scale (preparation "
+                   "and one epoch at 1M-50M generated events). Repeatable.")
 @click.option("--only", "sections", multiple=True,
               type=click.Choice(["serving", "cache", "compute", "int8", "train_speed"]),
               help="Run only these sections of the main suite (repeatable).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: seconds, for smoke-testing the suite.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool,
-          embed_only: bool, user_state: bool, sections: tuple[str, ...], quick: bool,
+          embed_only: bool, scaling: tuple[str, ...], user_state: bool,
+          sections: tuple[str, ...], quick: bool,
           seed: int) -> None:
     """Measure serving overhead, cache, micro-batching, FLOP/s, int8, training speed.
 
@@ -44,6 +50,7 @@ def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool
     from uservec.bench import run_bench
 
     results = run_bench(out_dir, bundle_path, quick=quick, scale=scale, robustness=robustness,
-                        seed=seed, only=sections, embed=embed_only, user_state=user_state)
+                        seed=seed, only=sections, embed=embed_only, scaling=scaling,
+                        user_state=user_state)
     click.echo((out_dir / "bench.md").read_text())
     click.echo(f"wrote {out_dir / 'bench.json'} ({len(results)} sections)")

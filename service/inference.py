@@ -1,8 +1,9 @@
 """What each endpoint computes, free of HTTP: limits -> prepare -> encode (cache) -> heads/search.
 
-One encoder pass per user serves every head: the cache holds all graph outputs of a user, so an
-``/embed`` followed by ``/predict-profile`` or ``/recommend`` of the same sequence runs the model
-once.
+Each endpoint computes only the outputs it returns (the bundle's per-output subgraphs): ``/embed``
+the user vector, ``/predict-profile`` the asked heads, ``/recommend`` the domain's query. The cache
+holds each output of a user on its own, so ``/recommend`` after ``/embed`` of the same sequence runs
+only the task's pass.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def _common(user: UserEvents, prepared: PreparedUser, cached: bool,
 async def embed_users(runtime: Runtime, request: EmbedRequest, timings: Timings) -> EmbedResponse:
     bundle = runtime.bundle  # read once: the whole request uses this bundle
     prepared = _prepare(runtime, bundle, request.users, "embed")
-    encoded = await runtime.encode(bundle, prepared, timings)
+    encoded = await runtime.encode(bundle, prepared, timings, (USER_VECTOR,))
     results = []
     for user, prep, enc in zip(request.users, prepared, encoded, strict=True):
         vector = enc.outputs[USER_VECTOR]
@@ -163,7 +164,7 @@ async def predict_profiles(
     bundle = runtime.bundle
     heads = _profile_heads(bundle, request.attributes, request.decision)
     prepared = _prepare(runtime, bundle, request.users, "predict-profile")
-    encoded = await runtime.encode(bundle, prepared, timings)
+    encoded = await runtime.encode(bundle, prepared, timings, [head.output for head in heads])
     results = [
         ProfileResult(
             attributes={head.name: predict_attribute(head, enc.outputs[head.output],
@@ -226,7 +227,9 @@ async def recommend_items(
     # a user with no known event the head reads is cold: popularity, no model pass needed
     warm = [pos for pos, prep in enumerate(prepared) if prep.known_events]
     encoded: dict[int, Encoded] = dict(zip(
-        warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings), strict=True
+        warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings,
+                                   (head.output,)),
+        strict=True,
     ))
     ranked: dict[int, list[Scored]] = {}
     if warm:

@@ -92,6 +92,9 @@ class DataConfig(Section):
     synthetic_items: int = setting(300, POSITIVE)
     #: synthetic: number of generated domains
     synthetic_domains: int = setting(2, POSITIVE)
+    #: generic: prepare the interactions file in chunks of this many rows into memory-mapped
+    #: arrays (training.data.chunked: for files larger than memory; same arrays); 0 = in memory
+    chunk_rows: int = setting(0, NON_NEGATIVE)
     #: where prepared arrays are cached across runs (default: only the run folder's prepared/)
     cache_dir: str | None = None
     #: users file values (compared after trimming spaces) that mean "no label": a user with one

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,6 +47,20 @@ from uservec.training.task_selection import (
 from uservec.training.task_settings import AdaptSettings, Hyperparameters
 
 logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True, eq=False)
+class ResidualScores:
+    """Fixed scores (a wide part's, as logits) a residual item head is trained on top of.
+
+    ``tune``: out-of-fold scores of the validation round's training users; ``valid``: the
+    validation users' scores from a fit on those; ``refit``: out-of-fold scores of every
+    training user.
+    """
+
+    tune: np.ndarray | None
+    valid: np.ndarray | None
+    refit: np.ndarray | None
+
 
 def source_keep(dataset: PreparedDataset, target_domain: str) -> torch.Tensor:
     """(V,) bool: True for vocabulary ids of source-domain items (reserved ids and T: False).
@@ -128,21 +143,33 @@ def cross_domain_problem(
     keep: torch.Tensor,
     validate_on_test_users: bool,
     k: int = K,
+    offset: np.ndarray | None = None,
+    valid_offset: np.ndarray | None = None,
 ) -> TaskProblem:
     """Fit on ``split.train_users``' target items; validate (NDCG@10) on ``split.test_users``.
 
     Used with ``split.validation`` for tuning (its test users are the P3 validation users) and
-    with the split itself (``validate_on_test_users=False``) for the refit.
+    with the split itself (``validate_on_test_users=False``) for the refit. With ``offset``
+    (train users, C) the head is a residual on those fixed scores (``valid_offset`` for the
+    validation users) and starts at zero, so the untrained model is the fixed ranking.
     """
     inputs = source_inputs(split, split.train_users, max_len)
     offsets, positives = _positives(split, split.train_users)
     candidate_ids = split.candidate_vocab_ids
     dim = pretrained.encoder.dim
+    fixed = None if offset is None else torch.from_numpy(offset.astype(np.float32))
 
     def loss_fn(logits: torch.Tensor, rows: torch.Tensor, _: Hyperparameters) -> torch.Tensor:
+        if fixed is not None:
+            logits = logits + fixed[rows]
         return multi_positive_loss(logits, rows, offsets, positives)
 
     def make_head(from_pretrained: bool) -> nn.Module:
+        if fixed is not None:
+            head = ItemScoringHead(dim, int(candidate_ids.size))
+            with torch.no_grad():
+                head.item_embedding.zero_()
+            return head
         init = settings.item_init if from_pretrained else "popularity"
         return item_head(candidate_ids, split.popularity, dim, pretrained, init)
 
@@ -152,10 +179,12 @@ def cross_domain_problem(
         valid_x = source_inputs(split, valid_users, max_len)
         row_of = {int(u): row for row, u in enumerate(valid_users)}
 
+        valid_fixed = 0.0 if valid_offset is None else valid_offset
+
         def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
                      _: Hyperparameters) -> float:
             with torch.no_grad():
-                scores = head(vectors(valid_x)).numpy()
+                scores = head(vectors(valid_x)).numpy() + valid_fixed
 
             def score_fn(users: np.ndarray) -> np.ndarray:
                 return scores[[row_of[int(u)] for u in users]]
@@ -163,7 +192,7 @@ def cross_domain_problem(
             return float(evaluate_cross_domain(score_fn, split, k)[f"ndcg@{k}"]["mean"])
 
     init_head: HeadInit | None = None
-    if settings.item_init == "probe":
+    if settings.item_init == "probe" and fixed is None:
         targets = split.target_matrix(split.train_users)  # rows = ``inputs``' users
 
         def probe(head: nn.Module, vectors: torch.Tensor, _: Hyperparameters) -> None:
@@ -186,18 +215,23 @@ def fit_cross_domain_task(
     task_name: str = "task",
     shared: bool = False,
     k: int = K,
+    residual: ResidualScores | None = None,
 ) -> TaskFit:
     """Tune (NDCG@k) on the P3 validation round, refit on every training user of ``split``.
 
     The refitted head scores ``split.candidates``; nothing here reads a test user's target events.
+    With ``residual`` the head learns on top of those fixed (wide) scores.
     """
     if split.validation is None:
         raise ValueError("the P3 split has no validation round to tune on")
     # what the fits below read: every user's source events and the training users' targets
     split.check_no_leak(split.training_view())
     keep = source_keep(split.dataset, split.target_domain)
-    tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k)
-    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False, k)
+    fixed = residual if residual is not None else ResidualScores(None, None, None)
+    tune = cross_domain_problem(split.validation, pretrained, settings, max_len, keep, True, k,
+                                fixed.tune, fixed.valid)
+    refit = cross_domain_problem(split, pretrained, settings, max_len, keep, False, k,
+                                 fixed.refit)
     # always refit: the tuned head scores the validation round's candidates, not the test's
     setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
                                           seed, profile=False, shared=shared, always_refit=True)

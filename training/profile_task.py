@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from uservec.training.baselines.logistic import fit_lr, select_c
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.classification import accuracy, macro_f1
 from uservec.training.evaluation.profile_eval import METRIC_DECISION
-from uservec.training.evaluation.profile_split import holdout_split
+from uservec.training.evaluation.profile_split import Fold, holdout_split
 from uservec.training.linear_probes import column_scale
 from uservec.training.model import ClassificationHead
 from uservec.training.task_loop import batched_forward
@@ -129,6 +130,26 @@ def profile_score(
     return {"accuracy": acc, "macro_f1": f1, "mean": (acc + f1) / 2}[metric]
 
 
+@dataclass(frozen=True, eq=False)
+class ResidualLogits:
+    """Fixed logits (a fitted wide part's) that a residual head is trained on top of.
+
+    ``tune`` and ``refit`` are out-of-fold logits of the holdout's training rows and of every
+    row; ``valid`` are the holdout's validation rows' logits from a fit on the training rows.
+    """
+
+    tune: np.ndarray
+    valid: np.ndarray
+    refit: np.ndarray
+
+
+def _zero_head(head: nn.Module, _vectors: torch.Tensor, _hp: Hyperparameters) -> None:
+    """A residual head starts at zero: the untrained model is the wide part alone."""
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.zero_()
+
+
 def profile_problem(
     inputs: torch.Tensor,
     codes: np.ndarray,
@@ -138,18 +159,25 @@ def profile_problem(
     valid_inputs: torch.Tensor | None = None,
     valid_codes: np.ndarray | None = None,
     sequences: Sequence[np.ndarray] | None = None,
+    offset: np.ndarray | None = None,
+    valid_offset: np.ndarray | None = None,
 ) -> TaskProblem:
     """Class-weighted cross-entropy on ``codes`` (class indices); validation on the holdout.
 
     With ``sequences`` (the users' whole histories) the training windows are perturbed anew
-    every epoch as ``settings.crop_probability`` and ``settings.event_dropout`` say.
+    every epoch as ``settings.crop_probability`` and ``settings.event_dropout`` say. With
+    ``offset`` (N, C) the head is a residual: the loss and the validation read its logits plus
+    these fixed ones (``valid_offset`` for the validation rows), and it starts at zero.
     """
     targets = torch.from_numpy(codes.astype(np.int64))
     weights: dict[float, torch.Tensor] = {}
+    fixed = None if offset is None else torch.from_numpy(offset.astype(np.float32))
 
     def loss_fn(logits: torch.Tensor, rows: torch.Tensor, hp: Hyperparameters) -> torch.Tensor:
         if hp.class_weight not in weights:
             weights[hp.class_weight] = class_weights(codes, n_classes, hp.class_weight)
+        if fixed is not None:
+            logits = logits + fixed[rows]
         return F.cross_entropy(logits, targets[rows], weight=weights[hp.class_weight])
 
     def make_head(_: bool) -> nn.Module:
@@ -159,10 +187,12 @@ def profile_problem(
     if valid_inputs is not None and valid_codes is not None:
         valid_x, valid_y = valid_inputs, valid_codes
 
+        valid_fixed = 0.0 if valid_offset is None else valid_offset
+
         def validate(vectors: Callable[[torch.Tensor], torch.Tensor], head: nn.Module,
                      hp: Hyperparameters) -> float:
             with torch.no_grad():
-                logits = head(vectors(valid_x)).numpy()
+                logits = head(vectors(valid_x)).numpy() + valid_fixed
             shift = prior_shift(codes, n_classes, hp.class_weight)  # undoes the loss weights
             return profile_score(valid_y, rule_predictions(logits, shift), n_classes,
                                  settings.select_metric)
@@ -176,7 +206,9 @@ def profile_problem(
                                    settings.event_dropout, generator)
 
     init_head: HeadInit | None = None
-    if settings.head_init == "probe":
+    if fixed is not None:
+        init_head = _zero_head
+    elif settings.head_init == "probe":
 
         def probe(head: nn.Module, vectors: torch.Tensor, hp: Hyperparameters) -> None:
             probe_head(head, vectors.numpy(), codes, n_classes, hp.class_weight,
@@ -256,11 +288,13 @@ def fit_profile_task(
     seed: int = 0,
     task_name: str = "task",
     shared: bool = False,
+    residual: Callable[[Fold], ResidualLogits] | None = None,
 ) -> TaskFit:
     """Tune on a stratified holdout of ``users``, refit on all of them (module docstring).
 
     ``labels`` are class names, ``classes`` every class in head output order. With ``shared`` a
-    frozen method's refit is added to ``pretrained.encoder`` itself as task ``task_name``.
+    frozen method's refit is added to ``pretrained.encoder`` itself as task ``task_name``. With
+    ``residual`` (holdout -> the wide part's logits) the head learns on top of those logits.
     """
     classes = np.asarray(classes).astype(str)
     position = {name: pos for pos, name in enumerate(classes)}
@@ -270,10 +304,14 @@ def fit_profile_task(
     inputs = profile_inputs(dataset, users, max_len)
     holdout = holdout_split(codes, settings.valid_fraction, small=True)
     dim = pretrained.encoder.dim
+    fixed = None if residual is None else residual(holdout)
     tune = profile_problem(inputs[holdout.train], codes[holdout.train], classes.size, settings,
                            dim, inputs[holdout.test], codes[holdout.test],
-                           [histories[i] for i in holdout.train])
-    refit = profile_problem(inputs, codes, classes.size, settings, dim, sequences=histories)
+                           [histories[i] for i in holdout.train],
+                           offset=None if fixed is None else fixed.tune,
+                           valid_offset=None if fixed is None else fixed.valid)
+    refit = profile_problem(inputs, codes, classes.size, settings, dim, sequences=histories,
+                            offset=None if fixed is None else fixed.refit)
     setup, hp, tuning, seconds = fit_task(method, pretrained, tune, refit, settings, task_name,
                                           seed, profile=True, shared=shared)
     logger.info("P2 %s %s: %s, %d trainable, %.1fs", task_name, method, hp,

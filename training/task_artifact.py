@@ -44,6 +44,10 @@ class ProfileOutputs:
     class_prior: tuple[float, ...] | None
     #: class-weight power of the training loss, undone by the prior-adjusted decision
     prior_power: float | None
+    #: what is served: "deep" (the head), "wide" (the bag model) or "wide+deep" (logits added)
+    served_kind: str = "deep"
+    #: the bag model (:func:`training.wide.payload.wide_payload`); None for "deep"
+    wide: Mapping[str, Any] | None = None
 
     kind: TaskKind = dataclasses.field(default="profile", init=False)
 
@@ -53,7 +57,8 @@ class ProfileOutputs:
             "buckets": None if self.buckets is None else list(self.buckets),
             "labels": list(self.labels), "max_len": max_len,
             "class_prior": None if self.class_prior is None else list(self.class_prior),
-            "prior_power": self.prior_power,
+            "prior_power": self.prior_power, "served_kind": self.served_kind,
+            "wide": None if self.wide is None else dict(self.wide),
         }
 
     @classmethod
@@ -66,6 +71,8 @@ class ProfileOutputs:
             labels=tuple(str(label) for label in payload["labels"]),
             class_prior=None if prior is None else tuple(float(p) for p in prior),
             prior_power=None if power is None else float(power),
+            served_kind=str(payload.get("served_kind", "deep")),
+            wide=payload.get("wide"),
         )
 
 
@@ -82,6 +89,10 @@ class RecommendOutputs:
     candidate_popularity: torch.Tensor
     #: (C,) int64 candidate positions, most popular first (the cold-start fallback)
     popularity_ranking: torch.Tensor
+    #: what is served: "deep" (the head), "wide" (reduced-rank ridge) or "wide+deep"
+    served_kind: str = "deep"
+    #: the ridge factors (:func:`training.wide.payload.ranking_payload`); None for "deep"
+    wide: Mapping[str, Any] | None = None
 
     kind: TaskKind = dataclasses.field(default="cross_domain", init=False)
 
@@ -92,6 +103,7 @@ class RecommendOutputs:
             "candidate_vocab_ids": self.candidate_vocab_ids,
             "candidate_popularity": self.candidate_popularity,
             "popularity_ranking": self.popularity_ranking, "max_len": max_len,
+            "served_kind": self.served_kind, "wide": None if self.wide is None else dict(self.wide),
         }
 
     @classmethod
@@ -102,6 +114,8 @@ class RecommendOutputs:
             candidate_vocab_ids=torch.as_tensor(payload["candidate_vocab_ids"]),
             candidate_popularity=torch.as_tensor(payload["candidate_popularity"]),
             popularity_ranking=torch.as_tensor(payload["popularity_ranking"]),
+            served_kind=str(payload.get("served_kind", "deep")),
+            wide=payload.get("wide"),
         )
 
 

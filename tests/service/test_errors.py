@@ -185,7 +185,8 @@ async def test_an_internal_failure_is_a_500_in_the_error_shape(make_settings, mo
         def broken(*args, **kwargs):
             raise RuntimeError("onnxruntime exploded")
 
-        monkeypatch.setattr(app.state.runtime.current.session, "run", broken)
+        for graph in app.state.runtime.current.graphs.values():
+            monkeypatch.setattr(graph.session, "run", broken)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
             response = await client.post("/embed", json={"users": [user("b0")]},

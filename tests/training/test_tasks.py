@@ -97,6 +97,10 @@ def test_an_encoder_pretrained_on_the_held_out_events_is_refused(tmp_path):
         run_tasks(tiny_config(), dataset, tmp_path / "encoder.pt", tmp_path)
 
 
+#: the wide & deep rows every task reports beside the methods
+SERVED_ROWS = ("wide", "wide+deep", "served")
+
+
 def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results):
     typed, _, _ = results
     task = typed.to_json()["tasks"]["gender"]
@@ -105,7 +109,7 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
     assert list(task["regimes"]) == ["0.1", "1.0"]
     for regime in task["regimes"].values():
         methods = regime["methods"]
-        assert set(methods) == {"majority", "lr", "lr_bal", *METHODS}
+        assert set(methods) == {"majority", "lr", "lr_bal", *METHODS, *SERVED_ROWS}
         for method in METHODS:
             entry = methods[method]
             assert len(entry["per_fold"]) == 5
@@ -123,7 +127,20 @@ def test_profile_task_reports_every_method_and_baseline_in_both_regimes(results)
             expected = np.mean([a[metric] - b[metric] for a, b in zip(
                 methods["adapter"]["per_fold"], methods[strongest]["per_fold"], strict=True)])
             assert paired["diff_mean"] == pytest.approx(expected)
-        assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch"}
+        assert set(regime["paired_adapter_vs"]) == {"head-only", "fine-tune-all", "scratch",
+                                                    *SERVED_ROWS}
+        served = regime["served"]
+        assert served["kind"] in ("wide", "deep", "wide+deep")
+        assert len(served["per_fold_kinds"]) == 5
+        for metric in ("accuracy", "macro_f1"):
+            versus = served["vs_strongest_baseline"][metric]
+            assert versus["baseline"] == regime["strongest_baseline"][metric]
+            expected = np.mean([a[metric] - b[metric] for a, b in zip(
+                methods["served"]["per_fold"], methods[versus["baseline"]]["per_fold"],
+                strict=True)])
+            assert versus["paired_diff"] == pytest.approx(expected)
+    assert list(task["served"]) == ["0.1", "1.0"]
+    assert task["served"]["1.0"] == task["regimes"]["1.0"]["served"]
     full, low = task["regimes"]["1.0"], task["regimes"]["0.1"]
     assert max(low["labelled_rows_per_fold"]) < min(full["labelled_rows_per_fold"])
     assert (full["methods"]["adapter"]["trainable_parameters"]
@@ -134,7 +151,12 @@ def test_cross_domain_task_reports_methods_beside_baselines(results):
     typed, _, _ = results
     task = typed.to_json()["tasks"]["target"]
     assert task["kind"] == "cross_domain" and task["candidates"] == 12
-    assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS}
+    assert set(task["methods"]) == {"popularity", "cooc", "ridge", *METHODS, *SERVED_ROWS}
+    served = task["served"]["1.0"]
+    assert set(served) == {"kind", "metrics", "vs_strongest_baseline"}
+    assert served["metrics"]["ndcg@10"] == pytest.approx(task["methods"]["served"]["ndcg@10"]
+                                                         ["mean"])
+    assert task["wide"]["float32_bytes"] <= 32 * 2**20
     users = task["split"]["test_users"]
     for name, entry in task["methods"].items():
         assert entry["evaluated_users"] == users, name
@@ -157,7 +179,13 @@ def test_final_models_are_saved_for_export(results):
     assert result["tasks"]["gender"]["final"]["trained_on_users"] == 120
     counts = result["tasks"]["gender"]["label_distribution"]
     assert profile["class_prior"] == [counts["F"] / 120, counts["M"] / 120]
-    assert profile["prior_power"] == profile["hyperparameters"]["class_weight"]
+    # the served kind's training power: the wide part's when the bag model alone is served
+    served = result["tasks"]["gender"]["served"]["1.0"]["kind"]
+    assert profile["served_kind"] == served
+    assert (profile["wide"] is None) == (served == "deep")
+    power = profile["wide"]["power"] if served == "wide" else profile["hyperparameters"][
+        "class_weight"]
+    assert profile["prior_power"] == power
     target = load_checkpoint(out / "tasks" / "target" / "final.pt")
     keys = target["candidate_keys"]
     assert len(keys) == 12 and all(key.startswith("T::") for key in keys)
@@ -225,10 +253,10 @@ def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
     assert list(result) == ["settings", "encoder_checkpoint", "tasks", "no_forgetting", "seconds"]
     profile, target = result["tasks"]["gender"], result["tasks"]["target"]
     assert list(profile) == ["kind", "protocol", "attribute", "classes", "label_distribution",
-                             "labelled_users", "regimes", "final", "seconds"]
+                             "labelled_users", "regimes", "served", "final", "seconds"]
     regime = profile["regimes"]["1.0"]
     assert list(regime) == ["labelled_rows_per_fold", "methods", "strongest_baseline",
-                            "paired_vs_baseline", "paired_adapter_vs"]
+                            "paired_vs_baseline", "paired_adapter_vs", "served"]
     methods = regime["methods"]
     assert list(methods["majority"]) == ["per_fold", "accuracy", "macro_f1", "seconds"]
     assert list(methods["lr"]) == ["per_fold", "accuracy", "macro_f1", "seconds", "chosen_c"]
@@ -240,7 +268,7 @@ def test_task_results_keep_the_report_json_layout_readers_rely_on(results):
         "seconds", "hyperparameters"]
     assert list(target) == ["kind", "protocol", "target_domain", "k", "split", "candidates",
                             "methods", "strongest_baseline", "paired_vs_baseline",
-                            "paired_adapter_vs", "final", "seconds"]
+                            "paired_adapter_vs", "served", "wide", "final", "seconds"]
     ranking = ["hr@10", "recall@10", "ndcg@10", "evaluated_users", "left_out_users"]
     assert list(target["methods"]["cooc"]) == [*ranking, "seconds"]
     assert list(target["methods"]["ridge"]) == [*ranking, "lambda", "validation_ndcg", "seconds"]
@@ -261,7 +289,7 @@ def test_the_headline_puts_each_network_beside_the_strongest_baseline(results):
     assert line["nextitnet_ndcg@10"] == 0.1235 and line["ndcg_ratio"] == 2.0
     regime = typed.tasks["gender"].regimes["1.0"]
     for metric, base in regime.strongest_baseline.items():
-        assert list(line["gender"][metric]) == [*METHODS, base]
+        assert list(line["gender"][metric]) == [*METHODS, "served", base]
         assert line["gender"][metric][base] == round(regime.methods[base].metric(metric).mean, 4)
     target = typed.tasks["target"]
     assert list(line["target"]["ndcg@10"]) == list(target.methods)

@@ -14,20 +14,28 @@ import torch
 
 from uservec.training.baselines.cross_domain import run_cross_domain_baselines
 from uservec.training.comparison.final import TaskContext, save_final, summarise_fit
+from uservec.training.comparison.served_cross_domain import (
+    ServedRanking,
+    evaluate_served_ranking,
+)
 from uservec.training.config import TaskConfig
 from uservec.training.cross_domain_task import cross_domain_scorer, fit_cross_domain_task
 from uservec.training.evaluation.cross_domain_results import (
+    COMPARED_METRIC,
     CrossDomainMethodResult,
     CrossDomainTaskResult,
     compare_cross_domain,
 )
 from uservec.training.evaluation.cross_domain_split import CrossDomainSplit
 from uservec.training.evaluation.fit_summary import FinalModel
+from uservec.training.evaluation.kinds import CROSS_DOMAIN_BASELINES
 from uservec.training.evaluation.ranking import tie_break_order
-from uservec.training.evaluation.ranking_eval import evaluate_ranking
+from uservec.training.evaluation.ranking_eval import RANKING_METRICS, evaluate_ranking
+from uservec.training.evaluation.served import ServedBlock, ServedKind, served_block
 from uservec.training.memory import stage
 from uservec.training.task_artifact import RecommendOutputs
 from uservec.training.task_selection import TaskFit
+from uservec.training.wide.payload import ranking_payload
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +60,13 @@ def run_cross_domain_task(task: TaskConfig, split: CrossDomainSplit, context: Ta
         if method in settings.methods:
             methods[method] = evaluate_fit(task.name, fit, split, context)
     assert final is not None
-    comparison = compare_cross_domain(methods, tuple(settings.methods))
+    served = evaluate_served_ranking(task.name, split, context, final,
+                                     _ridge_lambda(methods["ridge"]))
+    methods.update(served.results)
+    if served.kind == "wide+deep":
+        final = served.residual
+    networks = (*settings.methods, *served.results)
+    comparison = compare_cross_domain(methods, networks)
     result = CrossDomainTaskResult(
         target_domain=split.target_domain,
         k=k,
@@ -62,9 +76,31 @@ def run_cross_domain_task(task: TaskConfig, split: CrossDomainSplit, context: Ta
         strongest_baseline=comparison.strongest_baseline,
         paired_vs_baseline=comparison.paired_vs_baseline,
         paired_adapter_vs=comparison.paired_adapter_vs,
-        final=save_final_model(final, split, context, task_dir),
+        final=save_final_model(final, split, context, task_dir, served),
+        served=ranking_served_block(methods, comparison.strongest_baseline, served.kind),
+        wide=served.wide_report,
     )
     return result, final
+
+
+def _ridge_lambda(ridge: CrossDomainMethodResult) -> float:
+    if ridge.ridge is None:
+        raise ValueError("the ridge baseline carries no lambda")
+    return ridge.ridge.lam
+
+
+def ranking_served_block(methods: dict[str, CrossDomainMethodResult], strongest: str,
+                         kind: ServedKind) -> ServedBlock:
+    """The task's ``served`` block: per-user served values against the strongest baseline."""
+    served = methods["served"].evaluation
+
+    def values(result: CrossDomainMethodResult) -> dict[str, list[float]]:
+        return {result.evaluation.key(m): result.evaluation.per_user[m].tolist()
+                for m in RANKING_METRICS}
+
+    return served_block(kind, values(methods["served"]),
+                        {name: values(methods[name]) for name in CROSS_DOMAIN_BASELINES},
+                        {served.key(COMPARED_METRIC): strongest})
 
 
 def evaluate_fit(task_name: str, fit: TaskFit, split: CrossDomainSplit,
@@ -78,14 +114,21 @@ def evaluate_fit(task_name: str, fit: TaskFit, split: CrossDomainSplit,
 
 
 def save_final_model(fit: TaskFit, split: CrossDomainSplit, context: TaskContext,
-                     task_dir: Path) -> FinalModel:
-    """``final.pt`` with what serving needs to rank: candidates, popularity and its ranking."""
+                     task_dir: Path, served: ServedRanking | None = None) -> FinalModel:
+    """``final.pt`` with what serving needs to rank: candidates, popularity and its ranking.
+
+    With ``served`` it carries the served kind and, unless that is ``deep``, the wide part.
+    """
     order = tie_break_order(split.popularity)
+    kind = "deep" if served is None else served.kind
+    wide = (None if served is None or kind == "deep"
+            else ranking_payload(served.wide, served.temperature))
     outputs = RecommendOutputs(
         target_domain=split.target_domain,
         candidate_keys=tuple(str(key) for key in split.candidate_keys),
         candidate_vocab_ids=torch.from_numpy(split.candidate_vocab_ids.astype(np.int64)),
         candidate_popularity=torch.from_numpy(split.popularity.astype(np.int64)),
-        popularity_ranking=torch.from_numpy(order.astype(np.int64)))
+        popularity_ranking=torch.from_numpy(order.astype(np.int64)),
+        served_kind=kind, wide=wide)
     return save_final(fit, context, task_dir, outputs,
                       trained_on_users=int(split.train_users.size))

@@ -13,7 +13,8 @@ applies the same rules (docs/protocols.md#common-rules) in three passes:
 
 Peak memory is bounded by the chunk size plus the user and item tables, not by the number of
 events. The result loads lazily (``PreparedDataset.load(out, mmap=True)``), and the pretraining
-windows (``batching.NextItemWindows``) read it a batch at a time. Users files are not read here.
+windows (``batching.NextItemWindows``) read it a batch at a time. ``uservec run`` takes this path
+for a generic file when ``data.chunk_rows`` > 0 (the users file, small, is read whole).
 
     dataset = prepare_chunked(Path("events.parquet"), Path("prepared/"), name="big")
 """
@@ -24,7 +25,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,17 @@ DEFAULT_DOMAIN = "default"
 COLUMNS = ("user_id", "item_id", "timestamp", "domain")
 
 
-def _chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file's events, ``chunk_rows`` at a time, ids as str, timestamps as int64 seconds."""
+def _chunks(path: Path, chunk_rows: int, names: Mapping[str, str]) -> Iterator[pd.DataFrame]:
+    """The file's events, ``chunk_rows`` at a time, ids as str, timestamps as int64 seconds.
+
+    ``names``: the file's column of each of :data:`COLUMNS` (default: the same name).
+    """
     fmt = "parquet" if path.suffix == ".parquet" else "csv"
     source = pads.dataset(str(path), format=fmt)
-    columns = [c for c in COLUMNS if c in source.schema.names]
+    wanted = {names.get(c, c): c for c in COLUMNS}
+    columns = [c for c in wanted if c in source.schema.names]
     for batch in source.to_batches(columns=columns, batch_size=chunk_rows):
-        frame = batch.to_pandas()
+        frame = batch.to_pandas().rename(columns=wanted)
         frame["user_id"] = frame["user_id"].astype(str)
         frame["item_id"] = frame["item_id"].astype(str)
         if "domain" not in frame:
@@ -64,11 +69,12 @@ def _chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _count(path: Path, chunk_rows: int) -> tuple[pd.Series, pd.Series]:
+def _count(path: Path, chunk_rows: int, names: Mapping[str, str]
+           ) -> tuple[pd.Series, pd.Series]:
     """Pass 1: (events per user id, events per (item id, domain))."""
     per_user: list[pd.Series] = []
     per_item: list[pd.Series] = []
-    for frame in _chunks(path, chunk_rows):
+    for frame in _chunks(path, chunk_rows, names):
         per_user.append(frame.groupby("user_id", sort=False).size())
         per_item.append(frame.groupby(["item_id", "domain"], sort=False).size())
     users = pd.concat(per_user).groupby(level=0, sort=False).sum()
@@ -91,13 +97,13 @@ def _catalog(item_counts: pd.Series) -> tuple[pd.DataFrame, tuple[str, ...]]:
     return frame.set_index("item_id"), domains
 
 
-def _spill(path: Path, chunk_rows: int, user_index: pd.Index, bucket_of_user: np.ndarray,
-           item_index: pd.Index, work: Path) -> int:
+def _spill(path: Path, chunk_rows: int, names: Mapping[str, str], user_index: pd.Index,
+           bucket_of_user: np.ndarray, item_index: pd.Index, work: Path) -> int:
     """Pass 2: append (user rank, timestamp, catalogue index) of every event to its bucket."""
     buckets = int(bucket_of_user.max()) + 1 if bucket_of_user.size else 0
     files = [open(work / f"bucket-{b}.bin", "ab") for b in range(buckets)]  # noqa: SIM115
     try:
-        for frame in _chunks(path, chunk_rows):
+        for frame in _chunks(path, chunk_rows, names):
             record = np.empty(len(frame), dtype=[("user", "<i8"), ("ts", "<i8"), ("item", "<i8")])
             record["user"] = user_index.get_indexer(frame["user_id"])
             record["ts"] = frame["timestamp"].to_numpy()
@@ -145,14 +151,22 @@ def _write_arrays(out: Path, work: Path, buckets: int, offsets: np.ndarray,
 
 
 def prepare_chunked(path: Path, out: Path, *, name: str, min_count: int = 1,
-                    chunk_rows: int = CHUNK_ROWS) -> PreparedDataset:
-    """Prepare a generic events file into ``out`` in bounded memory (module docstring)."""
+                    chunk_rows: int = CHUNK_ROWS, names: Mapping[str, str] | None = None,
+                    users: Callable[[np.ndarray], pd.DataFrame] | None = None,
+                    fingerprint: str | None = None) -> PreparedDataset:
+    """Prepare a generic events file into ``out`` in bounded memory (module docstring).
+
+    ``names``: the file's column for each of :data:`COLUMNS`; ``users(user_ids)``: the users
+    table aligned to the sorted user ids (from a users file); ``fingerprint``: recorded as the
+    dataset's (the in-memory preparation's, whose arrays these equal).
+    """
+    names = dict(names or {})
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     work = out / "spill"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    user_counts, item_counts = _count(path, chunk_rows)
+    user_counts, item_counts = _count(path, chunk_rows, names)
     user_ids = user_counts.index.to_numpy(dtype=str)
     order = id_order(user_ids)
     user_ids, events_per_user = user_ids[order], user_counts.to_numpy()[order]
@@ -163,8 +177,8 @@ def prepare_chunked(path: Path, out: Path, *, name: str, min_count: int = 1,
     logger.info("%s: %d events, %d users, %d items counted in %.0fs; spilling", name,
                 int(events_per_user.sum()), user_ids.size, len(catalog),
                 time.perf_counter() - started)
-    buckets = _spill(path, chunk_rows, pd.Index(user_ids), _buckets(events_per_user, chunk_rows),
-                     pd.Index(catalog.index), work)
+    buckets = _spill(path, chunk_rows, names, pd.Index(user_ids),
+                     _buckets(events_per_user, chunk_rows), pd.Index(catalog.index), work)
     offsets = np.concatenate([[0], np.cumsum(events_per_user)]).astype(np.int64)
     logger.info("%s: %d buckets spilled at %.0fs; sorting", name, buckets,
                 time.perf_counter() - started)
@@ -175,21 +189,26 @@ def prepare_chunked(path: Path, out: Path, *, name: str, min_count: int = 1,
     np.save(out / "catalog.npy", catalog["key"].to_numpy(dtype=str), allow_pickle=False)
     np.save(out / "catalog_domain.npy", np.searchsorted(
         np.asarray(domains), catalog["domain"].to_numpy(dtype=str)).astype(np.int64))
-    _write_meta(out, path, name, domains, min_count, chunk_rows, vocab)
+    table = users(user_ids) if users is not None else None
+    if table is not None:
+        table.to_parquet(out / "users.parquet")
+    _write_meta(out, path, name, domains, min_count, chunk_rows, vocab, table is not None,
+                fingerprint)
     logger.info("%s prepared in %.0fs (chunks of %d rows)", name, time.perf_counter() - started,
                 chunk_rows)
     return PreparedDataset.load(out, mmap=True)
 
 
 def _write_meta(out: Path, path: Path, name: str, domains: tuple[str, ...], min_count: int,
-                chunk_rows: int, vocab: Vocabulary) -> None:
+                chunk_rows: int, vocab: Vocabulary, has_users: bool,
+                fingerprint: str | None) -> None:
     """Vocabulary and ``meta.json`` last: its presence marks a complete preparation."""
     vocab.save(out / "vocab.json")
     files = {path.name: sha256_file(path)}
     settings = {"source": {"format": "generic", "chunked": True, "chunk_rows": chunk_rows},
                 "files": files, "min_count": min_count}
     meta = {"format_version": DATASET_FORMAT_VERSION, "name": name,
-            "fingerprint": sha256_json({"files": files, "min_count": min_count}),
-            "domains": list(domains), "settings": settings, "has_users": False,
+            "fingerprint": fingerprint or sha256_json({"files": files, "min_count": min_count}),
+            "domains": list(domains), "settings": settings, "has_users": has_users,
             "has_event_split": False}
     (out / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")

@@ -229,12 +229,34 @@ def _load_or_prepare(
     return dataset, None
 
 
-def _read_prepared(directory: Path, fingerprint: str) -> PreparedDataset | None:
+def _prepare_chunked(config: DataConfig, run: RunDir, files: list[Path],
+                     fingerprint: str) -> PreparedDataset:
+    """``data.chunk_rows``: the generic file prepared in chunks into the run folder, mapped."""
+    from uservec.training.data.chunked import prepare_chunked
+    from uservec.training.data.loaders.generic import generic_users
+
+    names = {"user_id": config.user_col, "item_id": config.item_col,
+             "timestamp": config.timestamp_col, "domain": config.domain_col or "domain"}
+    users = None
+    if config.users_path:
+        table = generic_users(Path(config.users_path).expanduser(), config.user_col)
+        users = lambda ids: user_attributes(table, ids, config.missing_labels)  # noqa: E731
+    temporary = run.prepared_root / f".chunked-{os.getpid()}"
+    dataset = prepare_chunked(files[0], temporary, name=dataset_name(config),
+                              min_count=config.min_count, chunk_rows=config.chunk_rows,
+                              names=names, users=users, fingerprint=fingerprint)
+    run.save_dataset(dataset, source=temporary)  # hard links where possible
+    shutil.rmtree(temporary, ignore_errors=True)
+    return PreparedDataset.load(run.dataset_dir, mmap=True)
+
+
+def _read_prepared(directory: Path, fingerprint: str, mmap: bool = False
+                   ) -> PreparedDataset | None:
     """A saved preparation with this fingerprint, or None (absent, unreadable or stale)."""
     if not (directory / "meta.json").is_file():
         return None
     try:
-        saved = PreparedDataset.load(directory)
+        saved = PreparedDataset.load(directory, mmap=mmap)
     except (OSError, ValueError, KeyError) as exc:
         logger.warning("ignoring unreadable prepared data %s: %s", directory, exc)
         return None
@@ -267,10 +289,13 @@ def prepare_run_dataset(config: DataConfig, run: RunDir) -> PreparedDataset:
     """
     files, settings = describe_source(config)
     fingerprint = compute_fingerprint(files, settings, config.min_count, config.missing_labels)
-    kept = _read_prepared(run.dataset_dir, fingerprint)
+    chunked = config.chunk_rows > 0 and config.format == "generic"
+    kept = _read_prepared(run.dataset_dir, fingerprint, mmap=chunked)
     if kept is not None:
         logger.info("using the run's prepared data %s", run.dataset_dir)
         return kept
+    if chunked:
+        return _prepare_chunked(config, run, files, fingerprint)
     dataset, cached = _load_or_prepare(config, config.cache_dir)
     run.save_dataset(dataset, source=cached)
     return dataset

@@ -14,6 +14,7 @@ import numpy as np
 from uservec.training.evaluation.fit_summary import FinalModel, FitSummary
 from uservec.training.evaluation.kinds import CROSS_DOMAIN_BASELINES
 from uservec.training.evaluation.ranking_eval import RankingEvaluation
+from uservec.training.evaluation.served import ServedBlock
 from uservec.training.evaluation.statistics import MeanSe, PairedUsers, paired_users
 
 #: the metric P3 methods are compared on
@@ -76,6 +77,10 @@ class CrossDomainTaskResult:
     final: FinalModel
     seconds: float = 0.0
     kind: Literal["cross_domain"] = "cross_domain"
+    #: the served head (kind chosen on the validation users) vs the strongest baseline
+    served: ServedBlock | None = None
+    #: the wide part's rank, size and test NDCG beside the full ridge's
+    wide: dict[str, Any] | None = None
 
     @property
     def metric_key(self) -> str:
@@ -99,6 +104,10 @@ class CrossDomainTaskResult:
         if self.paired_adapter_vs is not None:
             out["paired_adapter_vs"] = {other: {key: paired.to_json()}
                                         for other, paired in self.paired_adapter_vs.items()}
+        if self.served is not None:
+            out["served"] = {"1.0": self.served.to_json()}
+        if self.wide is not None:
+            out["wide"] = dict(self.wide)
         return {**out, "final": self.final.to_json(), "seconds": self.seconds}
 
 

@@ -19,6 +19,7 @@ from uservec.training.evaluation.kinds import (
     Regime,
 )
 from uservec.training.evaluation.profile_eval import ProfileEvaluation
+from uservec.training.evaluation.served import ServedBlock
 from uservec.training.evaluation.statistics import MeanStd, PairedFolds, paired_folds
 
 
@@ -82,6 +83,8 @@ class RegimeResult:
     paired_vs_baseline: PairedTable
     #: the adapter vs every other network (absent without an adapter)
     paired_adapter_vs: PairedTable | None = None
+    #: the served head (kind chosen per fold on validation users) vs the strongest baselines
+    served: ServedBlock | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,6 +98,8 @@ class RegimeResult:
         }
         if self.paired_adapter_vs is not None:
             out["paired_adapter_vs"] = _table_json(self.paired_adapter_vs)
+        if self.served is not None:
+            out["served"] = self.served.to_json()
         return out
 
 
@@ -151,6 +156,8 @@ class ProfileTaskResult:
             "label_distribution": dict(self.label_distribution),
             "labelled_users": self.labelled_users,
             "regimes": {name: regime.to_json() for name, regime in self.regimes.items()},
+            "served": {name: regime.served.to_json()
+                       for name, regime in self.regimes.items() if regime.served is not None},
         }
         if self.skipped_regimes:
             out["skipped_regimes"] = dict(self.skipped_regimes)

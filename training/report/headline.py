@@ -29,12 +29,12 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_headline(task: TaskResult) -> dict[str, Any]:
-    """Each network vs the strongest baseline on the task's main metric(s)."""
+    """Each network and the served head vs the strongest baseline on the main metric(s)."""
     if isinstance(task, CrossDomainTaskResult):
         key = task.metric_key
         return {key: {name: round(m.metric("ndcg").mean, 4) for name, m in task.methods.items()}}
     regime = task.regimes[FULL_REGIME]
     methods = regime.methods
     return {metric: {name: round(methods[name].metric(metric).mean, 4)
-                     for name in (*METHODS, base) if name in methods}
+                     for name in (*METHODS, "served", base) if name in methods}
             for metric, base in regime.strongest_baseline.items()}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from uservec.training.batching import NextItemWindows, pretrain_examples, training_event_mask
 from uservec.training.config import DataConfig
 from uservec.training.data.chunked import prepare_chunked
-from uservec.training.data.prepare import load_dataset
+from uservec.training.data.prepare import load_dataset, prepare_run_dataset
 from uservec.training.data.synthetic import generate_synthetic
+from uservec.training.run_dir import RunDir
 
 FIELDS = ("user_ids", "offsets", "items", "item_index", "catalog", "catalog_domain",
           "timestamps", "event_domain")
@@ -54,3 +57,27 @@ def test_lazy_windows_equal_the_materialised_examples(events: Path, tmp_path: Pa
         assert windows.num_targets() == int((targets != 0).sum())
     lengths = dataset.lengths()
     assert training_event_mask(dataset).sum() == np.maximum(lengths - 2, 0).sum()
+
+
+def test_a_run_with_chunk_rows_prepares_the_same_dataset_memory_mapped(tmp_path: Path):
+    raw = generate_synthetic(90, 40, 2, seed=1)
+    events = raw.interactions.rename(columns={"user_id": "uid"})
+    events.to_parquet(tmp_path / "events.parquet")
+    assert raw.users is not None
+    raw.users.reset_index().rename(columns={"user_id": "uid"}).to_csv(tmp_path / "users.csv",
+                                                                       index=False)
+    config = DataConfig(format="generic", path=str(tmp_path / "events.parquet"), user_col="uid",
+                        domain_col="domain", users_path=str(tmp_path / "users.csv"))
+    whole = prepare_run_dataset(config, RunDir(tmp_path / "whole"))
+    chunked_config = dataclasses.replace(config, chunk_rows=700)
+    chunked = prepare_run_dataset(chunked_config, RunDir(tmp_path / "chunked"))
+    assert isinstance(chunked.items, np.memmap)
+    assert chunked.fingerprint == whole.fingerprint
+    for field in FIELDS:
+        assert np.array_equal(np.asarray(getattr(chunked, field)),
+                              np.asarray(getattr(whole, field))), field
+    assert chunked.users is not None and whole.users is not None
+    pd.testing.assert_frame_equal(chunked.users, whole.users)
+    # a resumed run reuses the run folder's copy
+    again = prepare_run_dataset(chunked_config, RunDir(tmp_path / "chunked"))
+    assert isinstance(again.items, np.memmap) and again.fingerprint == whole.fingerprint

@@ -79,11 +79,11 @@ def load_generic(config: DataConfig, files: list[Path], settings: dict[str, obje
             frame[rating_col], path, rating_col, first_row, unit
         ),
     )
-    users = _generic_users(files[1], config.user_col) if len(files) > 1 else None
+    users = generic_users(files[1], config.user_col) if len(files) > 1 else None
     return RawData(interactions, users, tuple(files), dict(settings))
 
 
-def _generic_users(path: Path, user_col: str) -> pd.DataFrame:
+def generic_users(path: Path, user_col: str) -> pd.DataFrame:
     """Users file ``user_id,<attribute columns>`` (the id column may also be named ``user_col``)."""
     frame, first_row, unit = read_table(path, [user_col, "user_id"])
     column = user_col if user_col in frame.columns else "user_id"

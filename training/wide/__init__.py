@@ -1,0 +1,1 @@
+"""Wide parts of the served heads: linear models on the user's item bag (wide & deep)."""

@@ -35,6 +35,7 @@ from uservec.contract.manifest import (
 from uservec.contract.verify import catalogue_problem, load_and_verify
 from uservec.contract.vocab import Vocabulary
 from uservec.export import ExportError
+from uservec.export.graphs import node_count, write_graphs
 from uservec.export.indexes import IndexKind, build_index, write_index
 from uservec.export.onnx_export import OPSET, export_onnx
 from uservec.export.parity import check_parity, open_session, session_outputs
@@ -272,11 +273,12 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
         parity["int8"] = _int8_twin(model_path, root / INT8_FILE, job, vectors)
         if parity["int8"]["accepted"]:
             int8_file, int8_method = INT8_FILE, job.quantize_method
+    graphs, parity["graphs"] = write_graphs(root, MODEL_FILE, int8_file, job.held_out)
     job.vocab.save(root / VOCAB_FILE)
     model = ModelSpec(
         file=MODEL_FILE, int8_file=int8_file, int8_method=int8_method, opset=OPSET,
         max_len=job.max_len, dim=int(sample[fused.output_names[0]].shape[1]),
-        inputs=inputs, outputs=outputs, step=step,
+        inputs=inputs, outputs=outputs, step=step, graphs=graphs, nodes=node_count(model_path),
     )
     return _seal(root, job, model, specs, parity)
 

@@ -1,9 +1,10 @@
 """Micro-batching: concurrent requests' sequences coalesce into one onnxruntime run.
 
-Rows wait at most ``max_wait_s`` after the first row of a batch arrives (or until
-``max_batch_size`` rows are there), then run in the thread pool, off the event loop. A free run slot
-is taken *before* a batch is collected, so while every slot is busy rows pile up and form a larger
-next batch: under load batches grow, when idle a lone request waits only ``max_wait_s``. Rows carry
+Adaptive: a batch is whatever rows are queued when a run slot is free; only while another run is
+in flight does it wait (at most ``max_wait_s`` after its first row, or until ``max_batch_size`` rows
+are there) for more. A free run slot is taken *before* a batch is collected, so while every slot is
+busy rows pile up and form a larger next batch: under load batches grow, and a lone request runs at
+once. Rows carry
 their bundle, so rows that straddle a hot reload run on the bundle their request started with.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uservec.service.engine import Bundle, Outputs
+from uservec.service.graphs import FULL, Plan
 from uservec.service.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class RunTiming:
 
 
 def _timed_run(
-    bundle: Bundle, sequences: list[np.ndarray]
+    bundle: Bundle, sequences: list[np.ndarray], plan: Plan
 ) -> tuple[list[Outputs], float, float]:
     """``bundle.run`` on an inference thread, with the moments it started and ended there.
 
@@ -43,13 +45,14 @@ def _timed_run(
     timed around ``run_in_executor`` a busy pool looked like a slow model.
     """
     started = time.perf_counter()
-    outputs = bundle.run(sequences)
+    outputs = bundle.run(sequences, plan)
     return outputs, started, time.perf_counter()
 
 
 @dataclass(eq=False)
 class _Row:
     bundle: Bundle
+    plan: Plan
     ids: np.ndarray
     future: asyncio.Future[tuple[Outputs, RunTiming]]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -57,7 +60,7 @@ class _Row:
 
 async def run_unbatched(
     executor: Executor, metrics: Metrics, bundle: Bundle, sequences: Sequence[np.ndarray],
-    max_batch_size: int,
+    max_batch_size: int, plan: Plan = (FULL,),
 ) -> tuple[list[Outputs], RunTiming]:
     """Batching switched off: one request's sequences in chunks of ``max_batch_size``."""
     loop = asyncio.get_running_loop()
@@ -67,7 +70,8 @@ async def run_unbatched(
         chunk = list(sequences[begin : begin + max_batch_size])
         metrics.batch_size.observe(len(chunk))
         submitted = time.perf_counter()
-        result, started, ended = await loop.run_in_executor(executor, _timed_run, bundle, chunk)
+        result, started, ended = await loop.run_in_executor(executor, _timed_run, bundle, chunk,
+                                                             plan)
         outputs.extend(result)
         queue_s += started - submitted
         encode_s += ended - started
@@ -105,13 +109,13 @@ class MicroBatcher:
             )
 
     async def submit(
-        self, bundle: Bundle, sequences: Sequence[np.ndarray]
+        self, bundle: Bundle, sequences: Sequence[np.ndarray], plan: Plan = (FULL,)
     ) -> tuple[list[Outputs], RunTiming]:
         """Outputs of each sequence, in order; the timing is the slowest row's."""
         if self._worker is None or self._worker.done():
             raise RuntimeError("the micro-batcher is not running")
         loop = asyncio.get_running_loop()
-        rows = [_Row(bundle, ids, loop.create_future()) for ids in sequences]
+        rows = [_Row(bundle, plan, ids, loop.create_future()) for ids in sequences]
         for row in rows:
             self._queue.put_nowait(row)
         results = await asyncio.gather(*(row.future for row in rows))
@@ -122,6 +126,12 @@ class MicroBatcher:
         return [outputs for outputs, _ in results], timing
 
     async def _next_batch(self) -> list[_Row]:
+        """The rows of the next run: whatever is queued, and when another run is still going
+        (so the rows could not run at once anyway) what arrives within ``max_wait_s``.
+
+        With nothing in flight a lone request runs at once: waiting for company that is not
+        coming only added ``max_wait_s`` to every request at concurrency 1.
+        """
         batch = self._collecting = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_batch_size:
@@ -129,7 +139,7 @@ class MicroBatcher:
                 batch.append(self._queue.get_nowait())
                 continue
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if remaining <= 0 or not self._runs:
                 break
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
@@ -153,14 +163,15 @@ class MicroBatcher:
     async def _run(self, batch: list[_Row]) -> None:
         try:
             loop = asyncio.get_running_loop()
-            groups: dict[int, list[_Row]] = {}
+            groups: dict[tuple[int, Plan], list[_Row]] = {}
             for row in batch:
-                groups.setdefault(id(row.bundle), []).append(row)
+                groups.setdefault((id(row.bundle), row.plan), []).append(row)
             for rows in groups.values():
                 self.metrics.batch_size.observe(len(rows))
                 try:
                     outputs, start, end = await loop.run_in_executor(
-                        self.executor, _timed_run, rows[0].bundle, [row.ids for row in rows]
+                        self.executor, _timed_run, rows[0].bundle, [row.ids for row in rows],
+                        rows[0].plan,
                     )
                 except Exception as exc:
                     logger.exception("inference failed on a batch of %d rows", len(rows))

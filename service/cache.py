@@ -1,4 +1,7 @@
-"""Encoding cache: every graph output of one user, keyed by bundle + the ids the model reads.
+"""Encoding cache: graph outputs of a user, keyed by bundle + the ids the model reads + output.
+
+Each output has its own entry (:func:`output_key`): an endpoint computes only the outputs it
+returns, and a later endpoint on the same sequence computes only what is not cached yet.
 
 The key hashes the truncated id sequence, not the raw request: two requests the model cannot tell
 apart (same latest ``max_len`` ids, unknown items included as UNK) share one entry. The bundle's
@@ -36,6 +39,11 @@ def cache_key(prefix: str, namespace: str, ids: np.ndarray) -> str:
     """``prefix:namespace:sha256(ids)``; ids are hashed as little-endian int64, order-sensitive."""
     digest = hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
     return f"{prefix}:{namespace}:{digest}"
+
+
+def output_key(base: str, output: str) -> str:
+    """The key of one output of the user ``base`` (a :func:`cache_key`) names."""
+    return f"{base}:{output}"
 
 
 def serialize(outputs: Outputs) -> bytes:

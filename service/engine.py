@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,16 +28,16 @@ from uservec.contract.ids import (
     item_key,
     split_item_key,
 )
-from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest, TaskSpec
+from uservec.contract.manifest import BundleError, BundleManifest, TaskSpec
 from uservec.contract.sequences import batch_length, encode_batch
 from uservec.contract.verify import load_and_verify
 from uservec.contract.vocab import Vocabulary
+from uservec.service.graphs import FULL, Graph, Plan, bag_size, fixed_length, load_graphs
+from uservec.service.graphs import USER_VECTOR as USER_VECTOR  # re-exported: routers read it
 from uservec.service.retrieval import Catalogue, load_catalogue
 from uservec.service.schemas import Event
 
 logger = logging.getLogger(__name__)
-
-USER_VECTOR = "user_vector"
 
 #: all graph outputs of one user, each 1-D
 Outputs = dict[str, np.ndarray]
@@ -86,6 +86,7 @@ class PreparedUser:
     unknown_items: tuple[str, ...]  # raw ids the model never saw (see Bundle.prepare), in order
     seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
     known_events: int  # ids that are not UNK: 0 = the answer knows nothing of the user
+    outputs: Outputs | None = None  # a stored user's outputs (service.stored_users): no model run
     #: sorted distinct ids of *every* event sent (wide parts read them); None: no wide part
     bag: np.ndarray | None = None
 
@@ -105,10 +106,12 @@ class Bundle:
     path: Path
     manifest: BundleManifest
     vocab: Vocabulary
-    session: ort.InferenceSession
+    #: FULL (the fused graph, every output) and the bundle's per-output subgraphs
+    graphs: dict[str, Graph]
+    #: output -> the subgraph that computes it alone (outputs without one: only FULL has them)
+    subgraph_of: dict[str, str]
     model_file: str
     input_name: str
-    output_names: tuple[str, ...]
     #: width of the graph's ``bag`` input (the vocabulary size); 0 when it has no wide part
     bag_size: int
     #: the graph's sequence length when it is not dynamic
@@ -174,75 +177,45 @@ class Bundle:
                             known_events=int(np.count_nonzero(ids != UNK_ID)),
                             bag=bags.bag_ids(all_ids) if self.bag_size else None)
 
-    def run(self, sequences: Sequence[np.ndarray]) -> list[Outputs]:
-        """One onnxruntime pass over many id sequences (blocking; call it off the event loop).
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The fused graph's session (every output)."""
+        return self.graphs[FULL].session
 
-        A sequence is a window of ids or a :attr:`PreparedUser.model_input` (window and bag); a
-        wide part given a bare window reads that window's ids as the bag.
-        """
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output the bundle computes, in the fused graph's order."""
+        return self.graphs[FULL].outputs
+
+    def plan(self, outputs: Collection[str]) -> Plan:
+        """The graphs to run for ``outputs``: their own subgraphs when together they are smaller
+        than the fused graph (node count), else the fused graph (its passes are shared)."""
+        own = {self.subgraph_of.get(name) for name in outputs}
+        if None in own or not own:
+            return (FULL,)
+        names = tuple(sorted(name for name in own if name is not None))
+        cost = sum(self.graphs[name].nodes for name in names)
+        return names if cost < self.graphs[FULL].nodes else (FULL,)
+
+    def run(self, sequences: Sequence[np.ndarray], plan: Plan = (FULL,)) -> list[Outputs]:
+        """One onnxruntime pass per graph of ``plan`` over many id sequences (blocking; call it
+        off the event loop)."""
         unpacked = [bags.unpack(np.asarray(s, dtype=np.int64)) for s in sequences]
         windows = [window for window, _ in unpacked]
         length = self.fixed_length or batch_length(windows, self.max_len)
         items = encode_batch(windows, length)  # (B, L), left-padded
+        # a wide part reads the bag of every event sent; given a bare window, that window's ids
         user_bags = [bags.bag_ids(w) if b is None else b for w, b in unpacked]
-        names = [self.input_name, bags.BAG_INPUT] if self.bag_size else [self.input_name]
-        feed = bags.graph_feed(names, items, self.bag_size, user_bags)
-        arrays = self.session.run(list(self.output_names), feed)
-        return [
-            {name: np.array(array[row]) for name, array in zip(self.output_names, arrays,
-                                                                strict=True)}
-            for row in range(len(sequences))
-        ]
-
-
-def _session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if intra_op_threads:
-        options.intra_op_num_threads = intra_op_threads
-    try:
-        return ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(DISABLED_OPTIMIZERS),
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors on a bad model
-        raise BundleError(f"{model_path}: onnxruntime cannot load the model ({exc})") from exc
-
-
-def _fixed_length(shape: Sequence[object]) -> int | None:
-    return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
-
-
-def _bag_size(session: ort.InferenceSession, model: Path) -> int:
-    """Width of the graph's (B, V) float32 ``bag`` input; 0 when it takes only the window."""
-    inputs = session.get_inputs()
-    if len(inputs) == 1:
-        return 0
-    bag = inputs[1]
-    if (len(inputs) != 2 or bag.name != bags.BAG_INPUT or bag.type != "tensor(float)"
-            or len(bag.shape) != 2 or not isinstance(bag.shape[1], int)):
-        found = [(i.name, i.type, i.shape) for i in inputs]
-        raise BundleError(f"{model}: expected a (B, L) int64 input and maybe a (B, V) float "
-                          f"'bag', found {found}")
-    return int(bag.shape[1])
-
-
-def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
-    """The graph must take a (B, L) int64 input (and maybe the bag) and produce every output
-    the manifest names."""
-    inputs = session.get_inputs()
-    if not inputs or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
-        found = [(i.name, i.type, i.shape) for i in inputs]
-        raise BundleError(f"{model}: expected one (B, L) int64 input, found {found}")
-    declared = [spec.name for spec in manifest.model.inputs]
-    if declared and declared[0] != inputs[0].name:
-        raise BundleError(f"{model}: input is {inputs[0].name!r}, manifest says {declared[0]!r}")
-    produced = {o.name for o in session.get_outputs()}
-    wanted = {USER_VECTOR} | {spec.name for spec in manifest.model.outputs}
-    wanted |= {task.output for task in manifest.tasks}
-    missing = sorted(wanted - produced)
-    if missing:
-        raise BundleError(f"{model}: graph lacks outputs {missing} (has {sorted(produced)})")
-    return str(inputs[0].name)
+        rows: list[Outputs] = [{} for _ in sequences]
+        for name in plan:
+            graph = self.graphs[name]
+            names = [i.name for i in graph.session.get_inputs()]
+            feed = bags.graph_feed(names, items, self.bag_size, user_bags)
+            arrays = graph.session.run(list(graph.outputs), feed)
+            for output, array in zip(graph.outputs, arrays, strict=True):
+                for row, values in zip(rows, array, strict=True):
+                    row[output] = np.array(values)
+        return rows
 
 
 def _source_mask(vocab: Vocabulary, source_domains: Sequence[str] | None) -> np.ndarray:
@@ -299,6 +272,29 @@ def _smoke_run(bundle: Bundle) -> None:
                               f"expected ({width},)")
         if not all(np.isfinite(row[name]).all() for row in outputs):
             raise BundleError(f"{bundle.path}: output {name!r} is not finite on the probe batch")
+    _check_subgraphs(bundle, probe, outputs)
+
+
+#: a subgraph computes what the fused graph does (export checks the same tolerance)
+SUBGRAPH_TOL = 1e-4
+
+
+def _check_subgraphs(bundle: Bundle, probe: list[np.ndarray], full: list[Outputs]) -> None:
+    """Each subgraph must reproduce the fused graph's values on the probe batch."""
+    for name, graph in bundle.graphs.items():
+        if name == FULL:
+            continue
+        try:
+            rows = bundle.run(probe, (name,))
+        except Exception as exc:  # any onnxruntime failure means the bundle cannot serve
+            raise BundleError(f"{bundle.path}: subgraph {name} fails on a probe batch "
+                              f"({exc})") from exc
+        for output in graph.outputs:
+            diff = max(float(np.max(np.abs(row[output] - ref[output]), initial=0.0))
+                       for row, ref in zip(rows, full, strict=True))
+            if not diff <= SUBGRAPH_TOL:
+                raise BundleError(f"{bundle.path}: subgraph {name} differs from the fused "
+                                  f"graph on {output!r} by {diff:.3g}")
 
 
 def _default_domain(vocab: Vocabulary) -> str:
@@ -339,8 +335,8 @@ def load_bundle(
         raise BundleError(
             f"{root / manifest.vocab_file}: cannot read the vocabulary ({exc})"
         ) from exc
-    session = _session(model_path, intra_op_threads)
-    input_name = _check_graph(session, manifest, model_path)
+    graphs, subgraph_of, input_name = load_graphs(root, manifest, model_path,
+                                                  model_file is not None, intra_op_threads)
     profile, recommend = _heads(root, vocab, manifest.tasks)
     model_sha = manifest.files.get(model_path.name, "")
     if not model_sha:
@@ -349,12 +345,12 @@ def load_bundle(
         path=root,
         manifest=manifest,
         vocab=vocab,
-        session=session,
+        graphs=graphs,
+        subgraph_of=subgraph_of,
         model_file=model_path.name,
         input_name=input_name,
-        bag_size=_bag_size(session, model_path),
-        output_names=tuple(o.name for o in session.get_outputs()),
-        fixed_length=_fixed_length(session.get_inputs()[0].shape),
+        bag_size=bag_size(graphs[FULL].session, model_path),
+        fixed_length=fixed_length(graphs[FULL].session.get_inputs()[0].shape),
         default_domain=_default_domain(vocab),
         domains=tuple(vocab.domains()) if len(vocab.domains()) > 1 else (),
         profile_heads=profile,
@@ -364,7 +360,7 @@ def load_bundle(
     )
     _smoke_run(bundle)
     logger.info(
-        "loaded bundle %s from %s (%s, %d profile heads, %d recommend heads)",
-        bundle.version, root, model_path.name, len(profile), len(recommend),
+        "loaded bundle %s from %s (%s and %d subgraphs, %d profile heads, %d recommend heads)",
+        bundle.version, root, model_path.name, len(graphs) - 1, len(profile), len(recommend),
     )
     return bundle

@@ -1,8 +1,9 @@
 """What each endpoint computes, free of HTTP: limits -> prepare -> encode (cache) -> heads/search.
 
-One encoder pass per user serves every head: the cache holds all graph outputs of a user, so an
-``/embed`` followed by ``/predict-profile`` or ``/recommend`` of the same sequence runs the model
-once.
+Each endpoint computes only the outputs it returns (the bundle's per-output subgraphs): ``/embed``
+the user vector, ``/predict-profile`` the asked heads, ``/recommend`` the domain's query. The cache
+holds each output of a user on its own, so ``/recommend`` after ``/embed`` of the same sequence runs
+only the task's pass.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from uservec.service.schemas import (
     RecommendResult,
     UserEvents,
 )
+from uservec.service.stored_users import stored_users
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -53,13 +55,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return probabilities
 
 
-def _prepare(
+async def _prepare(
     runtime: Runtime, bundle: Bundle, users: Sequence[UserEvents], endpoint: str,
     head: RecommendHead | None = None,
 ) -> list[PreparedUser]:
     check_users(users, runtime.settings)
+    stored = await stored_users(runtime.users, bundle, users, runtime.in_thread, head)
     prepared = []
     for position, user in enumerate(users):
+        if user.events is None:
+            prepared.append(stored[position])
+            continue
         try:
             prepared.append(bundle.prepare(user.events, head))
         except DomainRequired as exc:
@@ -100,8 +106,8 @@ def _common(user: UserEvents, prepared: PreparedUser, cached: bool,
 
 async def embed_users(runtime: Runtime, request: EmbedRequest, timings: Timings) -> EmbedResponse:
     bundle = runtime.bundle  # read once: the whole request uses this bundle
-    prepared = _prepare(runtime, bundle, request.users, "embed")
-    encoded = await runtime.encode(bundle, prepared, timings)
+    prepared = await _prepare(runtime, bundle, request.users, "embed")
+    encoded = await runtime.encode(bundle, prepared, timings, (USER_VECTOR,))
     results = []
     for user, prep, enc in zip(request.users, prepared, encoded, strict=True):
         vector = enc.outputs[USER_VECTOR]
@@ -162,8 +168,8 @@ async def predict_profiles(
 ) -> ProfileResponse:
     bundle = runtime.bundle
     heads = _profile_heads(bundle, request.attributes, request.decision)
-    prepared = _prepare(runtime, bundle, request.users, "predict-profile")
-    encoded = await runtime.encode(bundle, prepared, timings)
+    prepared = await _prepare(runtime, bundle, request.users, "predict-profile")
+    encoded = await runtime.encode(bundle, prepared, timings, [head.output for head in heads])
     results = [
         ProfileResult(
             attributes={head.name: predict_attribute(head, enc.outputs[head.output],
@@ -222,12 +228,14 @@ async def recommend_items(
         check_exclude(len(user.exclude), runtime.settings, position)
     bundle = runtime.bundle
     head = recommend_head(bundle, request.domain)
-    prepared = _prepare(runtime, bundle, request.users, "recommend", head)
+    prepared = await _prepare(runtime, bundle, request.users, "recommend", head)
     excluded = _exclusions(head, request, prepared)
     # a user with no known event the head reads is cold: popularity, no model pass needed
     warm = [pos for pos, prep in enumerate(prepared) if prep.known_events]
     encoded: dict[int, Encoded] = dict(zip(
-        warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings), strict=True
+        warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings,
+                                   (head.output,)),
+        strict=True,
     ))
     ranked: dict[int, list[Scored]] = {}
     if warm:

@@ -21,9 +21,10 @@ import numpy as np
 
 from uservec.contract.manifest import BundleError
 from uservec.service.batching import MicroBatcher, RunTiming, run_unbatched
-from uservec.service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key
-from uservec.service.engine import Bundle, Outputs, PreparedUser, load_bundle
+from uservec.service.cache import Cache, LRUCache, NullCache, RedisCache, cache_key, output_key
+from uservec.service.engine import USER_VECTOR, Bundle, Outputs, PreparedUser, load_bundle
 from uservec.service.errors import BundleRejected, NotReady, ServiceError
+from uservec.service.graphs import Plan
 from uservec.service.metrics import Metrics, Timings
 from uservec.service.settings import Settings
 from uservec.service.state_store import MemoryStore, RedisStore, StateStore
@@ -36,7 +37,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Encoded:
-    """Every graph output for one user, and whether it came from the cache."""
+    """The outputs a request asked for, for one user, and whether all came from the cache."""
 
     outputs: Outputs
     cached: bool
@@ -201,46 +202,75 @@ class Runtime:
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def encode(
-        self, bundle: Bundle, users: Sequence[PreparedUser], timings: Timings
+        self, bundle: Bundle, users: Sequence[PreparedUser], timings: Timings,
+        outputs: Sequence[str] = (USER_VECTOR,),
     ) -> list[Encoded]:
-        """All graph outputs per user: cache first, then one (micro-batched) model pass."""
+        """``outputs`` per user: cache first, then one (micro-batched) run of the graphs that
+        compute what is missing (:meth:`Bundle.plan`).
+
+        The cache holds each output of a user under its own key, so ``/recommend`` after
+        ``/embed`` of the same sequence computes only the task's pass; every output a run
+        produced is stored, asked for or not.
+        """
+        if any(u.outputs is not None for u in users):  # stored users: no cache, no model
+            rest = iter(await self.encode(bundle, [u for u in users if u.outputs is None],
+                                          timings, outputs))
+            return [Encoded({name: u.outputs[name] for name in outputs}, cached=False)
+                    if u.outputs is not None else next(rest) for u in users]
         if not users:
             return []
-        keys = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.model_input)
-                for u in users]
-        unique = list(dict.fromkeys(keys))
+        bases = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.model_input)
+                 for u in users]
+        keys = list(dict.fromkeys(output_key(base, name) for base in bases for name in outputs))
         start = time.perf_counter()
-        found = dict(zip(unique, await self.cache.get_many(unique), strict=True))
+        found = dict(zip(keys, await self.cache.get_many(keys), strict=True))
         timings.add("cache", time.perf_counter() - start)
-        hits = sum(found[key] is not None for key in keys)
+        complete = {base: all(found[output_key(base, name)] is not None for name in outputs)
+                    for base in bases}
+        hits = sum(complete[base] for base in bases)
         self.metrics.cache_lookups.labels(backend=self.cache.name, result="hit").inc(hits)
         self.metrics.cache_lookups.labels(backend=self.cache.name, result="miss").inc(
-            len(keys) - hits
+            len(bases) - hits
         )
-        missing = [key for key in unique if found[key] is None]
+        missing = [base for base in dict.fromkeys(bases) if not complete[base]]
         if missing:
-            ids_of = dict(zip(keys, (u.model_input for u in users), strict=True))
-            outputs, timing = await self._infer(bundle, [ids_of[key] for key in missing])
-            timings.add("queue", timing.queue_s)
-            timings.add("encode", timing.encode_s)
-            computed = dict(zip(missing, outputs, strict=True))
-            start = time.perf_counter()
-            await self.cache.set_many(computed)
-            timings.add("cache", time.perf_counter() - start)
-            found.update(computed)
+            await self._compute(bundle, users, bases, missing, outputs, found, timings)
         fresh = set(missing)
-        encoded = []
-        for key in keys:
-            value = found[key]
-            assert value is not None  # every miss was computed above
-            encoded.append(Encoded(value, cached=key not in fresh))
-        return encoded
+        return [Encoded({name: _value(found, base, name) for name in outputs},
+                        cached=base not in fresh) for base in bases]
+
+    async def _compute(
+        self, bundle: Bundle, users: Sequence[PreparedUser], bases: list[str],
+        missing: list[str], outputs: Sequence[str], found: dict[str, Outputs | None],
+        timings: Timings,
+    ) -> None:
+        """Run the plan for what ``missing`` users lack; store every output it produced."""
+        lacking = {name for base in missing for name in outputs
+                   if found[output_key(base, name)] is None}
+        plan = bundle.plan(lacking)
+        ids_of = dict(zip(bases, (u.model_input for u in users), strict=True))
+        computed, timing = await self._infer(bundle, [ids_of[base] for base in missing], plan)
+        timings.add("queue", timing.queue_s)
+        timings.add("encode", timing.encode_s)
+        fresh = {output_key(base, name): {name: value}
+                 for base, row in zip(missing, computed, strict=True)
+                 for name, value in row.items()}
+        start = time.perf_counter()
+        await self.cache.set_many(fresh)
+        timings.add("cache", time.perf_counter() - start)
+        found.update(fresh)
 
     async def _infer(
-        self, bundle: Bundle, sequences: list[np.ndarray]
+        self, bundle: Bundle, sequences: list[np.ndarray], plan: Plan
     ) -> tuple[list[Outputs], RunTiming]:
         if self.batcher is not None:
-            return await self.batcher.submit(bundle, sequences)
+            return await self.batcher.submit(bundle, sequences, plan)
         return await run_unbatched(
-            self.executor, self.metrics, bundle, sequences, self.settings.max_batch_size
+            self.executor, self.metrics, bundle, sequences, self.settings.max_batch_size, plan
         )
+
+
+def _value(found: dict[str, Outputs | None], base: str, name: str) -> np.ndarray:
+    value = found[output_key(base, name)]
+    assert value is not None  # every miss was computed
+    return value[name]

@@ -22,7 +22,11 @@ def test_bundle_has_the_documented_layout(bundle_dir):
     files = sorted(
         p.relative_to(bundle_dir).as_posix() for p in bundle_dir.rglob("*") if p.is_file()
     )
+    graphs = [f"graphs/{name}{suffix}.onnx" for name in ("profile.age", "profile.gender",
+                                                         "query.games", "user_vector")
+              for suffix in (".int8", "")]
     assert files == [
+        *graphs,
         "index/games.faiss",
         "items/games.json",
         "items/games.npy",

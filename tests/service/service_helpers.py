@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -166,3 +167,15 @@ class OwnRedis:
             self.process.wait(5)
 
 
+
+
+def hold_inference(app: Any, monkeypatch: Any) -> threading.Event:
+    """Make every model run of ``app``'s current bundle wait until the returned event is set:
+    keeps a request in flight for as long as a test needs (batching no longer waits when idle)."""
+    release = threading.Event()
+    for graph in app.state.runtime.current.graphs.values():
+        def held(*args: Any, _run: Any = graph.session.run, **kwargs: Any) -> Any:
+            release.wait(30)
+            return _run(*args, **kwargs)
+        monkeypatch.setattr(graph.session, "run", held)
+    return release

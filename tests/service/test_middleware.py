@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from service_helpers import assert_error, user
+from service_helpers import assert_error, hold_inference, user
 
 from uservec.service.app import create_app
 from uservec.service.middleware import JsonFormatter
@@ -36,18 +36,20 @@ async def test_an_oversize_body_is_a_413_whether_declared_or_streamed(serve, mak
 
 
 async def test_over_the_in_flight_limit_requests_get_429_and_readiness_says_saturated(
-    serve, make_settings
+    serve, make_settings, monkeypatch
 ):
-    # a long batching window keeps the first request in flight
-    settings = make_settings(max_concurrent_requests=1, max_batch_wait_ms=300, retry_after_s=7,
+    settings = make_settings(max_concurrent_requests=1, retry_after_s=7,
                              saturation_window_s=0.5)
     async with serve(settings) as served:
+        # a model run that waits for the test keeps the first request in flight
+        release = hold_inference(served.app, monkeypatch)
         first = asyncio.ensure_future(
             served.client.post("/embed", json={"users": [user("b0")]}))
         await asyncio.sleep(0.05)
         second = await served.client.post("/embed", json={"users": [user("b2")]})
         ready = await served.client.get("/health/ready")
         live = await served.client.get("/health/live")
+        release.set()
         assert (await first).status_code == 200
         after = await served.client.post("/embed", json={"users": [user("b2")]})
         assert served.metric("uservec_rejected_requests_total", reason="in_flight") == 1
@@ -63,15 +65,18 @@ async def test_over_the_in_flight_limit_requests_get_429_and_readiness_says_satu
     assert ready_later.status_code == 200
 
 
-async def test_readiness_ignores_saturation_when_its_window_is_zero(serve, make_settings):
-    settings = make_settings(max_concurrent_requests=1, max_batch_wait_ms=300,
-                             saturation_window_s=0)
+async def test_readiness_ignores_saturation_when_its_window_is_zero(
+    serve, make_settings, monkeypatch
+):
+    settings = make_settings(max_concurrent_requests=1, saturation_window_s=0)
     async with serve(settings) as served:
+        release = hold_inference(served.app, monkeypatch)
         first = asyncio.ensure_future(
             served.client.post("/embed", json={"users": [user("b0")]}))
         await asyncio.sleep(0.05)
         refused = await served.client.post("/embed", json={"users": [user("b2")]})
         ready = await served.client.get("/health/ready")
+        release.set()
         await first
     assert refused.status_code == 429 and ready.status_code == 200
 

@@ -20,16 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 # uvicorn re-raises SIGTERM once its graceful shutdown is complete: this handler then reports
 SCRIPT = """
-import signal, sys
+import signal, sys, time
+from uservec.service import engine
 from uservec.service.server import serve
 from uservec.service.settings import Settings
+
+# every model run takes 400 ms: a request is still in flight when SIGTERM arrives
+run = engine.Bundle.run
+engine.Bundle.run = lambda self, *args: (time.sleep(0.4), run(self, *args))[1]
 
 def done(*_):
     print("torch imported:", "torch" in sys.modules, flush=True)
     sys.exit(0)
 
 signal.signal(signal.SIGTERM, done)
-serve(Settings(bundle_path=sys.argv[1], port=int(sys.argv[2]), max_batch_wait_ms=400,
+serve(Settings(bundle_path=sys.argv[1], port=int(sys.argv[2]),
                shutdown_timeout_s=10, ort_intra_op_threads=1))
 """
 
@@ -61,7 +66,7 @@ def test_serve_answers_reloads_on_sighup_and_drains_on_sigterm(main_bundle):
         first = httpx.post(f"{url}/embed", json=body, timeout=10)
         assert first.status_code == 200
 
-        # a request still in its 400 ms batching window when SIGTERM arrives must complete
+        # a request still in its 400 ms model run when SIGTERM arrives must complete
         in_flight: list[httpx.Response] = []
         worker = threading.Thread(
             target=lambda: in_flight.append(httpx.post(f"{url}/embed", json={

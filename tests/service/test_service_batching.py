@@ -100,3 +100,49 @@ async def test_waiting_for_a_busy_inference_thread_is_queue_not_encode(main_bund
         else:
             _, timing = await run_unbatched(pool, Metrics(), bundle, [ids], max_batch_size=8)
     assert timing.queue_s >= 0.2 > timing.encode_s > 0
+
+
+async def test_a_lone_row_runs_at_once_without_waiting_for_company(main_bundle):
+    bundle = load_bundle(main_bundle)
+    metrics = Metrics()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(pool, metrics, max_batch_size=8, max_wait_s=600.0,
+                               max_concurrent_runs=2)
+        batcher.start()
+        # with nothing else in flight the 10-minute wait never starts
+        outputs, _ = await asyncio.wait_for(batcher.submit(bundle, [ids_of(bundle, ["b0"])]), 60)
+        await batcher.close()
+    assert metrics.registry.get_sample_value("uservec_batch_size_count") == 1
+    assert outputs[0]["user_vector"].shape == (bundle.manifest.model.dim,)
+
+
+async def test_rows_that_arrive_while_a_run_is_in_flight_share_the_next_run(
+    main_bundle, monkeypatch
+):
+    from uservec.service import batching
+
+    bundle = load_bundle(main_bundle)
+    release = threading.Event()
+    timed_run = batching._timed_run
+
+    def first_run_blocks(*args):
+        release.wait(30)
+        return timed_run(*args)
+
+    monkeypatch.setattr(batching, "_timed_run", first_run_blocks)
+    metrics = Metrics()
+    with ThreadPoolExecutor(2) as pool:
+        batcher = MicroBatcher(pool, metrics, max_batch_size=8, max_wait_s=0.5,
+                               max_concurrent_runs=2)
+        batcher.start()
+        lone = asyncio.ensure_future(batcher.submit(bundle, [ids_of(bundle, ["b0"])]))
+        await asyncio.sleep(0.05)  # the lone row is running (blocked in its thread)
+        later = [asyncio.ensure_future(batcher.submit(bundle, [ids_of(bundle, [raw])]))
+                 for raw in ("b2", "g1", "b4")]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(lone, *later), 60)
+        await batcher.close()
+    sizes = metrics.registry.get_sample_value
+    # the lone row ran at once; the three that came while it ran waited and shared one run
+    assert (sizes("uservec_batch_size_count"), sizes("uservec_batch_size_sum")) == (2, 4)

@@ -69,13 +69,13 @@ def _operators(solver: RidgeModel, lam: float
                ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     """W @ x and W.T @ y for the ridge solution, lazily (W is never formed).
 
-    Exact solver: W = L diag(1 / (e + lam)) V.T Z. Low-rank solver: W = V diag(s / (s^2 + lam))
-    (U^T Y), already a product of thin factors.
+    Exact solver: W = L diag(1 / (e + lam)) V.T Z. Low-rank solver: W = (G + lam I)^-1 X^T Y
+    with G low rank plus diagonal, applied by Woodbury (``LowRankRidge.weights_matvec``).
     """
     if isinstance(solver, LowRankRidge):
-        factor = solver.right * (solver.singular / (solver.singular**2 + lam))  # (d, r)
-        projected = solver.projected  # (r, C)
-        return (lambda x: factor @ (projected @ x)), (lambda y: projected.T @ (factor.T @ y))
+        low_rank = solver
+        return ((lambda x: low_rank.weights_matvec(x, lam)),
+                (lambda y: low_rank.weights_rmatvec(y, lam)))
     assert isinstance(solver, RidgeSolver)
     inverse = 1.0 / (solver.eigenvalues + lam)
     vectors, rhs, design_t = solver.vectors, solver.rhs, solver.design_t

@@ -31,8 +31,8 @@ def ddp_lines(c: dict[str, Any]) -> list[str]:
 def baselines_lines(c: dict[str, Any]) -> list[str]:
     out = [f"P3 baselines (target `{c['target_domain']}`) on generated data with two domains. "
            f"The ridge is exact while the smaller Gram matrix has at most {c['exact_max']:,} rows, "
-           f"else rank {c['low_rank']} (\"by shape\"); \"exact\" forces the exact solve. Peak RSS "
-           "of each baseline's stage (the process's, reset per stage).", ""]
+           f"else rank {c['low_rank']} plus diagonal (\"by shape\"); \"exact\" forces the exact "
+           "solve. Peak RSS of each baseline's stage (the process's, reset per stage).", ""]
     rows = []
     for r in c["rows"]:
         for name, b in r["baselines"].items():

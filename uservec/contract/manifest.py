@@ -12,6 +12,8 @@ A bundle is one directory written by ``export/`` and read by ``service/`` (and b
       model.step.onnx         optional step graph: (state, one new event) -> (new state, the same
                               outputs), for per-user state updated event by event (StepSpec)
       model.int8.onnx         optional int8 twin of model.onnx (same signature, ``int8_method``)
+      graphs/<output>.onnx    per-output subgraph of model.onnx (``model.graphs``), and its int8
+                              twin graphs/<output>.int8.onnx: what one endpoint needs, no more
       vocab.json              :class:`uservec.vocab.Vocabulary`
       items/<task>.npy        recommendation head: target item vectors (N, D') float32
       items/<task>.json       recommendation head: the N item keys in row order
@@ -75,6 +77,21 @@ class TensorSpec(BaseModel):
     shape: list[int | str | None]
 
 
+class GraphSpec(BaseModel):
+    """A subgraph of ``model.file`` that computes only ``outputs`` (same input, same values).
+
+    The service runs the smallest graph that holds what an endpoint returns: ``/embed`` needs the
+    user vector alone, not every task's encoder pass.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    file: BundlePath
+    outputs: list[str]
+    int8_file: BundlePath | None = None
+    nodes: int = Field(description="node count: the loader's cost estimate of a run")
+
+
 class StepSpec(BaseModel):
     """The step graph: (state (B, S) float32, item (B,) int64) -> (next_state (B, S), outputs).
 
@@ -101,6 +118,15 @@ class ModelSpec(BaseModel):
     dim: int
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    # left out of the file when empty, so bundles written before it keep their digest
+    graphs: list[GraphSpec] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="per-output subgraphs of file (graphs/<output>.onnx); none: file serves all",
+    )
+    nodes: int | None = Field(None, exclude_if=lambda v: v is None,
+                              description="node count of file (with graphs)")
+
+
     # left out of the file when absent, so bundles written before it keep their digest
     step: StepSpec | None = Field(
         None, exclude_if=lambda v: v is None,

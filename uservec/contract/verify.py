@@ -39,6 +39,8 @@ def required_files(manifest: BundleManifest) -> list[str]:
     paths = [manifest.model.file, manifest.vocab_file]
     if manifest.model.int8_file:
         paths.append(manifest.model.int8_file)
+    for graph in manifest.model.graphs:
+        paths += [p for p in (graph.file, graph.int8_file) if p]
     for task in manifest.tasks:
         paths += [
             p

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from service_helpers import assert_error, user
+from service_helpers import assert_error, hold_inference, user
 
 pytestmark = pytest.mark.anyio
 
@@ -86,15 +86,17 @@ async def test_reload_needs_an_admin_key(serve, make_settings):
 
 
 async def test_in_flight_requests_finish_on_the_bundle_they_started_with(
-    serve, make_settings, single_bundle, reference, single_reference
+    serve, make_settings, single_bundle, reference, single_reference, monkeypatch
 ):
-    # a long batching window keeps the first request queued while the reload happens
-    async with serve(make_settings(max_batch_wait_ms=300, admin_api_keys=["admin-key"])) as served:
+    async with serve(make_settings(admin_api_keys=["admin-key"])) as served:
+        # a held model run keeps the first request in flight while the reload happens
+        release = hold_inference(served.app, monkeypatch)
         pending = asyncio.ensure_future(
             served.client.post("/embed", json={"users": [user("b0", "g1")]}))
         await asyncio.sleep(0.05)
         reload = await served.client.post("/admin/reload",
                                           json={"bundle_path": str(single_bundle)}, headers=ADMIN)
+        release.set()
         assert reload.status_code == 200
         old = await pending
         new = await served.client.post("/embed", json={"users": [user("b0", "g1")]})

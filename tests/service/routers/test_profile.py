@@ -101,10 +101,16 @@ async def test_an_empty_attribute_list_is_a_422_that_points_at_the_field(serve, 
     assert [d["loc"] for d in error["details"]] == [["body", "attributes"]]
 
 
-async def test_profile_reuses_the_encoding_cached_by_embed(serve, make_settings):
+async def test_each_endpoint_computes_only_what_the_cache_lacks(serve, make_settings):
     body = {"users": [user("b0", "g1", "b2")]}
     async with serve(make_settings()) as served:
-        await served.client.post("/embed", json=body)
-        response = await served.client.post("/predict-profile", json=body)
-        assert served.metric("uservec_batch_size_count") == 1  # one model run for both
-    assert response.json()["results"][0]["cached"] is True
+        first = await served.client.post("/embed", json=body)
+        # the heads were not computed by /embed: one run, for them alone
+        profile = await served.client.post("/predict-profile", json=body)
+        assert served.metric("uservec_batch_size_count") == 2
+        again = [await served.client.post(path, json=body)
+                 for path in ("/embed", "/predict-profile")]
+        assert served.metric("uservec_batch_size_count") == 2  # both answered from the cache
+    assert [r.json()["results"][0]["cached"] for r in (first, profile, *again)] == [
+        False, False, True, True]
+    assert again[0].json()["results"] == [{**first.json()["results"][0], "cached": True}]

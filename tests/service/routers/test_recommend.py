@@ -127,14 +127,23 @@ async def test_too_many_excluded_ids_are_refused_per_list(serve, make_settings):
     assert assert_error(request, 422, "too_many_excluded")["details"]["user"] is None
 
 
-async def test_recommend_reuses_the_encoding_cached_by_embed(serve, make_settings):
+async def test_recommend_after_embed_runs_only_the_task_graph(serve, make_settings, monkeypatch):
     # a sequence of source-domain events only: /recommend reads it as /embed does
     body = {"users": [user("b0", "b4", "b2")]}
     async with serve(make_settings()) as served:
         await served.client.post("/embed", json=body)
-        response = await served.client.post("/recommend", json={**body, "domain": GAMES})
-        assert served.metric("uservec_batch_size_count") == 1
-    assert response.json()["results"][0]["cached"] is True
+        graphs = served.app.state.runtime.current.graphs
+        ran = []
+        for name, graph in graphs.items():
+            def spy(*args, _run=graph.session.run, _name=name, **kwargs):
+                ran.append(_name)
+                return _run(*args, **kwargs)
+            monkeypatch.setattr(graph.session, "run", spy)
+        first = await served.client.post("/recommend", json={**body, "domain": GAMES})
+        again = await served.client.post("/recommend", json={**body, "domain": GAMES})
+    assert ran == ["query.games"]  # not the user vector's pass, not the fused graph
+    assert [r.json()["results"][0]["cached"] for r in (first, again)] == [False, True]
+    assert first.json()["results"][0]["items"] == again.json()["results"][0]["items"]
 
 
 async def test_k_defaults_to_the_setting(serve, make_settings):

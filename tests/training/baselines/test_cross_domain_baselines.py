@@ -157,3 +157,19 @@ def test_low_rank_ridge_keeps_the_ranking_of_a_low_rank_signal(monkeypatch):
     top_exact = np.argmax(exact.scores(query, 10.0), axis=1) // 3
     top_low = np.argmax(low.scores(query, 10.0), axis=1) // 3
     assert (top_exact == top_low).mean() >= 0.9
+
+
+def test_low_rank_ridge_applies_its_weights_without_forming_them(monkeypatch):
+    """W @ x and W.T @ y (what the wide heads truncate) equal the dense ridge solution's."""
+    monkeypatch.setattr(ridge_module, "EXACT_MAX", 2)
+    monkeypatch.setattr(ridge_module, "LOW_RANK", 21)  # full rank: 20 features + intercept
+    rng = np.random.default_rng(0)
+    bags = (rng.random((60, 20)) < 0.3).astype(float)
+    targets = (rng.random((60, 7)) < 0.3).astype(float)
+    solver = fit_ridge(sp.csr_matrix(bags), sp.csr_matrix(targets), columns=np.arange(20))
+    assert isinstance(solver, LowRankRidge)
+    design = np.hstack([bags, np.ones((60, 1))])
+    weights = np.linalg.solve(design.T @ design + 3.0 * np.eye(21), design.T @ targets)
+    x, y = rng.random((7, 3)), rng.random((21, 3))
+    assert np.allclose(solver.weights_matvec(x, 3.0), weights @ x, atol=1e-10)
+    assert np.allclose(solver.weights_rmatvec(y, 3.0), weights.T @ y, atol=1e-10)

@@ -20,7 +20,8 @@ __all__ = [
 ]
 
 #: the simple baselines every method is read against
-ProfileBaseline = Literal["majority", "lr", "lr_bal"]
+#: (``lr_pooled`` / ``lr_bal_pooled`` only where a corpus lends its labelled users)
+ProfileBaseline = Literal["majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled"]
 PROFILE_BASELINES: tuple[ProfileBaseline, ...] = get_args(ProfileBaseline)
 CrossDomainBaseline = Literal["popularity", "cooc", "ridge"]
 CROSS_DOMAIN_BASELINES: tuple[CrossDomainBaseline, ...] = get_args(CrossDomainBaseline)

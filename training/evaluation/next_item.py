@@ -69,7 +69,8 @@ def model_ranks(
     model.eval()
     head.eval()
     ranks = []
-    device = next(model.parameters()).device  # where pretraining left it (CPU or a GPU)
+    first = next(model.parameters(), None)  # where pretraining left it (CPU or a GPU)
+    device = first.device if first is not None else torch.device("cpu")
     try:
         for start in range(0, len(inputs), batch_size):
             items = torch.from_numpy(inputs[start : start + batch_size]).to(device)  # (B, L)

@@ -82,6 +82,7 @@ class PreparedUser:
     unknown_items: tuple[str, ...]  # raw ids the model never saw (see Bundle.prepare), in order
     seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
     known_events: int  # ids that are not UNK: 0 = the answer knows nothing of the user
+    outputs: Outputs | None = None  # a stored user's outputs (service.stored_users): no model run
 
     @property
     def events_used(self) -> int:

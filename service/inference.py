@@ -44,6 +44,7 @@ from uservec.service.schemas import (
     RecommendResult,
     UserEvents,
 )
+from uservec.service.stored_users import stored_users
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,13 +55,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return probabilities
 
 
-def _prepare(
+async def _prepare(
     runtime: Runtime, bundle: Bundle, users: Sequence[UserEvents], endpoint: str,
     head: RecommendHead | None = None,
 ) -> list[PreparedUser]:
     check_users(users, runtime.settings)
+    stored = await stored_users(runtime.users, bundle, users, runtime.in_thread, head)
     prepared = []
     for position, user in enumerate(users):
+        if user.events is None:
+            prepared.append(stored[position])
+            continue
         try:
             prepared.append(bundle.prepare(user.events, head))
         except DomainRequired as exc:
@@ -101,7 +106,7 @@ def _common(user: UserEvents, prepared: PreparedUser, cached: bool,
 
 async def embed_users(runtime: Runtime, request: EmbedRequest, timings: Timings) -> EmbedResponse:
     bundle = runtime.bundle  # read once: the whole request uses this bundle
-    prepared = _prepare(runtime, bundle, request.users, "embed")
+    prepared = await _prepare(runtime, bundle, request.users, "embed")
     encoded = await runtime.encode(bundle, prepared, timings, (USER_VECTOR,))
     results = []
     for user, prep, enc in zip(request.users, prepared, encoded, strict=True):
@@ -163,7 +168,7 @@ async def predict_profiles(
 ) -> ProfileResponse:
     bundle = runtime.bundle
     heads = _profile_heads(bundle, request.attributes, request.decision)
-    prepared = _prepare(runtime, bundle, request.users, "predict-profile")
+    prepared = await _prepare(runtime, bundle, request.users, "predict-profile")
     encoded = await runtime.encode(bundle, prepared, timings, [head.output for head in heads])
     results = [
         ProfileResult(
@@ -222,7 +227,7 @@ async def recommend_items(
         check_exclude(len(user.exclude), runtime.settings, position)
     bundle = runtime.bundle
     head = recommend_head(bundle, request.domain)
-    prepared = _prepare(runtime, bundle, request.users, "recommend", head)
+    prepared = await _prepare(runtime, bundle, request.users, "recommend", head)
     excluded = _exclusions(head, request, prepared)
     # a user with no known event the head reads is cold: popularity, no model pass needed
     warm = [pos for pos, prep in enumerate(prepared) if prep.known_events]

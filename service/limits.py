@@ -18,7 +18,7 @@ def check_users(users: Sequence[UserEvents], settings: Settings) -> None:
             details={"users": len(users), "max": settings.max_users_per_request},
         )
     for position, user in enumerate(users):
-        if len(user.events) > settings.max_events_per_user:
+        if user.events is not None and len(user.events) > settings.max_events_per_user:
             raise InvalidRequest(
                 f"user {position} has {len(user.events)} events; at most "
                 f"{settings.max_events_per_user} are accepted (the model reads only the latest "

@@ -56,18 +56,17 @@ class Event(BaseModel):
 
 
 class UserEvents(BaseModel):
-    """One user's behaviour sequence, oldest first.
+    """One user's events, oldest first (at most ``USERVEC_MAX_EVENTS_PER_USER``; the model reads
+    the latest ``max_len``), or without events the ``user_id`` of a stored user."""
 
-    At most ``USERVEC_MAX_EVENTS_PER_USER`` events (default 1000); the model reads only the latest
-    ``max_len`` of them (see ``GET /v1/bundle``), older events are ignored.
-    """
-
-    model_config = STRICT
-    user_id: str | None = Field(None, max_length=256,
-                                description="JSON string: echoed back, never stored")
-    events: list[Event] = Field(
-        description="JSON array of events, oldest first (required; may be empty: the answer "
-        "then carries `fallback`)")
+    model_config = ConfigDict(**STRICT, json_schema_extra={"anyOf": [
+        {"required": ["events"], "properties": {"events": {"type": "array"}}},
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}]})
+    user_id: str | None = Field(None, max_length=256, description="JSON string: echoed back; "
+                                "without `events`, the stored user to read (/v1/users)")
+    events: list[Event] | None = Field(
+        None, description="JSON array of events, oldest first (may be empty: the answer then "
+        "carries `fallback`); omit it to read `user_id`'s stored state instead")
 
 
 class UsersRequest(BaseModel):

@@ -15,4 +15,6 @@ INFERENCE_ERRORS = (
     "too_many_events",
     "too_many_requests",
     "not_ready",
+    "user_not_found",
+    "state_unavailable",
 )

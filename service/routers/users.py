@@ -42,8 +42,7 @@ def _response(user_id: str, bundle: Bundle, record: UserRecord) -> UserStateResp
     description="Appends the events (ordered like the training data) and returns the updated "
     "vector, and with `predict` every profile head's prediction. Appends for one user are "
     "atomic; an event older than the user's newest one is a 409 `out_of_order`.",
-    responses=error_responses(*INFERENCE_ERRORS, *STATE_ERRORS, "out_of_order",
-                              "state_conflict"),
+    responses=error_responses(*INFERENCE_ERRORS, "out_of_order", "state_conflict"),
 )
 async def append(user_id: UserId, body: AppendRequest, runtime: RuntimeDep) -> UserStateResponse:
     limit = runtime.settings.max_events_per_user

@@ -78,6 +78,8 @@ def test_hostile_inputs_over_a_real_socket(quick_bundle: Path, workdir: Path) ->
     assert result["failures"] == [] and result["server_alive_after"]
     assert result["inputs_tried"] >= 80 and len(result["rows"]) == result["inputs_tried"]
     assert result["server_5xx"] == 0 and all(row["ok"] for row in result["rows"])
+    race = result["concurrent_appends"]
+    assert race["lost"] == 0 and race["statuses"] == [200] and race["passed"]
     rows = {row["case"]: row for row in result["rows"]}
     # the slow-client rows over a real socket: both deadlines answer 408 in the error shape
     for name in ("stalled_body", "stalled_head"):

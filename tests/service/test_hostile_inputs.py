@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from service_helpers import Served, running
 
-from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer, hostile_cases
+from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer
+from uservec.bench.hostile_users import all_cases
 from uservec.service.settings import Settings
 
 pytestmark = pytest.mark.anyio
-CASES = [case for case in hostile_cases() if case.stall != "head"]
+CASES = [case for case in all_cases() if case.stall != "head"]
 OK_BODY = {"users": [{"events": [{"item_id": "b0", "domain": "books"}]}]}
 
 
@@ -77,9 +78,10 @@ async def test_lone_surrogate_echoed_in_an_error_gets_the_error_shape(served: Se
 
 
 def test_catalogue_covers_the_brief() -> None:
-    names = {case.name for case in hostile_cases()}
+    names = {case.name for case in all_cases()}
     for kind in ("nan", "infinity", "huge", "10mb", "nested", "unicode", "empty_item_id",
                  "duplicate", "bool", "string_k", "number_item_id", "without_events",
                  "no_domain", "gzip", "truncated", "head_", "stalled_body", "stalled_head",
-                 "without_admin_key"):
+                 "without_admin_key", "users_get_unknown", "users_id_", "users_append_over",
+                 "users_older_event"):
         assert any(kind in name for name in names), kind

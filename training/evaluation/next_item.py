@@ -69,8 +69,10 @@ def model_ranks(
     model.eval()
     head.eval()
     ranks = []
-    first = next(model.parameters(), None)  # where pretraining left it (CPU or a GPU)
-    device = first.device if first is not None else torch.device("cpu")
+    # Where pretraining left it (CPU or a GPU); a parameter-free model (a hand-built test double)
+    # has no device of its own, so the head's decides.
+    params = [*model.parameters(), *head.parameters()]
+    device = params[0].device if params else torch.device("cpu")
     try:
         for start in range(0, len(inputs), batch_size):
             items = torch.from_numpy(inputs[start : start + batch_size]).to(device)  # (B, L)

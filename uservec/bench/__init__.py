@@ -4,6 +4,7 @@
     uservec bench --scale         # retrieval over 1M items only (< 30 min)
     uservec bench --robustness    # load, faults, fuzzing, hostile inputs only
     uservec bench --embed         # bulk embedding only: users/s and peak RSS, 1 vs N workers
+    uservec bench --user-state    # appending to a stored user vs re-encoding its history
     uservec bench --scaling ddp   # training at scale: ddp (1 vs 2 processes), baselines, data
     uservec bench --quick         # tiny sizes, seconds (what the tests run)
 
@@ -88,14 +89,19 @@ def _robustness(results: dict[str, Any], target: Path, work: Path, quick: bool,
     _section(results, "robustness", lambda: run_robustness(target, fuzz_bundle, work, quick, seed))
 
 
-def _meta(bundle: Path | None, quick: bool, seed: int) -> dict[str, Any]:
-    """The machine, its load and the model benchmarked."""
+def _meta(bundle: Path | None, quick: bool, seed: int, scaling_only: bool) -> dict[str, Any]:
+    """The machine, its load, the code and the model benchmarked."""
+    from datetime import UTC, datetime
+
+    from uservec.contract.fingerprint import code_version
+
     model = QUICK_MODEL if quick else DEFAULT_MODEL
+    source = (str(bundle) if bundle else "each section's own (see its text)" if scaling_only
+              else f"random NextItNet {model.to_dict()} (built for this run)")
     return {
         "cpu": cpu_description(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
-        "load_before": _load(),
-        "model_source": str(bundle) if bundle else
-        f"random NextItNet {model.to_dict()} (built for this run)",
+        "load_before": _load(), "model_source": source,
+        "date": datetime.now(UTC).date().isoformat(), "code_version": code_version(),
     }
 
 
@@ -116,7 +122,7 @@ def _scaling(results: dict[str, Any], work: Path, quick: bool, parts: Sequence[s
 
 def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robustness: bool,
               seed: int = 0, only: Sequence[str] = (), embed: bool = False,
-              scaling: Sequence[str] = ()) -> dict[str, Any]:
+              scaling: Sequence[str] = (), user_state: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks, write ``out_dir/bench.json`` and ``out_dir/bench.md``.
 
     None of ``scale``, ``robustness``, ``embed``: the main suite (``only`` narrows it to some
@@ -132,8 +138,9 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     work = out_dir / "logs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    results: dict[str, Any] = {"meta": _meta(bundle, quick, seed)}
-    main_suite = not scale and not robustness and not embed and not scaling
+    scaling_only = bool(scaling) and not (scale or robustness or embed)
+    results: dict[str, Any] = {"meta": _meta(bundle, quick, seed, scaling_only)}
+    main_suite = not scale and not robustness and not embed and not scaling and not user_state
     target = Path(bundle) if bundle else None
     if target is None and (main_suite or robustness or embed):
         target = build_bench_bundle(work / "bundle", QUICK_MODEL if quick else DEFAULT_MODEL, seed)
@@ -154,6 +161,10 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
         _section(results, "embed", lambda: run_embed_bench(target, work, quick, seed))
     if scaling:
         _scaling(results, work, quick, scaling)
+    if user_state:
+        from uservec.bench.user_state import run_user_state
+
+        _section(results, "user_state", lambda: run_user_state(work, quick, seed))
     results["meta"]["load_after"] = _load()
     results["meta"]["seconds"] = time.perf_counter() - start
     report.write(results, out_dir)

@@ -124,7 +124,7 @@ def _type_cases(item: str) -> list[HostileCase]:
               422, codes=("validation_error",)),
         _case("number_user_id", "/embed", f'{{"users": [{{"user_id": 5, "events": [{ok}]}}]}}',
               422, codes=("validation_error",)),
-        _case("user_without_events", "/embed", '{"users": [{"user_id": "u1"}]}', 422,
+        _case("user_without_events", "/embed", '{"users": [{"events": null}]}', 422,
               codes=("validation_error",)),
         # events without a domain in a two-domain bundle
         _case("no_domain_unknown_item", "/recommend",
@@ -261,8 +261,13 @@ def _route_cases() -> list[HostileCase]:
     ]
 
 
+#: public name for the catalogues of other endpoints (uservec.bench.hostile_users)
+case = _case
+
+
 def hostile_cases(item: str = "b0") -> list[HostileCase]:
-    """The catalogue; ``item`` is a raw id the bundle knows (domain books)."""
+    """The catalogue of the stateless endpoints; ``item`` is a raw id the bundle knows (domain
+    books). :func:`uservec.bench.hostile_users.all_cases` adds the user-state endpoints."""
     return [*_number_cases(item), *_type_cases(item), *_size_cases(), *_string_cases(item),
             *_shape_cases(item), *_route_cases()]
 

@@ -4,13 +4,15 @@ one row per case, 0 5xx; stalled requests are sent in part and then nothing."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from uservec.bench.common import bundle_items
-from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer, hostile_cases
+from uservec.bench.hostile import SERVER_SETTINGS, HostileCase, check_answer
+from uservec.bench.hostile_users import all_cases, concurrent_appends
 from uservec.bench.server import HOST, ServerProcess, error_code
 
 
@@ -60,9 +62,9 @@ def send_case(port: int, case: HostileCase, timeout_s: float = 30.0) -> tuple[in
 
 
 def hostile(bundle: Path, workdir: Path) -> dict[str, Any]:
-    """Every case of :func:`hostile_cases` over a real socket: one row each, 0 5xx allowed."""
+    """Every case of :func:`all_cases` over a real socket: one row each, 0 5xx allowed."""
     items = bundle_items(bundle)
-    cases = hostile_cases(item=items[0][1] if items and items[0][0] == "books" else "b0")
+    cases = all_cases(item=items[0][1] if items and items[0][0] == "books" else "b0")
     failures = []
     rows: list[dict[str, Any]] = []
     with ServerProcess(bundle, workdir / "server-hostile.log", **SERVER_SETTINGS) as server:
@@ -78,8 +80,16 @@ def hostile(bundle: Path, workdir: Path) -> dict[str, Any]:
                          "expected": sorted(case.allowed), "status": status,
                          "code": error_code(body), "seconds": round(seconds, 3),
                          "ok": problem is None})
+        race = concurrent_appends(
+            lambda path, body: server.request("POST", path, raw=body)[0],
+            lambda path: _json(server.request("GET", path)))
         alive = server.request("GET", "/health/ready")[0] == 200
     fives = sum(1 for row in rows if row["status"] >= 500)
     return {"inputs_tried": len(cases), "failures": failures, "server_5xx": fives,
-            "rows": rows, "server_alive_after": alive,
-            "passed": not failures and alive and fives == 0}
+            "rows": rows, "server_alive_after": alive, "concurrent_appends": race,
+            "passed": not failures and alive and fives == 0 and race["passed"]}
+
+
+def _json(answer: tuple[int, bytes]) -> tuple[int, dict[str, Any]]:
+    status, body = answer
+    return status, json.loads(body) if status == 200 else {}

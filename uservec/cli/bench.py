@@ -20,6 +20,9 @@ import click
 @click.option("--embed", "embed_only", is_flag=True,
               help="Only bulk embedding (`uservec embed`): users/s and peak RSS at a few file "
                    "sizes, 1 vs N workers (<15 min on 2 cores).")
+@click.option("--user-state", "user_state", is_flag=True,
+              help="Only user state: one appended event vs re-encoding 50, 100 and max_len "
+                   "events (engine, service and HTTP), state bytes, Redis round trips.")
 @click.option("--scaling", "scaling", multiple=True,
               type=click.Choice(["ddp", "baselines", "data_scale"]),
               help="Only training at scale: ddp (events/s, 1 vs 2 processes), baselines (P3 "
@@ -31,7 +34,8 @@ import click
 @click.option("--quick", is_flag=True, help="Tiny sizes: seconds, for smoke-testing the suite.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool,
-          embed_only: bool, scaling: tuple[str, ...], sections: tuple[str, ...], quick: bool,
+          embed_only: bool, scaling: tuple[str, ...], user_state: bool,
+          sections: tuple[str, ...], quick: bool,
           seed: int) -> None:
     """Measure serving overhead, cache, micro-batching, FLOP/s, int8, training speed.
 
@@ -46,6 +50,7 @@ def bench(out_dir: Path, bundle_path: Path | None, scale: bool, robustness: bool
     from uservec.bench import run_bench
 
     results = run_bench(out_dir, bundle_path, quick=quick, scale=scale, robustness=robustness,
-                        seed=seed, only=sections, embed=embed_only, scaling=scaling)
+                        seed=seed, only=sections, embed=embed_only, scaling=scaling,
+                        user_state=user_state)
     click.echo((out_dir / "bench.md").read_text())
     click.echo(f"wrote {out_dir / 'bench.json'} ({len(results)} sections)")

@@ -111,7 +111,36 @@ def _profile(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
                   "the test folds; the difference columns are per-fold paired differences to the "
                   "strongest baseline of each metric.", "",
                   *table(headers, rows)]
-    return lines
+    return lines + _label_curve(name, task_name, task)
+
+
+def _fraction(regime: str) -> float | None:
+    try:
+        return float(regime)
+    except ValueError:
+        return None
+
+
+def _label_curve(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
+    """The label-efficiency curve as one table: a row per method, a column per labelled
+    fraction, each cell accuracy / macro-F1 (means over the folds)."""
+    regimes = sorted(((f, body) for regime, body in _regimes(task).items()
+                      if (f := _fraction(regime)) is not None), key=lambda pair: pair[0])
+    if len(regimes) < 3:
+        return []
+    methods = list(dict.fromkeys(m for _, body in regimes for m in body.get("methods") or {}))
+    rows = [[method, *(f"{mean_of(lookup(body, 'methods', method, 'accuracy'), 3)} / "
+                       f"{mean_of(lookup(body, 'methods', method, 'macro_f1'), 3)}"
+                       if method in (body.get("methods") or {}) else "-"
+                       for _, body in regimes)]
+            for method in methods]
+    skipped = task.get("skipped_regimes") or {}
+    note = (f" Skipped (too few labelled rows for the classes): {', '.join(sorted(skipped))}."
+            if skipped else "")
+    return [f"### {name}: {task_name}, label efficiency (P2)", "",
+            "Accuracy / macro-F1, mean over the test folds, with a share of each training fold "
+            f"labelled.{note}", "",
+            *table(["method", *(f"{f:.0%}" for f, _ in regimes)], rows)]
 
 
 def _cross_domain(name: str, task_name: str, task: dict[str, Any]) -> list[str]:

@@ -115,3 +115,29 @@ async def test_a_reload_rebuilds_the_state_with_the_new_bundle(
                                atol=1e-4)
     np.testing.assert_allclose(appended["vector"],
                                single_reference.outputs([*raws, "b6"])["user_vector"], atol=1e-4)
+
+
+async def test_user_id_instead_of_events_reads_the_stored_state(serve, make_settings, reference):
+    raws = ["b2", "g3", "b4", "g5"]
+    async with serve(make_settings()) as served:
+        await served.client.post("/v1/users/reader/events", json={"events": _events(*raws)})
+        stored = {"user_id": "reader"}
+        embed = (await served.client.post("/embed", json={"users": [stored]})).json()
+        profile = (await served.client.post("/predict-profile", json={"users": [stored]})).json()
+        recommend = (await served.client.post(
+            "/recommend", json={"users": [stored], "domain": "games", "k": 3})).json()
+        missing = await served.client.post("/embed", json={"users": [{"user_id": "nobody"}]})
+        neither = await served.client.post("/embed", json={"users": [{}]})
+    expected = reference.outputs(raws)
+    result = embed["results"][0]
+    np.testing.assert_allclose(result["vector"], expected["user_vector"], atol=1e-4)
+    assert result["user_id"] == "reader" and result["events_used"] == 4
+    probabilities = profile["results"][0]["attributes"]["age"]["probabilities"]
+    np.testing.assert_allclose(list(probabilities.values()), softmax(expected["profile.age"]),
+                               atol=1e-4)
+    seen = {f"games::{raw}" for raw in raws}
+    top = [item["item_id"] for item in recommend["results"][0]["items"]]
+    assert top == reference.top_k("games", raws, 3, seen)
+    assert recommend["results"][0]["known_events"] == 2  # the books events the head reads
+    assert_error(missing, 404, "user_not_found")
+    assert_error(neither, 422, "validation_error")

@@ -72,6 +72,8 @@ class TaskExport:
     #: profile: training label frequencies and class-weight power (TaskSpec.class_prior)
     class_prior: tuple[float, ...] | None = None
     prior_power: float | None = None
+    #: "deep", "wide" or "wide+deep": what the head's output serves (TaskSpec.served_kind)
+    served_kind: str = "deep"
 
 
 def _check_tasks(fused: FusedUserModel, tasks: Sequence[TaskExport]) -> None:
@@ -271,8 +273,14 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
     sample = session_outputs(open_session(model_path), job.calibration)
     _check_shapes(job.tasks, sample, vectors)
     parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, job.held_out, vectors)}
-    step = export_step(fused, root / STEP_FILE, job.max_len)
-    parity["step"] = check_step_parity(fused, root / STEP_FILE, step, job.held_out)
+    step = None
+    if fused.needs_bag:
+        # a step state carries the encoder, not the whole item bag a wide part reads: appends
+        # re-encode with the full graph instead (docs/service.md#user-state)
+        parity["step"] = {"skipped": "wide parts read the whole item bag"}
+    else:
+        step = export_step(fused, root / STEP_FILE, job.max_len)
+        parity["step"] = check_step_parity(fused, root / STEP_FILE, step, job.held_out)
     specs = [
         _profile_spec(task) if task.kind == "profile" else _write_recommend_files(
             root, task, vectors[task.name], sample, job.index_kind, job.seed)
@@ -307,6 +315,7 @@ def _profile_spec(task: TaskExport) -> TaskSpec:
         labels=list(task.labels or ()),
         class_prior=None if task.class_prior is None else list(task.class_prior),
         prior_power=task.prior_power,
+        served_kind=task.served_kind,
     )
 
 
@@ -383,4 +392,5 @@ def _write_recommend_files(
         index_params=info["params"],
         index_recall_at_10=info["recall_at_10"],
         popularity_file=popularity_file,
+        served_kind=task.served_kind,
     )

@@ -40,6 +40,7 @@ from uservec.training.task_artifact import (
     RecommendOutputs,
     TaskArtifact,
 )
+from uservec.training.wide.modules import ProfileWidePart, RankingWidePart
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,13 @@ def load_task(
     if isinstance(outputs, ProfileOutputs):
         head = ClassificationHead(dim, len(outputs.labels))
         _load_head(head, artifact)
-        return (ProfileTask(head.eval(), patches=patches, readout=artifact.readout),
+        wide = None if outputs.wide is None else ProfileWidePart.from_payload(outputs.wide).eval()
+        kind = outputs.served_kind if wide is not None else "deep"
+        return (ProfileTask(head.eval(), patches=patches, readout=artifact.readout, wide=wide,
+                            served_kind=kind),
                 TaskExport(artifact.task, "profile", labels=outputs.labels,
-                           class_prior=outputs.class_prior, prior_power=outputs.prior_power))
+                           class_prior=outputs.class_prior, prior_power=outputs.prior_power,
+                           served_kind=kind))
     return _load_recommend(artifact, outputs, patches, dim, domains)
 
 
@@ -108,13 +113,15 @@ def _load_recommend(
     _load_head(item_head, artifact)
     target = outputs.target_domain
     ranking = outputs.popularity_ranking.tolist()
+    wide = None if outputs.wide is None else RankingWidePart.from_payload(outputs.wide).eval()
+    kind = outputs.served_kind if wide is not None else "deep"
     task = TaskExport(
         artifact.task, "recommend", domain=target,
         source_domains=tuple(d for d in domains if d != target),
-        item_keys=keys, popularity=tuple(keys[i] for i in ranking),
+        item_keys=keys, popularity=tuple(keys[i] for i in ranking), served_kind=kind,
     )
     head = RecommendTask(item_head.eval(), patches=patches, source_keep=artifact.source_keep,
-                         readout=artifact.readout)
+                         readout=artifact.readout, wide=wide, served_kind=kind)
     return head, task
 
 

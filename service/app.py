@@ -21,7 +21,7 @@ from uservec.service.auth import require_admin_key, require_api_key
 from uservec.service.engine import Bundle
 from uservec.service.errors import ServiceError, error_responses, install_error_handlers
 from uservec.service.metrics import Metrics
-from uservec.service.middleware import LimitsMiddleware, RequestContextMiddleware
+from uservec.service.middleware import RequestContextMiddleware
 from uservec.service.openapi import install_openapi
 from uservec.service.routers import admin, bundle, embed, health, profile, recommend, users
 from uservec.service.routers.docs import ASSETS_URL, install_docs
@@ -124,17 +124,17 @@ def create_app(settings: Settings | None = None, loaded: Bundle | None = None) -
     open_paths = {getattr(route, "path", "") for route in health.router.routes}
     open_paths |= {*docs, app.openapi_url or ""}
     known_paths = open_paths | {getattr(route, "path", "") for r in routers for route in r.routes}
-    app.add_middleware(
-        LimitsMiddleware,
-        metrics=metrics,
-        admission=admission,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout_s=settings.body_timeout_s,
-        retry_after_s=settings.retry_after_s,
-        open_paths=open_paths,
-        open_prefixes=(ASSETS_URL + "/",),
-    )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known_paths)
+    limits = {
+        "admission": admission,
+        "max_body_bytes": settings.max_body_bytes,
+        "body_timeout_s": settings.body_timeout_s,
+        "retry_after_s": settings.retry_after_s,
+        "open_paths": open_paths,
+        "open_prefixes": (ASSETS_URL + "/",),
+    }
+    # one middleware: request context, with the limits inside it
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, known_paths=known_paths,
+                       limits=limits)
     return app
 
 

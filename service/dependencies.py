@@ -23,13 +23,17 @@ async def get_admission(request: Request) -> Admission:
     return admission
 
 
-async def get_timings(request: Request) -> Timings:
+def request_timings(request: Request) -> Timings:
     """The request's stage timer, created by the request middleware (a fresh one otherwise)."""
     timings = getattr(request.state, "timings", None)
     if timings is None:
         timings = Timings()
         request.state.timings = timings
     return timings
+
+
+async def get_timings(request: Request) -> Timings:
+    return request_timings(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

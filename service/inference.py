@@ -181,6 +181,7 @@ async def predict_profiles(
         for user, prep, enc in zip(request.users, prepared, encoded, strict=True)
     ]
     return ProfileResponse(bundle_version=bundle.version, decision=request.decision,
+                           served_kinds={head.name: head.served_kind for head in heads},
                            results=results)
 
 
@@ -266,5 +267,6 @@ async def recommend_items(
             **_common(user, prep, cached, "popularity"),
         ))
     return RecommendResponse(
-        bundle_version=bundle.version, domain=head.domain, task=head.name, results=results
+        bundle_version=bundle.version, domain=head.domain, task=head.name,
+        served_kind=head.served_kind, results=results,
     )

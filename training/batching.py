@@ -9,7 +9,7 @@ oldest window (where no earlier context exists anyway) is padded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -148,3 +148,70 @@ def shuffled_batches(
     order = torch.randperm(num_examples, generator=generator)
     for start in range(0, num_examples, batch_size):
         yield order[start : start + batch_size]
+
+
+class SetExamples(Dataset):
+    """One epoch's order-free examples: (inputs (N, L), targets (N, K)), PAD-padded.
+
+    ``owners`` (N,) says whose events a window holds: -1 for a task dataset user, else the index
+    of a corpus user (what the auxiliary heads read labels by).
+    """
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, owners: np.ndarray) -> None:
+        self.inputs = torch.from_numpy(inputs)
+        self.targets = torch.from_numpy(targets)
+        self.owners = torch.from_numpy(owners)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+    def num_targets(self) -> int:
+        return int((self.targets != PAD_ID).sum())
+
+
+class SetWindows:
+    """Random-permutation windows with a set-level target (``pretrain.objective = "set"``).
+
+    For data without a time order (or with most events tied) "the next item" is the file's or
+    the id tie-break's order. Here each epoch shuffles every user's training events anew; a
+    window holds ``max_len`` of them as input and a disjoint held-out subset (``holdout`` of the
+    window, at most ``max_targets``) as the target set that every input position predicts. A
+    user gets one window per ``max_len`` training events, so long histories count as often as
+    under next-item training. The P1 held-out events stay out (:func:`training_part`).
+    ``corpus`` adds another population's sequences (every event: P1 never evaluates them);
+    ``include_dataset = False`` leaves the task dataset's own users out.
+    """
+
+    def __init__(self, dataset: PreparedDataset, max_len: int, holdout: float,
+                 max_targets: int, corpus: Sequence[np.ndarray] = (),
+                 include_dataset: bool = True) -> None:
+        own = [training_part(dataset.sequence(u)) for u in range(dataset.num_users)
+               ] if include_dataset else []
+        parts = [*((p, -1) for p in own), *((p, i) for i, p in enumerate(corpus))]
+        kept = [(p, owner) for p, owner in parts if len(p) >= 2]
+        self.parts = [p for p, _ in kept]
+        self.owners = np.array([owner for _, owner in kept], dtype=np.int64)
+        self.max_len, self.holdout, self.max_targets = max_len, holdout, max_targets
+
+    def __len__(self) -> int:
+        return sum(max(1, len(p) // self.max_len) for p in self.parts)
+
+    def draw(self, rng: np.random.Generator) -> SetExamples:
+        """This epoch's windows (the same ``rng`` state gives the same windows: resumable)."""
+        inputs, targets, owners = [], [], []
+        for part, owner in zip(self.parts, self.owners.tolist(), strict=True):
+            for _ in range(max(1, len(part) // self.max_len)):
+                shuffled = part[rng.permutation(len(part))]
+                k = min(self.max_targets, max(1, int(self.holdout * min(len(part),
+                                                                        self.max_len))))
+                inputs.append(encode_sequence(shuffled[k:k + self.max_len], self.max_len))
+                targets.append(encode_sequence(shuffled[:k], self.max_targets))
+                owners.append(owner)
+        if not inputs:
+            empty = np.zeros((0, self.max_len), dtype=np.int64)
+            return SetExamples(empty, np.zeros((0, self.max_targets), dtype=np.int64),
+                               np.zeros(0, dtype=np.int64))
+        return SetExamples(np.stack(inputs), np.stack(targets), np.asarray(owners, np.int64))

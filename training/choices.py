@@ -15,6 +15,10 @@ DataFormat = Literal[
 ]
 #: next-item loss of pretraining: full softmax or sampled softmax
 PretrainLoss = Literal["full", "sampled"]
+#: pretraining objective: next item, order-free held-out set, or chosen from the data's order
+PretrainObjective = Literal["next_item", "set", "auto"]
+#: how a pretraining corpus' items map onto the task dataset's (training.data.corpus)
+CorpusMatch = Literal["title", "id"]
 #: pretrained item embeddings at the start
 PretrainItemInit = Literal["random", "svd"]
 #: where training runs: CUDA when torch sees a GPU ("auto"), or the one named

@@ -22,9 +22,6 @@ import yaml
 
 from uservec.training.choices import (
     DataFormat,
-    DeviceName,
-    PretrainItemInit,
-    PretrainLoss,
     TaskKind,
 )
 from uservec.training.config_schema import (
@@ -38,11 +35,13 @@ from uservec.training.config_schema import (
     setting,
 )
 from uservec.training.evaluation.kinds import DEFAULT_LABEL_FRACTIONS
+from uservec.training.pretrain_settings import CorpusConfig, PretrainConfig
 from uservec.training.task_settings import AdaptSettings
 
 __all__ = [
     "AdaptSettings",
     "ConfigError",
+    "CorpusConfig",
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",
@@ -92,6 +91,9 @@ class DataConfig(Section):
     synthetic_items: int = setting(300, POSITIVE)
     #: synthetic: number of generated domains
     synthetic_domains: int = setting(2, POSITIVE)
+    #: synthetic: events per basket sharing one timestamp, ordered within it only by item id
+    #: (0 = every event its own time); tests the order-free pretraining objective
+    synthetic_basket: int = setting(0, NON_NEGATIVE)
     #: generic: prepare the interactions file in chunks of this many rows into memory-mapped
     #: arrays (training.data.chunked: for files larger than memory; same arrays); 0 = in memory
     chunk_rows: int = setting(0, NON_NEGATIVE)
@@ -124,53 +126,6 @@ class ModelConfig(Section):
     dropout: float = setting(0.2, FRACTION)
 
     SECTION = "model"
-
-
-@dataclass(frozen=True)
-class PretrainConfig(Section):
-    """Self-supervised next-item pretraining."""
-
-    #: most epochs
-    epochs: int = setting(20, POSITIVE)
-    #: windows per batch
-    batch_size: int = setting(32, POSITIVE)
-    #: Adam learning rate
-    lr: float = setting(2e-3, POSITIVE)
-    #: Adam (L2) weight decay
-    weight_decay: float = setting(0.0, NON_NEGATIVE)
-    #: gradient norm clip (0 = none)
-    grad_clip: float = setting(1.0, NON_NEGATIVE)
-    #: full softmax over the vocabulary, or sampled softmax
-    loss: PretrainLoss = "full"
-    #: sampled softmax: negatives per batch
-    num_negatives: int = setting(256, POSITIVE)
-    #: epochs without validation improvement before stopping
-    patience: int = setting(3, POSITIVE)
-    #: stop early when the wall clock passes this many seconds (0 = no limit)
-    max_seconds: float = setting(0.0, NON_NEGATIVE)
-    #: torch intra-op threads while pretraining and fitting tasks (0 = torch's default, one per
-    #: core). 1 by default: on cores shared with other jobs, multi-threaded ops spin-wait and ran
-    #: 3-5x slower (ML-100K)
-    num_threads: int = setting(1, NON_NEGATIVE)
-    #: where pretraining and task training run: "auto" (CUDA when torch sees a GPU, else the
-    #: CPU), "cpu" or "cuda". On CUDA the forward passes use bf16 autocast where the GPU supports
-    #: it; on the CPU results are those of a device-unaware run. Command line: --device
-    device: DeviceName = "auto"
-    #: weight of the user-level bag objective (training.objectives.bag_loss) added to the
-    #: next-item loss; 0 = plain NextItNet. Meant to make the mean readout a long-term taste
-    #: summary; at 1.0 it did not help on ML-100K, item_init = "svd" did
-    #: (docs/analysis.md#why-the-profile-tasks-lose)
-    bag_weight: float = setting(0.0, NON_NEGATIVE)
-    #: item embeddings at the start: "random" (normal) or "svd" (the item factors of a truncated
-    #: SVD of the users' TF-IDF item bags over training events: training.pretrain.svd_item_init)
-    item_init: PretrainItemInit = "random"
-    #: length of the windows histories are cut into for next-item training (0 = model.max_len).
-    #: The encoder has no positional embeddings, so it reads longer inputs (model.max_len, what
-    #: tasks, export and serving use) as well as the windows it trained on: short windows train
-    #: faster, and a mean readout over a long window summarises more of a user's taste
-    window: int = setting(0, NON_NEGATIVE)
-
-    SECTION = "pretrain"
 
 
 @dataclass(frozen=True)
@@ -271,6 +226,17 @@ class ExperimentConfig(Section):
         if twice:
             raise ConfigError(f"config.tasks.name: {twice[0]!r} names two tasks; names must "
                               "be unique")
+        corpus = self.pretrain.corpus
+        if corpus is not None:
+            if self.pretrain.objective != "set":
+                raise ConfigError("config.pretrain.objective: a [pretrain.corpus] is read as "
+                                  f"sets of items; set objective = \"set\" (got "
+                                  f"{self.pretrain.objective!r})")
+            profile = {t.name for t in self.tasks if t.kind == "profile"}
+            unknown = [name for name in corpus.label_tasks if name not in profile]
+            if unknown:
+                raise ConfigError(f"config.pretrain.corpus.label_tasks: {unknown[0]!r} is not a "
+                                  f"profile task of this config (have {sorted(profile)})")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

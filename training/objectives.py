@@ -85,3 +85,24 @@ def bag_loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
     mask = valid[rows].to(log_probs.dtype)  # (N, L)
     picked = log_probs.gather(1, targets[rows]) * mask  # (N, L)
     return -(picked.sum(dim=1) / mask.sum(dim=1)).mean()
+
+
+def set_loss(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+             head: NextItemHead) -> torch.Tensor:
+    """Order-free objective: every input position predicts the window's held-out item set.
+
+    hidden (B, L, D) over a random permutation of a user's items ``items`` (B, L); ``targets``
+    (B, K) are other items of the same user (PAD_ID where none). Mean cross-entropy over every
+    (non-PAD position, target) pair, full softmax: each prefix of the permutation, a random
+    subset of the user's items, learns to score the user's remaining items, which is what the
+    last position is asked at P1 and what a profile head reads (training.batching.SetWindows).
+    """
+    valid = items != PAD_ID  # (B, L)
+    wanted = targets != PAD_ID  # (B, K)
+    if not bool(valid.any()) or not bool(wanted.any()):
+        return hidden.sum() * 0.0
+    log_probs = F.log_softmax(head(hidden[valid]), dim=-1)  # (N, V)
+    rows = valid.nonzero()[:, 0]  # (N,) batch row of each position
+    picked = log_probs.gather(1, targets[rows])  # (N, K)
+    mask = wanted[rows].to(picked.dtype)  # (N, K)
+    return -(picked * mask).sum() / mask.sum()

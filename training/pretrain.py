@@ -25,8 +25,13 @@ import torch
 from tqdm.auto import tqdm
 
 from uservec.contract.fingerprint import code_version
-from uservec.contract.ids import NUM_RESERVED, PAD_ID
-from uservec.training.batching import NextItemWindows, shuffled_batches, training_event_mask
+from uservec.contract.ids import PAD_ID
+from uservec.training.batching import (
+    NextItemWindows,
+    SetExamples,
+    SetWindows,
+    shuffled_batches,
+)
 from uservec.training.checkpoint import (
     CheckpointError,
     build_encoder,
@@ -37,7 +42,14 @@ from uservec.training.checkpoint import (
     vocab_hash,
 )
 from uservec.training.config import EvalConfig, ModelConfig, PretrainConfig
+from uservec.training.corpus_pretrain import (
+    AuxHeads,
+    PretrainCorpus,
+    batch_loss,
+    pretraining_examples,
+)
 from uservec.training.data.dataset import PreparedDataset
+from uservec.training.data.time_order import resolve_objective, time_order
 from uservec.training.device import autocast, resolve_device
 from uservec.training.distributed import (
     all_sum,
@@ -47,13 +59,12 @@ from uservec.training.distributed import (
     shard,
     sync_gradients,
 )
-from uservec.training.evaluation.bags import binary_matrix, event_users
 from uservec.training.evaluation.next_item import evaluate_next_item
+from uservec.training.item_init import svd_item_init
 from uservec.training.model import NextItemHead, NextItNet
-from uservec.training.objectives import bag_loss, next_item_loss
 from uservec.training.run_dir import ENCODER_FILE, RESUME_FILE
 
-__all__ = ["PretrainResult", "load_encoder", "pretrain"]
+__all__ = ["PretrainResult", "load_encoder", "pretrain", "svd_item_init"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +85,8 @@ class PretrainResult:
     stop_reason: str
     encoder: NextItNet = field(repr=False)
     head: NextItemHead = field(repr=False)
+    #: the objective trained and why (``pretrain.objective``; "auto" resolved)
+    objective: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,10 +111,16 @@ def pretrain(
     out_dir: Path,
     seed: int,
     resume: bool = True,
+    corpus: PretrainCorpus | None = None,
 ) -> PretrainResult:
-    """Pretrain, early-stop on validation NDCG@k, restore the best epoch (see module docstring)."""
+    """Pretrain, early-stop on validation NDCG@k, restore the best epoch (see module docstring).
+
+    With ``corpus`` another population's users join the (set-objective) windows, and its labels
+    train auxiliary heads (:mod:`training.corpus_pretrain`); P1 still evaluates ``dataset``.
+    """
     with torch_threads(pretrain_cfg.num_threads):
-        return _pretrain(dataset, model_cfg, pretrain_cfg, eval_cfg, Path(out_dir), seed, resume)
+        return _pretrain(dataset, model_cfg, pretrain_cfg, eval_cfg, Path(out_dir), seed, resume,
+                         corpus)
 
 
 @contextmanager
@@ -131,6 +150,11 @@ class _Trainer:
     negatives_rng: torch.Generator
     #: what makes a checkpoint traceable (and a resume checkable)
     meta: dict[str, Any]
+    #: auxiliary heads on corpus labels (an empty module without them)
+    aux: AuxHeads
+    #: per auxiliary task: (corpus users,) class codes, -1 unlabelled
+    aux_codes: dict[str, torch.Tensor] = field(default_factory=dict)
+    aux_weight: float = 0.0
     progress: _Progress = field(default_factory=_Progress)
 
     def payload(self, epoch: int, val: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +163,7 @@ class _Trainer:
             **self.meta,
             "model": self.model.state_dict(),
             "head": self.head.state_dict(),
+            "aux": self.aux.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -153,17 +178,19 @@ class _Trainer:
 
 def _new_trainer(
     dataset: PreparedDataset, model_cfg: ModelConfig, pretrain_cfg: PretrainConfig,
-    eval_cfg: EvalConfig, seed: int,
+    eval_cfg: EvalConfig, seed: int, corpus: PretrainCorpus | None = None,
 ) -> _Trainer:
     """A freshly initialised model under ``seed`` (the order of random draws is fixed)."""
     torch.manual_seed(seed)
     model = build_encoder(model_cfg, dataset.vocab.size)
     if pretrain_cfg.item_init == "svd":
+        extra = None if corpus is None else corpus.vocab_bags(dataset.vocab.size)
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(
-                svd_item_init(dataset, model_cfg.dim, seed)))
+                svd_item_init(dataset, model_cfg.dim, seed, extra)))
     head = NextItemHead(model_cfg.dim, dataset.vocab.size)
-    params = [*model.parameters(), *head.parameters()]
+    aux = AuxHeads(model_cfg.dim, () if corpus is None else corpus.aux)
+    params = [*model.parameters(), *head.parameters(), *aux.parameters()]
     optimizer = torch.optim.Adam(params, lr=pretrain_cfg.lr, weight_decay=pretrain_cfg.weight_decay)
     meta = {
         "config": {
@@ -178,8 +205,12 @@ def _new_trainer(
         "vocab_sha256": vocab_hash(dataset.vocab),
         "code_version": code_version(),
     }
+    if corpus is not None:
+        meta["corpus"] = corpus.summary
+    codes = {} if corpus is None else {t.name: torch.from_numpy(t.codes) for t in corpus.aux}
     return _Trainer(model, head, optimizer, torch.Generator().manual_seed(seed),
-                    torch.Generator().manual_seed(seed + 1), meta)
+                    torch.Generator().manual_seed(seed + 1), meta, aux, codes,
+                    0.0 if corpus is None else corpus.aux_weight)
 
 
 def _resume(trainer: _Trainer, path: Path) -> None:
@@ -196,6 +227,7 @@ def _resume(trainer: _Trainer, path: Path) -> None:
                        payload.get("code_version"), trainer.meta["code_version"])
     trainer.model.load_state_dict(payload["model"])
     trainer.head.load_state_dict(payload["head"])
+    trainer.aux.load_state_dict(payload.get("aux", {}))
     trainer.optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"]["torch"])
     trainer.shuffle_rng.set_state(payload["rng"]["shuffle"])
@@ -205,14 +237,16 @@ def _resume(trainer: _Trainer, path: Path) -> None:
 
 
 def _epoch(
-    trainer: _Trainer, epoch: int, windows: NextItemWindows, dataset: PreparedDataset,
+    trainer: _Trainer, epoch: int, windows: NextItemWindows | SetWindows,
+    dataset: PreparedDataset,
     model_cfg: ModelConfig, pretrain_cfg: PretrainConfig, eval_cfg: EvalConfig, out_dir: Path,
 ) -> None:
     """Train one epoch, validate, update the progress and write the checkpoints."""
     progress, metric = trainer.progress, f"ndcg@{eval_cfg.k}"
     epoch_start = time.perf_counter()
-    loss = _train_epoch(trainer.model, trainer.head, trainer.optimizer, windows, pretrain_cfg,
-                        epoch, trainer.shuffle_rng, trainer.negatives_rng)
+    examples: NextItemWindows | SetExamples = windows.draw(np.random.default_rng(
+        [trainer.meta["seed"], epoch])) if isinstance(windows, SetWindows) else windows
+    loss = _train_epoch(trainer, examples, pretrain_cfg, epoch)
     train_seconds = time.perf_counter() - epoch_start
     val = evaluate_next_item(trainer.model, trainer.head, dataset, "valid", eval_cfg.k,
                              eval_cfg.batch_size, model_cfg.max_len)
@@ -251,23 +285,31 @@ def _pretrain(
     out_dir: Path,
     seed: int,
     resume: bool,
+    corpus: PretrainCorpus | None = None,
 ) -> PretrainResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    windows = NextItemWindows(dataset, pretrain_cfg.window or model_cfg.max_len)
+    objective, reason = resolve_objective(pretrain_cfg.objective, time_order(dataset))
+    if corpus is not None and objective != "set":
+        raise ValueError("pretraining on a corpus needs pretrain.objective = 'set' (a corpus "
+                         f"is read as sets of items), got {pretrain_cfg.objective!r}")
+    windows = pretraining_examples(dataset, pretrain_cfg.window or model_cfg.max_len,
+                                   pretrain_cfg, objective, corpus)
     if len(windows) == 0:
         raise ValueError(f"{dataset.name}: no user has a training event to predict (need >= 4)")
-    trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed)
+    logger.info("pretraining objective %s (%s)", objective, reason)
+    trainer = _new_trainer(dataset, model_cfg, pretrain_cfg, eval_cfg, seed, corpus)
+    trainer.meta["objective"] = objective
     device = rank_device(resolve_device(pretrain_cfg.device), current_world())
     trainer.model.to(device)  # in place: the optimizer's parameters move with the modules
     trainer.head.to(device)
+    trainer.aux.to(device)
+    trainer.aux_codes = {name: codes.to(device) for name, codes in trainer.aux_codes.items()}
     if resume and (out_dir / LAST).is_file():
         _resume(trainer, out_dir / LAST)
     num_params = sum(p.numel() for p in [*trainer.model.parameters(),
                                          *trainer.head.parameters()])
-    logger.info(
-        "pretraining on %s: %d windows, %d targets, vocab %d, %d parameters",
-        dataset.name, len(windows), windows.num_targets(), dataset.vocab.size, num_params,
-    )
+    logger.info("pretraining on %s: %d windows, vocab %d, %d parameters", dataset.name,
+                len(windows), dataset.vocab.size, num_params)
     progress = trainer.progress
     stop_reason = "early_stopping" if progress.stopped_early else "epochs"
     started = time.perf_counter()
@@ -289,7 +331,9 @@ def _pretrain(
                            epoch, elapsed, pretrain_cfg.max_seconds)
             break
     barrier(current_world())  # rank 0 has written the best checkpoint
-    return _best_result(trainer, out_dir, num_params, stop_reason)
+    result = _best_result(trainer, out_dir, num_params, stop_reason)
+    result.objective = {"objective": objective, "reason": reason}
+    return result
 
 
 def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
@@ -315,72 +359,36 @@ def _best_result(trainer: _Trainer, out_dir: Path, num_params: int,
     )
 
 
-def svd_item_init(dataset: PreparedDataset, dim: int, seed: int) -> np.ndarray:
-    """(V, dim) item embeddings from a truncated SVD of the users' TF-IDF item bags.
-
-    Next-item training alone leaves a user's long-term taste out of the vectors
-    (docs/analysis.md#why-the-profile-tasks-lose); the SVD item factors encode exactly which
-    items the same users consume, and the mean of a user's item factors approximates that user's
-    SVD vector, which carries profile signal. Only training events count (each user's last two
-    events, the P1 validation and test targets, are left out; a P3 pretraining view has already
-    dropped the held-out target events). Rows are scaled to the unit per-coordinate std of the
-    default init; reserved ids and items without a training event get zeros.
-    """
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfTransformer
-
-    vocab_size = dataset.vocab.size
-    train = training_event_mask(dataset)
-    users = event_users(dataset)[train]
-    bags = binary_matrix(users, dataset.items[train], (dataset.num_users, vocab_size))
-    k = max(1, min(dim, min(bags.shape) - 1))
-    factors = TruncatedSVD(k, random_state=seed).fit(
-        TfidfTransformer().fit_transform(bags)).components_.T  # (V, k)
-    weights = np.zeros((vocab_size, dim), dtype=np.float32)
-    weights[:, :k] = factors
-    weights[:NUM_RESERVED] = 0.0
-    used = np.asarray(bags.sum(axis=0)).ravel() > 0
-    weights[~used] = 0.0
-    std = float(weights[used].std()) if used.any() else 0.0
-    return weights / std if std > 0 else weights
-
-
-def _train_epoch(
-    model: NextItNet,
-    head: NextItemHead,
-    optimizer: torch.optim.Optimizer,
-    windows: NextItemWindows,
-    cfg: PretrainConfig,
-    epoch: int,
-    shuffle_rng: torch.Generator,
-    negatives_rng: torch.Generator,
-) -> float:
+def _train_epoch(trainer: _Trainer, windows: NextItemWindows | SetExamples, cfg: PretrainConfig,
+                 epoch: int) -> float:
     """One pass over the shuffled windows; returns the mean loss per target."""
-    model.train()
-    head.train()
-    params = [*model.parameters(), *head.parameters()]
+    model, head = trainer.model, trainer.head
+    for module in (model, head, trainer.aux):
+        module.train()
+    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     total_loss, total_targets, seen = 0.0, 0, 0
     start = time.perf_counter()
     # data-parallel: each rank trains on its slice of the same global batches (distributed.py)
     world, device = current_world(), next(model.parameters()).device
-    batches = shuffled_batches(len(windows), cfg.batch_size, shuffle_rng)
+    batches = shuffled_batches(len(windows), cfg.batch_size, trainer.shuffle_rng)
     bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size),
                desc=f"epoch {epoch}", leave=False, mininterval=1.0, disable=not world.is_main)
     for index in bar:
-        inputs, targets = (t.to(device) for t in windows[shard(index, world)])  # (B, L), (B, L)
+        rows = shard(index, world)
+        # (B, L), and (B, L) next items or (B, K) the held-out set of the set objective
+        inputs, targets = (t.to(device) for t in windows[rows])
         with autocast(device):
             hidden = model(inputs)  # (B, L, D)
-            loss = next_item_loss(hidden, targets, head, cfg.loss, cfg.num_negatives,
-                                  negatives_rng)
-            if cfg.bag_weight > 0:
-                loss = loss + cfg.bag_weight * bag_loss(hidden, inputs, targets, head)
-        optimizer.zero_grad(set_to_none=True)
+            owners = windows.owners[rows].to(device) if isinstance(windows, SetExamples) else None
+            loss = batch_loss(hidden, inputs, targets, owners, head, cfg, trainer.negatives_rng,
+                              trainer.aux, trainer.aux_codes, trainer.aux_weight)
+        trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         n_targets = int((targets != PAD_ID).sum())
         sync_gradients(params, n_targets, world)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
+        trainer.optimizer.step()
         total_loss += loss.item() * n_targets
         total_targets += n_targets
         seen += len(index)

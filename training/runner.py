@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import uservec
 from uservec.contract.fingerprint import code_version
 from uservec.training import memory
-from uservec.training.config import ExperimentConfig, config_to_dict
+from uservec.training.config import CorpusConfig, ExperimentConfig, config_to_dict
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.distributed import World, barrier, current_world
 from uservec.training.environment import environment
@@ -28,6 +28,10 @@ from uservec.training.evaluation.plan import EvaluationPlan, plan_evaluation
 from uservec.training.report.headline import headline
 from uservec.training.report.writer import write_report
 from uservec.training.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from uservec.training.baselines.pooled import PooledRows
+    from uservec.training.corpus_pretrain import PretrainCorpus
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +117,13 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
     view = plan.pretraining_view(dataset)
     if view is not dataset:
         report["pretraining_view"] = view.settings.get("restricted", {})
+    corpus, pooled = corpus_inputs(cfg, dataset, plan)
+    if corpus is not None:
+        report["corpus"] = corpus.summary
     report["protocol_notes"] = protocol_notes(cfg, dataset, view)
     with memory.stage("pretrain"):
-        report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume)
+        report["pretrain"], report["next_item"] = _pretrain_and_evaluate(cfg, view, run, resume,
+                                                                         corpus)
     timings["pretrain_s"] = time.perf_counter() - t0
 
     if cfg.tasks:
@@ -124,12 +132,32 @@ def run_training(cfg: ExperimentConfig, out_dir: Path, resume: bool = True) -> T
 
         t0 = time.perf_counter()
         with memory.stage("tasks"):
-            report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan)
+            report["tasks"] = run_tasks(cfg, dataset, run.encoder_path, out_dir, plan, pooled)
         report["plots"] = [
             str(p.relative_to(out_dir)) for p in plot_results(report["tasks"], out_dir)
         ]
         timings["tasks_s"] = time.perf_counter() - t0
     return TrainingRun(report, timings, started)
+
+
+def corpus_inputs(cfg: ExperimentConfig, dataset: PreparedDataset, plan: EvaluationPlan
+                  ) -> tuple[PretrainCorpus | None, dict[str, PooledRows]]:
+    """A ``[pretrain.corpus]``'s part in the run: pretraining users (and auxiliary labels), and
+    per ``label_tasks`` task its labelled users for the pooled baselines."""
+    if cfg.pretrain.corpus is None:
+        return None, {}
+    from uservec.training.baselines.pooled import pooled_rows
+    from uservec.training.corpus_pretrain import pretrain_corpus
+    from uservec.training.data.corpus import load_corpus
+
+    corpus = load_corpus(cfg.pretrain.corpus, cfg.data, dataset)
+    tasks = {task.name: task for task in cfg.tasks}
+    pooled = {}
+    for name in cfg.pretrain.corpus.label_tasks:
+        task, split = tasks[name], plan.profile[name]
+        pooled[name] = pooled_rows(corpus.bags, corpus.users, str(task.attribute), task.buckets,
+                                   split.labels.classes)
+    return pretrain_corpus(cfg.pretrain.corpus, corpus, cfg.tasks), pooled
 
 
 def pretrain_rank(cfg: ExperimentConfig, out_dir: Path, resume: bool, world: World) -> None:
@@ -141,7 +169,7 @@ def pretrain_rank(cfg: ExperimentConfig, out_dir: Path, resume: bool, world: Wor
 
     barrier(world)
     run = RunDir(out_dir)
-    dataset = run.load_dataset()
+    dataset = run.load_dataset(mmap=cfg.data.chunk_rows > 0)
     plan = run.load_plan(cfg, dataset)
     if plan is None:
         raise RuntimeError(f"rank {world.rank}: {out_dir} holds no splits for this config")
@@ -173,11 +201,15 @@ def protocol_notes(
             "events of the P3 test users: each user's last two events of that view are the P1 "
             "validation and test targets."
         )
-    if any(t.kind == "profile" for t in cfg.tasks):
+    corpus = cfg.pretrain.corpus
+    if any(t.kind == "profile" for t in cfg.tasks) and (corpus is None
+                                                        or corpus.include_task_users):
         notes.append(
             "P2 is transductive: pretraining saw every user's behaviour, test-fold users "
             "included, and never a label; the baselines fit nothing on test-fold users."
         )
+    if corpus is not None:
+        notes.append(corpus_note(corpus))
     targets = [str(t.target_domain) for t in cfg.tasks if t.kind == "cross_domain"]
     if targets:
         notes.append(
@@ -194,16 +226,32 @@ def protocol_notes(
     return notes
 
 
+def corpus_note(corpus: CorpusConfig) -> str:
+    """What a pretraining corpus lent the run, for the report."""
+    seen = ("and every task user's behaviour (never a task user's label)"
+            if corpus.include_task_users else "and no task user's behaviour")
+    labels = (f"; its users' labels of {', '.join(corpus.label_tasks)} trained auxiliary heads "
+              f"(weight {corpus.aux_weight:g})" if corpus.aux_weight > 0 and corpus.label_tasks
+              else "; no label")
+    pooled = (f". The pooled baselines (lr_pooled, lr_bal_pooled) train on every labelled "
+              f"corpus user besides the fold's labelled rows ({', '.join(corpus.label_tasks)})"
+              if corpus.label_tasks else "")
+    return (f"Pretraining read the corpus {corpus.path} (items mapped by {corpus.by}) "
+            f"{seen}{labels}{pooled}.")
+
+
 def _pretrain_and_evaluate(
-    cfg: ExperimentConfig, dataset: PreparedDataset, run: RunDir, resume: bool
+    cfg: ExperimentConfig, dataset: PreparedDataset, run: RunDir, resume: bool,
+    corpus: PretrainCorpus | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pretrain on the P1 view and report P1 test metrics beside popularity."""
+    from uservec.training.data.time_order import time_order
     from uservec.training.evaluation.next_item import evaluate_next_item, popularity_next_item
     from uservec.training.pretrain import pretrain
 
     result = pretrain(
         dataset, cfg.model, cfg.pretrain, cfg.eval, run.pretrain_dir, seed=cfg.seed,
-        resume=resume,
+        resume=resume, corpus=corpus,
     )
     k = cfg.eval.k
     model_metrics = evaluate_next_item(
@@ -220,6 +268,8 @@ def _pretrain_and_evaluate(
         "seconds": round(result.seconds, 1),
         "parameters": result.num_params,
         "stop_reason": result.stop_reason,
+        **result.objective,
+        "time_order": time_order(dataset).to_json(),
         "validation": result.val_metrics,
         "history": result.history,
     }

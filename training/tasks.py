@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uservec.training.baselines.pooled import PooledRows
 from uservec.training.comparison.cross_domain import run_cross_domain_task
 from uservec.training.comparison.final import TaskContext
 from uservec.training.comparison.profile import run_profile_task
@@ -61,21 +62,23 @@ _PROBE_USERS = 64
 def run_tasks(
     cfg: ExperimentConfig, dataset: PreparedDataset, encoder_checkpoint: str | Path,
     out_dir: Path, plan: EvaluationPlan | None = None,
+    pooled: dict[str, PooledRows] | None = None,
 ) -> TaskResults:
     """Train and evaluate every task x method (module docstring) on the plan's splits.
 
     Without a ``plan`` it is made here (:func:`plan_evaluation`). Task fits use
     ``pretrain.num_threads`` torch threads, like pretraining: with torch's default (one per
-    core) runs sharing the cores oversubscribe them and spin-wait.
+    core) runs sharing the cores oversubscribe them and spin-wait. ``pooled`` (by profile task:
+    a corpus' labelled users) adds the pooled bag baselines.
     """
     device = resolve_device(cfg.pretrain.device)
     with torch_threads(cfg.pretrain.num_threads), using_device(device):
-        return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir, plan)
+        return _run_tasks(cfg, dataset, encoder_checkpoint, out_dir, plan, pooled or {})
 
 
 def _run_tasks(
     cfg: ExperimentConfig, dataset: PreparedDataset, encoder_checkpoint: str | Path,
-    out_dir: Path, plan: EvaluationPlan | None,
+    out_dir: Path, plan: EvaluationPlan | None, pooled: dict[str, PooledRows],
 ) -> TaskResults:
     started = time.perf_counter()
     plan = plan if plan is not None else plan_evaluation(cfg, dataset)
@@ -85,7 +88,7 @@ def _run_tasks(
     # evaluation fits start from this untouched copy; final models go onto ``shared.encoder``
     pristine = dataclasses.replace(shared, encoder=copy.deepcopy(shared.encoder))
     context = TaskContext(dataset, pristine, shared, settings, cfg.model.max_len, cfg.seed,
-                          cfg.eval.k)
+                          cfg.eval.k, pooled)
     tasks: dict[str, TaskResult] = {}
     probes: dict[str, tuple[Callable[[], torch.Tensor], torch.Tensor]] = {}
     for task in cfg.tasks:

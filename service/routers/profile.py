@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from uservec.service.dependencies import RuntimeDep, TimingsDep
+from uservec.service.dependencies import request_timings
 from uservec.service.errors import error_responses
+from uservec.service.fastpath import FastRoute, fast_path
 from uservec.service.inference import predict_profiles
 from uservec.service.routers.common import INFERENCE_ERRORS
 from uservec.service.schemas import ProfileRequest, ProfileResponse
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=FastRoute)
 
 
 @router.post(
@@ -21,7 +22,6 @@ router = APIRouter(tags=["inference"])
     "the default, or `prior_adjusted`: the most probable label and calibrated probabilities).",
     responses=error_responses(*INFERENCE_ERRORS, "unknown_attribute", "decision_unavailable"),
 )
-async def predict_profile(
-    body: ProfileRequest, runtime: RuntimeDep, timings: TimingsDep
-) -> ProfileResponse:
-    return await predict_profiles(runtime, body, timings)
+@fast_path(ProfileRequest, predict_profiles)
+async def predict_profile(body: ProfileRequest, request: Request) -> ProfileResponse:
+    return await predict_profiles(request.app.state.runtime, body, request_timings(request))

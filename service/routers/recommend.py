@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from uservec.service.dependencies import RuntimeDep, TimingsDep
+from uservec.service.dependencies import request_timings
 from uservec.service.errors import error_responses
+from uservec.service.fastpath import FastRoute, fast_path
 from uservec.service.inference import recommend_items
 from uservec.service.routers.common import INFERENCE_ERRORS
 from uservec.service.schemas import RecommendRequest, RecommendResponse
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=FastRoute)
 
 
 @router.post(
@@ -24,7 +25,6 @@ router = APIRouter(tags=["inference"])
         *INFERENCE_ERRORS, "k_out_of_range", "unknown_domain", "too_many_excluded",
     ),
 )
-async def recommend(
-    body: RecommendRequest, runtime: RuntimeDep, timings: TimingsDep
-) -> RecommendResponse:
-    return await recommend_items(runtime, body, timings)
+@fast_path(RecommendRequest, recommend_items)
+async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
+    return await recommend_items(request.app.state.runtime, body, request_timings(request))

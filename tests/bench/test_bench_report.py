@@ -46,4 +46,10 @@ def test_write_produces_strict_json_and_markdown(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "bench.json").read_text(),
                       parse_constant=lambda _constant: math.nan)  # fails the check below if present
     assert data["train_speed"]["rows"][0]["seq_per_s"] is None
-    assert (tmp_path / "bench.md").read_text().startswith("# uservec benchmarks")
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.startswith("# uservec benchmarks")
+    # the top-level targets are the table's rows
+    assert data["targets"] == [{"name": "cache hit p50 (memory)", "goal": "< 2.0 ms",
+                                "measured": "1.00 ms client, 0.50 ms server", "met": True}]
+    assert "| cache hit p50 (memory) | < 2.0 ms | 1.00 ms client, 0.50 ms server | yes |" in (
+        markdown)

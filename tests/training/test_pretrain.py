@@ -125,7 +125,7 @@ def test_pretraining_starts_from_the_svd_init(tiny_dataset, tmp_path: Path) -> N
 
 def test_pretraining_windows_can_be_shorter_than_the_model_reads(tiny_dataset, tmp_path: Path,
                                                                   monkeypatch) -> None:
-    import uservec.training.pretrain as module
+    import uservec.training.corpus_pretrain as module
 
     lengths: list[int] = []
     real = module.NextItemWindows

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from uservec.training.baselines.pooled import PooledRows
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.fit_summary import FinalModel, FitSummary
 from uservec.training.task_artifact import TaskOutputs, task_artifact
@@ -30,6 +31,8 @@ class TaskContext:
     max_len: int
     seed: int
     k: int
+    #: per profile task: a corpus' labelled users for the pooled baselines (pretrain.corpus)
+    pooled: dict[str, PooledRows] = field(default_factory=dict)
 
 
 def summarise_fit(fit: TaskFit) -> FitSummary:

@@ -78,7 +78,8 @@ def evaluate_regime(task_name: str, regime: Regime, split: ProfileSplit,
                     folds: tuple[Fold, ...], context: TaskContext) -> RegimeResult:
     """Every baseline and method of one regime on its folds, with the paired comparisons."""
     with stage(f"p2 {task_name} {regime}: baselines"):
-        methods = run_profile_baselines(context.dataset, split.labels, folds)
+        methods = run_profile_baselines(context.dataset, split.labels, folds,
+                                        context.pooled.get(task_name))
     deep_method = context.settings.final_method
     deep_fits: list[TaskFit] = []
     for method in context.settings.methods:
@@ -104,7 +105,8 @@ def profile_served_block(result: RegimeResult, kinds: list[ServedKind]) -> Serve
     return served_block(
         most_common_kind(kinds),
         {m: methods[SERVED].per_fold(m) for m in PROFILE_METRICS},
-        {b: {m: methods[b].per_fold(m) for m in PROFILE_METRICS} for b in PROFILE_BASELINES},
+        {b: {m: methods[b].per_fold(m) for m in PROFILE_METRICS}
+         for b in PROFILE_BASELINES if b in methods},
         result.strongest_baseline, kinds)
 
 

@@ -101,7 +101,7 @@ def served_fold(fold: ProfileFold, deep: TaskFit, context: TaskContext, task_nam
     settings, dataset = context.settings, context.dataset
     data = wide_data(dataset, matrix, fold.train_users, fold.pool_users, fold.train_labels,
                      fold.classes, settings.select_metric)
-    holdout = holdout_split(data.codes, settings.valid_fraction)
+    holdout = holdout_split(data.codes, settings.valid_fraction, small=True)
     offsets, tune_wide, full_wide = residual_logits(data, holdout)
     residual = fit_profile_task(deep.method, context.pristine, dataset, fold.train_users,
                                 fold.train_labels, fold.classes, settings, context.max_len,

@@ -79,7 +79,7 @@ def load_raw(config: DataConfig) -> RawData:
     if config.format == "synthetic":
         raw = generate_synthetic(
             config.synthetic_users, config.synthetic_items, config.synthetic_domains,
-            seed=SYNTHETIC_SEED,
+            seed=SYNTHETIC_SEED, basket=config.synthetic_basket,
         )
     else:
         raw = load_source(config)
@@ -189,9 +189,10 @@ def prepare(
 def dataset_name(config: DataConfig) -> str:
     """A readable dataset name: the folder or file name (its folder for generic file names)."""
     if config.format == "synthetic":
+        basket = f"-{config.synthetic_basket}b" if config.synthetic_basket else ""
         return (
             f"synthetic-{config.synthetic_users}u-{config.synthetic_items}i-"
-            f"{config.synthetic_domains}d"
+            f"{config.synthetic_domains}d{basket}"
         )
     path = Path(config.path or "data").expanduser()
     stem = path.name.split(".", 1)[0] if path.is_file() else path.name

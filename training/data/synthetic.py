@@ -120,11 +120,15 @@ def generate_synthetic(
     n_domains: int = 2,
     seed: int = 0,
     n_topics: int = DEFAULT_TOPICS,
+    basket: int = 0,
 ) -> RawData:
     """A deterministic dataset (same arguments -> identical events) with learnable structure.
 
     Users ``"1".."n_users"`` have 10-60 events each; items ``"0".."n_items-1"`` are spread over
     domains ``domain0..``; the users table has ``gender`` (M/F), ``age`` (15..70), ``occupation``.
+    With ``basket`` > 0 every ``basket`` consecutive events of a user share one timestamp (a
+    basket, or a session logged per day): prepared in (timestamp, item id) order, the walk's
+    order inside a basket is lost and only the tie-break remains.
     """
     if n_users < 1 or n_domains < 1 or n_items < n_domains:
         raise ValueError(
@@ -149,6 +153,9 @@ def generate_synthetic(
     gaps = rng.integers(60, 3 * 86_400, size=int(lengths.sum()))
     user_index = np.repeat(np.arange(n_users), lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if basket > 0:  # no time passes inside a basket
+        position = np.arange(len(gaps)) - np.repeat(offsets[:-1], lengths)
+        gaps[position % basket != 0] = 0
     elapsed = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[offsets[:-1]], lengths)
     items = np.concatenate(sequences)
     names = np.asarray(domain_names(n_domains))
@@ -164,5 +171,7 @@ def generate_synthetic(
     }
     if requested_topics != DEFAULT_TOPICS:
         settings["topics"] = requested_topics
+    if basket > 0:
+        settings["basket"] = basket
     logger.info("synthetic data: %d users, %d events", n_users, len(interactions))
     return RawData(interactions, users, (), settings, info={"topics": n_topics})

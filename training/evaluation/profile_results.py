@@ -111,7 +111,8 @@ def _table_json(table: PairedTable) -> dict[str, Any]:
 def compare_regime(labelled_rows: tuple[int, ...], methods: dict[str, ProfileMethodResult],
                    networks: tuple[str, ...]) -> RegimeResult:
     """Strongest baseline per metric; every network vs it, and the adapter vs the others."""
-    strongest = {metric: max(PROFILE_BASELINES, key=lambda name: methods[name].metric(metric).mean)
+    baselines = [name for name in PROFILE_BASELINES if name in methods]
+    strongest = {metric: max(baselines, key=lambda name: methods[name].metric(metric).mean)
                  for metric in PROFILE_METRICS}
 
     def paired(a: str, b: str, metric: ProfileMetric) -> PairedFolds:

@@ -105,7 +105,16 @@ def profile_labels(
     if dataset.users is None or attribute not in dataset.users.columns:
         have = [] if dataset.users is None else list(dataset.users.columns)
         raise KeyError(f"{dataset.name}: no user attribute {attribute!r} (have {have})")
-    raw = dataset.users[attribute].reset_index(drop=True)
+    return column_labels(dataset.users[attribute], buckets)
+
+
+def column_labels(column: pd.Series, buckets: Sequence[float] | None = None) -> ProfileLabels:
+    """Rows of ``column`` with a known value and their labels (a users file's attribute).
+
+    Two populations bucketed with the same edges (MovieLens-100K ages, MovieLens-1M age codes)
+    get the same class names.
+    """
+    raw = column.reset_index(drop=True)
     if buckets is not None:
         edges = list(buckets)
         if sorted(edges) != edges:

@@ -8,7 +8,8 @@ CPU per request than the server's own request handling, and would measure itself
 SPEC (JSON): host, port, concurrency, requests, warmup, items ([domain, raw id] pairs), length
 (events per user), seed, and optionally targets ([path, extra body fields] used round-robin),
 repeat_pool/repeat_share (share of requests that resend one of a pool of sequences: cache hits),
-pairs (every sequence sent twice in a row: a miss then a hit), max_seconds, timeout_s, timeline.
+pairs (every sequence sent twice in a row: a miss then a hit), max_seconds, timeout_s, timeline,
+samples (every latency, for percentiles over several loads).
 OUT receives the result JSON: counts by status, connection errors, requests/s, client latency and
 server-side latency (``Server-Timing: total``) split by whether the answer came from the cache.
 """
@@ -49,6 +50,8 @@ class Spec:
     max_seconds: float = 600.0
     timeout_s: float = 30.0
     timeline: bool = False
+    #: also return every request's latency and server time (percentiles over merged loads)
+    samples: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Spec:
@@ -259,6 +262,9 @@ async def run(spec: Spec) -> dict[str, Any]:
         "hit_server_ms": _server(hits),
         "miss_server_ms": _server(misses),
     }
+    if spec.samples:
+        result["samples"] = {"latency_ms": [r.latency * 1000.0 for r in ok],
+                             "server_ms": [r.server_ms for r in ok if r.server_ms is not None]}
     if spec.timeline:
         result["timeline"] = [[r.end, round(r.latency, 6), r.status, int(r.cached)]
                               for r in records]

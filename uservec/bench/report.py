@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from uservec.bench.formatting import fmt as _fmt
+from uservec.bench.formatting import pct as _pct
+from uservec.bench.formatting import table
 from uservec.bench.scale_report import baselines_lines, data_scale_lines, ddp_lines, scale_targets
+from uservec.bench.serving_report import serving_lines as _serving
 
 
 def strict_json(value: Any) -> Any:
@@ -20,53 +24,6 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [strict_json(v) for v in value]
     return value
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "**no**"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "n/a"
-        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
-    return [*lines, ""]
-
-
-def _pct(stats: dict[str, Any] | None) -> str:
-    if not stats:
-        return "n/a"
-    return " / ".join(_fmt(stats.get(k), 1) for k in ("p50", "p95", "p99"))
-
-
-def _serving(s: dict[str, Any]) -> list[str]:
-    out = [f"Cores: {s['cores']}.", "",
-           f"Every request one user, a fresh random sequence of {s['sequence_length']} events "
-           f"(cache miss); {s['requests_per_level']} requests per level in {s['rounds']} rounds "
-           f"interleaved with the raw-engine reference; server micro-batch "
-           f"<= {s['max_batch_size']} rows, wait {s['max_batch_wait_ms']} ms. Latency: client "
-           "p50 / p95 / p99 ms.", ""]
-    rows = []
-    for r in s["levels"]:
-        on, off = r["batching_on"], r["batching_off"]
-        rows.append([r["concurrency"], r["raw_batch1_seq_s"], r["raw_batchc_seq_s"],
-                     on["requests_per_s"], _pct(on["latency_ms"]), on["mean_batch_size"],
-                     off["requests_per_s"], _pct(off["latency_ms"]), r["best_batching"],
-                     r["ratio_vs_raw_batch1"], r["ratio_vs_raw_batchc"],
-                     on["failed"] + off["failed"]])
-    out += table(["concurrency", "raw b=1 seq/s", "raw b=c seq/s", "HTTP batching on req/s",
-                  "on latency", "on mean batch", "HTTP batching off req/s", "off latency",
-                  "better", "best / raw b=1", "best / raw b=c", "failed"], rows)
-    spread = ", ".join(f"b={b}: {_fmt(v)}" for b, v in s["raw_spread"].items())
-    out += [f"Raw-engine max/min over rounds (machine noise): {spread}.", ""]
-    return out
 
 
 def _cache(c: dict[str, Any]) -> list[str]:
@@ -297,7 +254,10 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
     """(target, goal, measured, met) rows for the summary table."""
     rows: list[list[Any]] = []
     serving = results.get("serving", {}).get("target")
-    if serving:
+    listed = results.get("serving", {}).get("targets")
+    if listed:
+        rows += [[t["name"], t["goal"], _fmt(t["measured"]), t["met"]] for t in listed]
+    elif serving:
         rows.append([f"HTTP / raw engine at concurrency {serving['concurrency']}",
                      f">= {serving['goal']}",
                      f"{_fmt(serving['ratio_vs_raw_batchc'])} vs raw at b=c, "
@@ -310,10 +270,18 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
                          f"{_fmt(part['hit_ms'].get('p50'))} ms client, "
                          f"{_fmt(part['hit_server_ms'].get('p50'))} ms server",
                          part["target_hit_p50_met"]])
+    overhead = cache.get("hit_vs_bare")
+    if overhead and "ratio_p50" in overhead:
+        rows.append(["cache hit p50 server time / bare FastAPI (same JSON)",
+                     f"<= {overhead['goal']}x",
+                     f"{_fmt(overhead['ratio_p50'])}x ({_fmt(overhead['service_us']['p50'], 0)} "
+                     f"vs {_fmt(overhead['bare_us']['p50'], 0)} us)", overhead["met"]])
     compute = results.get("compute", {}).get("target")
     if compute:
         rows.append([f"encoder fraction of sgemm peak (dim {compute['dim']}, b=1)",
                      f">= {compute['goal']}", _fmt(compute["fraction_of_peak"]), compute["met"]])
+    rows += _compute_batch8(results.get("compute", {}))
+    rows += _int8_target(results.get("int8", {}))
     retrieval = results.get("retrieval", {})
     for cat in retrieval.get("catalogues", []):
         best = max(cat["rows"][1:], key=lambda r: (r["recall_at_10"] >= 0.95,
@@ -332,6 +300,47 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
     if robustness:
         rows.append(["reliability checks", "all pass", "", robustness.get("passed", False)])
     return [*rows, *scale_targets(results)]
+
+
+#: issue 23: the encoder at the default width, batch 8; int8 static at batch 32 and its task cost
+TARGET_BATCH8_FRACTION = 0.55
+TARGET_INT8_SPEEDUP = 1.8
+TARGET_INT8_MAX_CHANGE = 0.005
+
+
+def _compute_batch8(compute: dict[str, Any]) -> list[list[Any]]:
+    target = compute.get("target") or {}
+    row = next((r for r in compute.get("rows", []) if r.get("batch") == 8
+                and r.get("dim") == target.get("dim")), None)
+    if row is None:
+        return []
+    value = row["fraction_of_peak"]
+    return [[f"encoder fraction of sgemm peak (dim {row['dim']}, b=8)",
+             f">= {TARGET_BATCH8_FRACTION}", _fmt(value), value >= TARGET_BATCH8_FRACTION]]
+
+
+def _int8_target(int8: dict[str, Any]) -> list[list[Any]]:
+    static = (int8.get("methods") or {}).get("static")
+    if not isinstance(static, dict) or "speedup_batch32" not in static:
+        return []
+    speedup = static["speedup_batch32"]
+    changes = [(abs(v), v, f"{task} {metric}")
+               for task, metrics in (static.get("task_metric_change") or {}).items()
+               if isinstance(metrics, dict)
+               for metric, v in metrics.items() if isinstance(v, float)]
+    top = max(changes) if changes else None
+    worst = ("task metrics not measured" if top is None else
+             f"worst {top[1] * 100:+.2f} pt ({top[2]})")
+    met = speedup >= TARGET_INT8_SPEEDUP and top is not None and top[0] <= TARGET_INT8_MAX_CHANGE
+    return [["int8 static vs fp32 at b=32, worst task-metric change",
+             f">= {TARGET_INT8_SPEEDUP}x, <= {TARGET_INT8_MAX_CHANGE * 100:g} pt",
+             f"{_fmt(speedup)}x, {worst}", met]]
+
+
+def target_list(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary table as bench.json's top-level ``targets``: name, goal, measured, met."""
+    return [{"name": name, "goal": goal, "measured": measured, "met": met}
+            for name, goal, measured, met in targets(results)]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -358,6 +367,6 @@ def render(results: dict[str, Any]) -> str:
 
 
 def write(results: dict[str, Any], out_dir: Path) -> None:
-    clean = strict_json(results)
+    clean = strict_json({**results, "targets": target_list(results)})
     (out_dir / "bench.json").write_text(json.dumps(clean, indent=2, allow_nan=False))
     (out_dir / "bench.md").write_text(render(clean))

@@ -160,6 +160,11 @@ class TaskSpec(BaseModel):
         description="profile: the class-weight power the head was trained with (weights "
         "prior ** -power); logits + power * log(class_prior) rank like the unweighted posterior",
     )
+    served_kind: Literal["deep", "wide", "wide+deep"] = Field(
+        "deep",
+        description="what the head's output serves: the network head on the user vector "
+        "(deep), a linear model on the item bag of every event sent (wide; the graph's ``bag`` "
+        "input), or their sum (wide+deep); chosen on validation users at training time")
     domain: str | None = Field(None, description="recommend: the target domain")
     source_domains: list[str] | None = Field(None, description="domains the head reads")
     items_file: BundlePath | None = None

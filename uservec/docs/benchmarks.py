@@ -54,7 +54,8 @@ def bench_rows(bench: dict[str, Any]) -> list[list[str]]:
              "yes" if met is True else "**no**" if met is False else str(met)]
             for target, goal, measured, met in bench_targets(bench)]
     int8 = _int8_row(bench.get("int8"))
-    return [*rows, int8] if int8 else rows
+    has_int8 = any(row[0].startswith("int8") for row in rows)
+    return [*rows, int8] if int8 and not has_int8 else rows
 
 
 def bench_section(name: str, bench: dict[str, Any], note: str | None) -> list[str]:

@@ -79,6 +79,8 @@ def describe_source(config: DataConfig) -> tuple[list[Path], dict[str, Any]]:
             users=config.synthetic_users, items=config.synthetic_items,
             domains=config.synthetic_domains, seed=SYNTHETIC_SEED,
         )
+        if config.synthetic_basket:  # absent otherwise: earlier preparations keep their hash
+            settings["basket"] = config.synthetic_basket
         return [], settings
     if config.format not in FORMATS:
         raise DataError(f"unknown data format {config.format!r}; expected one of {list(FORMATS)}")

@@ -328,11 +328,11 @@ def test_results_survive_missing_keys() -> None:
 def test_the_headline_keeps_two_regimes_and_points_to_the_rest() -> None:
     report = _demo_report()
     regimes = report["tasks"]["tasks"]["gender"]["regimes"]
-    regimes["low_label"] = regimes["fraction_0.05"] = regimes["full"]
+    regimes["0.1"] = regimes["0.05"] = regimes["1.0"]
     text = results_summary(Inputs({"demo": report}, {}, (), {}))
     assert "| demo | gender, 10% of the labels | accuracy |" in text
-    assert "fraction_0.05" not in text.split("\n\n")[1]
-    assert "the other label regimes (fraction_0.05)" in text
+    assert "5% of the labels" not in text.split("\n\n")[1]
+    assert "the other label regimes (0.05)" in text
 
 
 def test_benchmark_rows_carry_targets_and_the_worst_int8_change() -> None:
@@ -387,3 +387,16 @@ def test_the_worked_example_runs_and_exports(example: Path) -> None:
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["bundle", "verify", "bundles/my-data"])
     assert result.exit_code == 0 and "2 tasks" in result.output, result.output
+
+
+def test_profile_tasks_with_several_label_regimes_get_a_label_efficiency_table() -> None:
+    def body(acc: float) -> dict:
+        return {"methods": {"lr": {"accuracy": {"mean": acc}, "macro_f1": {"mean": acc / 2}}}}
+
+    task = {"kind": "profile", "regimes": {"0.05": body(0.6), "1.0": body(0.8),
+                                           "0.1": body(0.7)},
+            "skipped_regimes": {"0.01": "skipped: ..."}}
+    text = "\n".join(report_section("x", {"tasks": {"tasks": {"g": task}}}))
+    assert "### x: g, label efficiency (P2)" in text and "Skipped (too few" in text
+    assert "| method | 5% | 10% | 100% |" in text  # columns in increasing fraction
+    assert "| lr | 0.600 / 0.300 | 0.700 / 0.350 | 0.800 / 0.400 |" in text

@@ -27,6 +27,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 STATE_KEYS = ("model", "head", "optimizer", "rng")
 #: pretraining settings that only bound how long or where a run goes on; a resume may change them
 BUDGET_KEYS = ("epochs", "max_seconds", "num_threads", "device")
+#: (section, key) of settings pretraining never reads: a resume may change them
+NOT_PRETRAINING = frozenset({("eval", "label_fractions")})
 #: where tensors land when a checkpoint is read: any machine can read any checkpoint
 DEFAULT_DEVICE = "cpu"
 
@@ -115,7 +117,8 @@ def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[s
 
     Compares config, seed, dataset fingerprint and vocabulary (size, and hash where both record
     it); the run budget and where it runs (``pretrain.epochs``, ``max_seconds``,
-    ``num_threads``, ``device``) may change between runs. An option the checkpoint does not
+    ``num_threads``, ``device``) and the P2 label regimes (``eval.label_fractions``) may change
+    between runs. An option the checkpoint does not
     record (added to the code after it was written) matches when the run leaves it at its
     default, which is what the older code did.
     """
@@ -129,7 +132,8 @@ def resume_mismatches(saved: dict[str, Any], expected: dict[str, Any]) -> list[s
     for section in sorted(set(saved_cfg) | set(expected_cfg)):
         old, new = dict(saved_cfg.get(section, {})), dict(expected_cfg.get(section, {}))
         for name in sorted(set(old) | set(new)):
-            if section == "pretrain" and name in BUDGET_KEYS:
+            if (section == "pretrain" and name in BUDGET_KEYS) or (
+                    (section, name) in NOT_PRETRAINING):
                 continue
             if name not in old and _is_default(section, name, new.get(name)):
                 continue

@@ -126,3 +126,12 @@ def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(tmp_path) -> None:
     assert all(p.device.type == "cpu" for p in loaded.parameters())
     on_gpu, _ = load_encoder(tmp_path / "c.pt", map_location="cuda")
     assert all(p.device.type == "cuda" for p in on_gpu.parameters())
+
+
+def test_the_label_regimes_may_change_on_resume_since_pretraining_never_reads_them() -> None:
+    saved, current = meta(), meta()
+    saved["config"]["eval"] = {"k": 10, "label_fractions": [0.01, 0.05, 0.1, 0.25, 1.0]}
+    current["config"]["eval"] = {"k": 10, "label_fractions": [0.1, 1.0]}
+    assert resume_mismatches(saved, current) == []
+    current["config"]["eval"]["k"] = 20
+    assert [p.split(":")[0] for p in resume_mismatches(saved, current)] == ["eval.k"]

@@ -106,8 +106,8 @@ def test_transfer_run_reports_pooled_baselines_and_auxiliary_heads(tmp_path: Pat
     regimes = saved["tasks"]["tasks"]["gender"]["regimes"]
     assert list(regimes) == ["0.25", "1.0"]
     for regime in regimes.values():
-        assert {"lr", "lr_bal", "lr_pooled", "lr_bal_pooled", "head-only"} <= set(
-            regime["methods"])
+        assert {"lr", "lr_bal", "lr_pooled", "lr_bal_pooled", "svd_lr", "svd_lr_bal",
+                "head-only"} <= set(regime["methods"])
         # 80 labelled corpus users make a 25% regime (12 own rows) as good as all labels
         assert regime["methods"]["lr_pooled"]["accuracy"]["mean"] > 0.8
     assert saved["pretrain"]["objective"] == "set"

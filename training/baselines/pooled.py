@@ -1,4 +1,5 @@
-"""``lr_pooled`` / ``lr_bal_pooled``: the P2 bag baselines with another population's labelled users
+"""The P2 baselines that get a corpus' data: ``lr_pooled`` / ``lr_bal_pooled`` (its labelled
+users) and ``svd_lr`` / ``svd_lr_bal`` (its behaviour, as SVD user factors)
 (docs/protocols.md#p2-on-movielens-1m-and-transfer-to-movielens-100k).
 
 The comparison a corpus-pretrained backbone has to win: the same TF-IDF logistic regressions as
@@ -25,6 +26,7 @@ from uservec.training.baselines.logistic import (
     FALLBACK_C,
     balanced_weight,
     fit_predict,
+    select_c,
 )
 from uservec.training.baselines.tfidf import MIN_ITEM_USERS
 from uservec.training.evaluation.classification import accuracy, macro_f1
@@ -32,6 +34,9 @@ from uservec.training.evaluation.profile_eval import ProfileFold
 from uservec.training.evaluation.profile_split import INNER_FOLDS, column_labels, inner_folds
 
 logger = logging.getLogger(__name__)
+
+#: user factors of the ``svd_lr`` baselines (the model's default width)
+SVD_DIM = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,3 +114,31 @@ def pooled_rows(bags: sp.csr_matrix, users: pd.DataFrame | None, attribute: str,
     labels = column_labels(users[attribute], buckets)
     keep = np.isin(labels.labels, classes)
     return PooledRows(sp.csr_matrix(bags[labels.users[keep]]), labels.labels[keep])
+
+
+class SvdLogisticPredictor:
+    """``svd_lr`` / ``svd_lr_bal``: the logistic regressions on SVD user factors of the larger
+    corpus (label-free: TF-IDF of the training-fold users' and every corpus user's bags), fitted
+    on the fold's labelled rows only; what unsupervised corpus features alone are worth."""
+
+    def __init__(self, matrix: sp.csr_matrix, pooled: PooledRows, balanced: bool,
+                 dim: int = SVD_DIM) -> None:
+        self.matrix, self.pooled, self.balanced, self.dim = matrix, pooled, balanced, dim
+        self.chosen_c: list[float] = []
+
+    def __call__(self, fold: ProfileFold) -> np.ndarray:
+        from sklearn.decomposition import TruncatedSVD
+
+        pool = sp.vstack([self.matrix[fold.pool_users], self.pooled.bags]).tocsr()
+        vocabulary = np.flatnonzero(np.asarray(pool.sum(axis=0)).ravel() >= MIN_ITEM_USERS)
+        tfidf = TfidfTransformer(norm="l2", smooth_idf=True).fit(pool[:, vocabulary])
+        k = max(1, min(self.dim, vocabulary.size - 1, pool.shape[0] - 1))
+        svd = TruncatedSVD(k, random_state=0).fit(tfidf.transform(pool[:, vocabulary]))
+
+        def factors(users: np.ndarray) -> np.ndarray:
+            return np.asarray(svd.transform(tfidf.transform(self.matrix[users][:, vocabulary])))
+
+        train, test = factors(fold.train_users), factors(fold.test_users)
+        c, _ = select_c(train, fold.train_labels, fold.classes, self.balanced)
+        self.chosen_c.append(c)
+        return fit_predict(train, fold.train_labels, test, c, balanced_weight(self.balanced))

@@ -8,7 +8,11 @@ from collections.abc import Sequence
 
 from uservec.training.baselines.logistic import LogisticPredictor
 from uservec.training.baselines.majority import majority_predict
-from uservec.training.baselines.pooled import PooledLogisticPredictor, PooledRows
+from uservec.training.baselines.pooled import (
+    PooledLogisticPredictor,
+    PooledRows,
+    SvdLogisticPredictor,
+)
 from uservec.training.baselines.tfidf import user_item_matrix
 from uservec.training.data.dataset import PreparedDataset
 from uservec.training.evaluation.kinds import ProfileBaseline
@@ -24,7 +28,8 @@ def run_profile_baselines(
     pooled: PooledRows | None = None,
 ) -> dict[str, ProfileMethodResult]:
     """``majority``, ``lr`` and ``lr_bal`` on ``folds`` (of :func:`profile_folds`), by name;
-    with ``pooled`` (a corpus' labelled users) also ``lr_pooled`` and ``lr_bal_pooled``."""
+    with ``pooled`` (a corpus' labelled users) also ``lr_pooled``, ``lr_bal_pooled`` and the
+    corpus-SVD ``svd_lr``, ``svd_lr_bal``."""
     matrix = user_item_matrix(dataset)
     predictors: dict[ProfileBaseline, PredictFn] = {
         "majority": majority_predict,
@@ -34,12 +39,15 @@ def run_profile_baselines(
     if pooled is not None:
         predictors["lr_pooled"] = PooledLogisticPredictor(matrix, pooled, balanced=False)
         predictors["lr_bal_pooled"] = PooledLogisticPredictor(matrix, pooled, balanced=True)
+        predictors["svd_lr"] = SvdLogisticPredictor(matrix, pooled, balanced=False)
+        predictors["svd_lr_bal"] = SvdLogisticPredictor(matrix, pooled, balanced=True)
     results: dict[str, ProfileMethodResult] = {}
     for name, predict in predictors.items():
         start = time.perf_counter()
         evaluation = evaluate_profile(predict, labels, folds)
         chosen = (tuple(predict.chosen_c)
-                  if isinstance(predict, LogisticPredictor | PooledLogisticPredictor) else None)
+                  if isinstance(predict, LogisticPredictor | PooledLogisticPredictor
+                                           | SvdLogisticPredictor) else None)
         result = ProfileMethodResult(evaluation, round(time.perf_counter() - start, 2), chosen)
         results[name] = result
         accuracy, f1 = result.metric("accuracy"), result.metric("macro_f1")

@@ -20,8 +20,9 @@ __all__ = [
 ]
 
 #: the simple baselines every method is read against
-#: (``lr_pooled`` / ``lr_bal_pooled`` only where a corpus lends its labelled users)
-ProfileBaseline = Literal["majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled"]
+#: (the pooled and corpus-SVD ones only where a corpus lends its users: pretrain.corpus)
+ProfileBaseline = Literal["majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled", "svd_lr",
+                          "svd_lr_bal"]
 PROFILE_BASELINES: tuple[ProfileBaseline, ...] = get_args(ProfileBaseline)
 CrossDomainBaseline = Literal["popularity", "cooc", "ridge"]
 CROSS_DOMAIN_BASELINES: tuple[CrossDomainBaseline, ...] = get_args(CrossDomainBaseline)

@@ -20,7 +20,8 @@ RESULTS_PAGE = Path("docs/results.md")
 BENCHMARKS_PAGE = Path("docs/benchmarks.md")
 README = Path("README.md")
 NOT_RECORDED = "not recorded"
-P2_BASELINES = ("majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled")
+P2_BASELINES = ("majority", "lr", "lr_bal", "lr_pooled", "lr_bal_pooled", "svd_lr",
+                "svd_lr_bal")
 P3_BASELINES = ("popularity", "cooc", "ridge")
 P2_METRICS = ("accuracy", "macro_f1")
 #: the label regimes the README's headline shows; every regime is in docs/results.md

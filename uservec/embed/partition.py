@@ -43,9 +43,10 @@ def _embed_rows(model: EmbedModel, table: pa.Table, offsets: np.ndarray,
     items = table.column("item_id").to_pylist()
     domains = table.column("domain").to_pylist()
     stamps = table.column("timestamp").to_pylist()
+    whole = model.reads_bag  # wide parts read every event: keep them all, the run cuts the window
     sequences = [
-        encode_events(items[a:b], domains[a:b], stamps[a:b], model.vocab, model.max_len,
-                      model.domains).ids
+        encode_events(items[a:b], domains[a:b], stamps[a:b], model.vocab,
+                      b - a if whole else model.max_len, model.domains).ids
         for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
     ]
     n_users = len(sequences)

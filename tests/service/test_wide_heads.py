@@ -117,3 +117,38 @@ async def test_recommend_answer_names_its_kind_and_ranks_by_the_whole_bag(
     assert body["served_kind"] == "wide"
     one, two = ([item["score"] for item in r["items"]] for r in body["results"])
     assert not np.allclose(one, two)
+
+
+async def test_uservec_embed_reads_the_whole_history_like_the_service(
+    serve, make_settings, wide_bundle: Path, tmp_path: Path
+):
+    import csv
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from uservec.cli import main
+
+    histories = dict(zip(("u1", "u2"), _long_users(), strict=True))
+    source = tmp_path / "events.csv"
+    with source.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "domain", "timestamp"])
+        for user_id, items in histories.items():
+            writer.writerows((user_id, item, BOOKS if item[0] == "b" else GAMES, t)
+                             for t, item in enumerate(items))
+    out = tmp_path / "vectors.parquet"
+    result = CliRunner().invoke(main, ["embed", "--bundle", str(wide_bundle), "--input",
+                                       str(source), "--out", str(out), "--heads", "--threads",
+                                       "1"])
+    assert result.exit_code == 0, result.output
+    embedded = {row["user_id"]: row for row in pq.read_table(out).to_pylist()}
+    async with serve(make_settings(bundle_path=wide_bundle)) as served:
+        response = await served.client.post("/predict-profile", json={"users": [
+            user(*items, user_id=user_id) for user_id, items in histories.items()]})
+    for answer in response.json()["results"]:
+        expected = list(answer["attributes"]["gender"]["probabilities"].values())
+        np.testing.assert_allclose(embedded[answer["user_id"]]["gender_probabilities"],
+                                   expected, atol=1e-5)
+    assert not np.allclose(embedded["u1"]["gender_probabilities"],
+                           embedded["u2"]["gender_probabilities"])

@@ -199,7 +199,19 @@ def export_from_run(
         meta["dataset_fingerprint"], cfg.seed, cfg.model.max_len,
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
         name=cfg.name, overwrite=overwrite, int8_task_metrics=compare, private=private,
+        next_item=_next_item_head(encoder_path),
     )
+
+
+def _next_item_head(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The pretrained next-item output layer (weight, bias), served for in-domain
+    recommendations; None when the checkpoint has none."""
+    from uservec.training.checkpoint import load_checkpoint
+
+    head = load_checkpoint(checkpoint).get("head", {})
+    if "output.weight" not in head or "output.bias" not in head:
+        return None
+    return head["output.weight"], head["output.bias"]
 
 
 def int8_comparison(

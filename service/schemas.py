@@ -56,8 +56,7 @@ class Event(BaseModel):
 
 
 class UserEvents(BaseModel):
-    """One user's events, oldest first (at most ``USERVEC_MAX_EVENTS_PER_USER``; the model reads
-    the latest ``max_len``), or without events the ``user_id`` of a stored user."""
+    """One user's events (oldest first, the latest ``max_len`` read), or a stored ``user_id``."""
 
     model_config = ConfigDict(**STRICT, json_schema_extra={"anyOf": [
         {"required": ["events"], "properties": {"events": {"type": "array"}}},
@@ -244,6 +243,8 @@ class RecommendedItem(BaseModel):
 
 class RecommendResult(UserResult):
     items: list[RecommendedItem]
+    answered_by: str = Field(description="what ranked: `next_item` (history in the domain), the "
+                             "cross-domain head's task name, or `popularity` (no signal)")
 
 
 class RecommendResponse(BaseModel):

@@ -216,8 +216,11 @@ def _embed(c: dict[str, Any]) -> list[str]:
 
 
 def _user_state(c: dict[str, Any]) -> list[str]:
-    out = [f"One event appended to a stored user vs re-encoding the whole history (p50 ms, "
-           f"B = 1, interleaved). State {c['state_bytes']:,} bytes per user (receptive field "
+    model = c["model"]
+    out = [f"Model: dim {model['dim']}, {model['n_blocks']} blocks, max_len {model['max_len']} "
+           "(this section's own bundle). One event appended to a stored user vs re-encoding the "
+           "whole history with the fused graph (engine, service) or `POST /embed` (HTTP); p50 ms, "
+           f"B = 1, interleaved. State {c['state_bytes']:,} bytes per user (receptive field "
            f"{c['receptive_field']}); the stored record at max_len events "
            f"{c['service_memory']['record_bytes_at_max_len']:,} bytes.", ""]
     redis = c.get("service_redis", {})

@@ -152,3 +152,27 @@ async def test_uservec_embed_reads_the_whole_history_like_the_service(
                                    expected, atol=1e-5)
     assert not np.allclose(embedded["u1"]["gender_probabilities"],
                            embedded["u2"]["gender_probabilities"])
+
+
+def test_int8_keeps_the_wide_parts_in_fp32_and_reads_the_bag(wide_bundle: Path, tmp_path: Path):
+    import onnx
+
+    from uservec.export.parity import open_session, session_outputs
+    from uservec.export.quantize import quantize
+
+    int8 = quantize(wide_bundle / "model.onnx", tmp_path / "model.int8.onnx", "static",
+                    calibration_items(make_vocab()))
+    nodes = onnx.load(str(int8)).graph.node
+    # the wide parts' matrix products (named after their task) read no dequantized tensor
+    dequantized = {out for n in nodes if n.op_type == "DequantizeLinear" for out in n.output}
+    wide = [n for n in nodes if n.name.split("/")[1:3] in (["gender", "MatMul"],
+                                                           ["games", "MatMul"])]
+    assert len(wide) == 2 and all(n.op_type in ("MatMul", "Gemm") for n in wide)
+    assert not any(name in dequantized for n in wide for name in n.input)
+    assert any(n.op_type == "DequantizeLinear" for n in nodes)  # the encoder is int8
+    items = calibration_items(make_vocab(), n=8, seed=3)
+    fp32 = session_outputs(open_session(wide_bundle / "model.onnx"), items)
+    quantized = session_outputs(open_session(int8), items)
+    assert set(quantized) == set(fp32)
+    np.testing.assert_allclose(quantized["query.games"][:, -3:], fp32["query.games"][:, -3:],
+                               atol=1e-4)  # the wide query coordinates: fp32 in both

@@ -117,3 +117,62 @@ async def test_recommend_answer_names_its_kind_and_ranks_by_the_whole_bag(
     assert body["served_kind"] == "wide"
     one, two = ([item["score"] for item in r["items"]] for r in body["results"])
     assert not np.allclose(one, two)
+
+
+async def test_uservec_embed_reads_the_whole_history_like_the_service(
+    serve, make_settings, wide_bundle: Path, tmp_path: Path
+):
+    import csv
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from uservec.cli import main
+
+    histories = dict(zip(("u1", "u2"), _long_users(), strict=True))
+    source = tmp_path / "events.csv"
+    with source.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "domain", "timestamp"])
+        for user_id, items in histories.items():
+            writer.writerows((user_id, item, BOOKS if item[0] == "b" else GAMES, t)
+                             for t, item in enumerate(items))
+    out = tmp_path / "vectors.parquet"
+    result = CliRunner().invoke(main, ["embed", "--bundle", str(wide_bundle), "--input",
+                                       str(source), "--out", str(out), "--heads", "--threads",
+                                       "1"])
+    assert result.exit_code == 0, result.output
+    embedded = {row["user_id"]: row for row in pq.read_table(out).to_pylist()}
+    async with serve(make_settings(bundle_path=wide_bundle)) as served:
+        response = await served.client.post("/predict-profile", json={"users": [
+            user(*items, user_id=user_id) for user_id, items in histories.items()]})
+    for answer in response.json()["results"]:
+        expected = list(answer["attributes"]["gender"]["probabilities"].values())
+        np.testing.assert_allclose(embedded[answer["user_id"]]["gender_probabilities"],
+                                   expected, atol=1e-5)
+    assert not np.allclose(embedded["u1"]["gender_probabilities"],
+                           embedded["u2"]["gender_probabilities"])
+
+
+def test_int8_keeps_the_wide_parts_in_fp32_and_reads_the_bag(wide_bundle: Path, tmp_path: Path):
+    import onnx
+
+    from uservec.export.parity import open_session, session_outputs
+    from uservec.export.quantize import quantize
+
+    int8 = quantize(wide_bundle / "model.onnx", tmp_path / "model.int8.onnx", "static",
+                    calibration_items(make_vocab()))
+    nodes = onnx.load(str(int8)).graph.node
+    # the wide parts' matrix products (named after their task) read no dequantized tensor
+    dequantized = {out for n in nodes if n.op_type == "DequantizeLinear" for out in n.output}
+    wide = [n for n in nodes if n.name.split("/")[1:3] in (["gender", "MatMul"],
+                                                           ["games", "MatMul"])]
+    assert len(wide) == 2 and all(n.op_type in ("MatMul", "Gemm") for n in wide)
+    assert not any(name in dequantized for n in wide for name in n.input)
+    assert any(n.op_type == "DequantizeLinear" for n in nodes)  # the encoder is int8
+    items = calibration_items(make_vocab(), n=8, seed=3)
+    fp32 = session_outputs(open_session(wide_bundle / "model.onnx"), items)
+    quantized = session_outputs(open_session(int8), items)
+    assert set(quantized) == set(fp32)
+    np.testing.assert_allclose(quantized["query.games"][:, -3:], fp32["query.games"][:, -3:],
+                               atol=1e-4)  # the wide query coordinates: fp32 in both

@@ -94,7 +94,8 @@ def embed_partition(model: EmbedModel, part: SpillFile, options: EmbedOptions,
         table = reader.read_all()
     held.rows = max(held.rows, table.num_rows)
     part.path.unlink()
-    kept, offsets = _users(table, model.max_len)
+    # a wide part reads every event of a user, the encoder only the latest max_len
+    kept, offsets = _users(table, max(table.num_rows, 1) if model.reads_bag else model.max_len)
     del table
     schema = output_schema(model, options.decision)
     # a few thousand users at a time: Python lists of their rows stay small

@@ -47,6 +47,7 @@ from uservec.training.fused import FusedUserModel, profile_output, query_output
 log = logging.getLogger(__name__)
 
 MODEL_FILE, INT8_FILE, VOCAB_FILE = "model.onnx", "model.int8.onnx", "vocab.json"
+NEXT_ITEM_FILE = "next_item.npy"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: share of the calibration sequences held out for the parity checks when none are given
 HELD_OUT_SHARE = 0.25
@@ -71,6 +72,8 @@ class TaskExport:
     #: profile: training label frequencies and class-weight power (TaskSpec.class_prior)
     class_prior: tuple[float, ...] | None = None
     prior_power: float | None = None
+    #: "deep", "wide" or "wide+deep": what the head's output serves (TaskSpec.served_kind)
+    served_kind: str = "deep"
 
 
 def _check_tasks(fused: FusedUserModel, tasks: Sequence[TaskExport]) -> None:
@@ -168,6 +171,8 @@ class _Contents:
     index_kind: IndexKind
     name: str
     int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None
+    #: (V, D + 1) pretrained next-item output layer, bias last (None: not exported)
+    next_item: np.ndarray | None = None
 
 
 def write_bundle(
@@ -189,6 +194,7 @@ def write_bundle(
     overwrite: bool = False,
     int8_task_metrics: Callable[[Path, Path], dict[str, Any]] | None = None,
     private: bool = False,
+    next_item: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> BundleManifest:
     """Export, check and write a bundle to ``out_dir`` atomically; return its manifest.
 
@@ -211,7 +217,8 @@ def write_bundle(
                                               vocab.size, seed)
     contents = _Contents(vocab, tasks, dict(config), data_fingerprint, seed, max_len,
                          calibration, held_out, quantize, quantize_method, index_kind,
-                         name or str(config.get("name") or "uservec"), int8_task_metrics)
+                         name or str(config.get("name") or "uservec"), int8_task_metrics,
+                         _next_item_rows(next_item, vocab.size))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -225,6 +232,19 @@ def write_bundle(
         raise
     log.info("wrote bundle %s to %s", manifest.bundle_version, out_dir)
     return manifest
+
+
+def _next_item_rows(
+    head: tuple[torch.Tensor, torch.Tensor] | None, vocab_size: int
+) -> np.ndarray | None:
+    """The next-item layer (weight (V, D), bias (V,)) as (V, D + 1) rows, checked."""
+    if head is None:
+        return None
+    weight, bias = (t.detach().float().cpu().numpy() for t in head)
+    if weight.ndim != 2 or weight.shape[0] != vocab_size or bias.shape != (vocab_size,):
+        raise ExportError(f"next-item head {weight.shape}/{bias.shape} does not fit the "
+                          f"vocabulary of {vocab_size} ids")
+    return np.concatenate([weight, bias[:, None]], axis=1).astype(np.float32)
 
 
 def _calibration_rows(
@@ -253,8 +273,14 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
     sample = session_outputs(open_session(model_path), job.calibration)
     _check_shapes(job.tasks, sample, vectors)
     parity: dict[str, Any] = {"fp32": check_parity(fused, model_path, job.held_out, vectors)}
-    step = export_step(fused, root / STEP_FILE, job.max_len)
-    parity["step"] = check_step_parity(fused, root / STEP_FILE, step, job.held_out)
+    step = None
+    if fused.needs_bag:
+        # a step state carries the encoder, not the whole item bag a wide part reads: appends
+        # re-encode with the full graph instead (docs/service.md#user-state)
+        parity["step"] = {"skipped": "wide parts read the whole item bag"}
+    else:
+        step = export_step(fused, root / STEP_FILE, job.max_len)
+        parity["step"] = check_step_parity(fused, root / STEP_FILE, step, job.held_out)
     specs = [
         _profile_spec(task) if task.kind == "profile" else _write_recommend_files(
             root, task, vectors[task.name], sample, job.index_kind, job.seed)
@@ -267,10 +293,16 @@ def _write_contents(root: Path, fused: FusedUserModel, job: _Contents) -> Bundle
             int8_file, int8_method = INT8_FILE, job.quantize_method
     graphs, parity["graphs"] = write_graphs(root, MODEL_FILE, int8_file, job.held_out)
     job.vocab.save(root / VOCAB_FILE)
+    next_item_file = None
+    if job.next_item is not None:
+        (root / "items").mkdir(exist_ok=True)
+        next_item_file = NEXT_ITEM_FILE
+        np.save(root / next_item_file, job.next_item)
     model = ModelSpec(
         file=MODEL_FILE, int8_file=int8_file, int8_method=int8_method, opset=OPSET,
         max_len=job.max_len, dim=int(sample[fused.output_names[0]].shape[1]),
         inputs=inputs, outputs=outputs, step=step, graphs=graphs, nodes=node_count(model_path),
+        next_item_file=next_item_file,
     )
     return _seal(root, job, model, specs, parity)
 
@@ -283,6 +315,7 @@ def _profile_spec(task: TaskExport) -> TaskSpec:
         labels=list(task.labels or ()),
         class_prior=None if task.class_prior is None else list(task.class_prior),
         prior_power=task.prior_power,
+        served_kind=task.served_kind,
     )
 
 
@@ -359,4 +392,5 @@ def _write_recommend_files(
         index_params=info["params"],
         index_recall_at_10=info["recall_at_10"],
         popularity_file=popularity_file,
+        served_kind=task.served_kind,
     )

@@ -40,6 +40,7 @@ from uservec.training.task_artifact import (
     RecommendOutputs,
     TaskArtifact,
 )
+from uservec.training.wide.modules import ProfileWidePart, RankingWidePart
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,13 @@ def load_task(
     if isinstance(outputs, ProfileOutputs):
         head = ClassificationHead(dim, len(outputs.labels))
         _load_head(head, artifact)
-        return (ProfileTask(head.eval(), patches=patches, readout=artifact.readout),
+        wide = None if outputs.wide is None else ProfileWidePart.from_payload(outputs.wide).eval()
+        kind = outputs.served_kind if wide is not None else "deep"
+        return (ProfileTask(head.eval(), patches=patches, readout=artifact.readout, wide=wide,
+                            served_kind=kind),
                 TaskExport(artifact.task, "profile", labels=outputs.labels,
-                           class_prior=outputs.class_prior, prior_power=outputs.prior_power))
+                           class_prior=outputs.class_prior, prior_power=outputs.prior_power,
+                           served_kind=kind))
     return _load_recommend(artifact, outputs, patches, dim, domains)
 
 
@@ -108,13 +113,15 @@ def _load_recommend(
     _load_head(item_head, artifact)
     target = outputs.target_domain
     ranking = outputs.popularity_ranking.tolist()
+    wide = None if outputs.wide is None else RankingWidePart.from_payload(outputs.wide).eval()
+    kind = outputs.served_kind if wide is not None else "deep"
     task = TaskExport(
         artifact.task, "recommend", domain=target,
         source_domains=tuple(d for d in domains if d != target),
-        item_keys=keys, popularity=tuple(keys[i] for i in ranking),
+        item_keys=keys, popularity=tuple(keys[i] for i in ranking), served_kind=kind,
     )
     head = RecommendTask(item_head.eval(), patches=patches, source_keep=artifact.source_keep,
-                         readout=artifact.readout)
+                         readout=artifact.readout, wide=wide, served_kind=kind)
     return head, task
 
 
@@ -192,7 +199,19 @@ def export_from_run(
         meta["dataset_fingerprint"], cfg.seed, cfg.model.max_len,
         calibration_items(dataset, cfg.model.max_len, cfg.seed), quantize,
         name=cfg.name, overwrite=overwrite, int8_task_metrics=compare, private=private,
+        next_item=_next_item_head(encoder_path),
     )
+
+
+def _next_item_head(checkpoint: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The pretrained next-item output layer (weight, bias), served for in-domain
+    recommendations; None when the checkpoint has none."""
+    from uservec.training.checkpoint import load_checkpoint
+
+    head = load_checkpoint(checkpoint).get("head", {})
+    if "output.weight" not in head or "output.bias" not in head:
+        return None
+    return head["output.weight"], head["output.bias"]
 
 
 def int8_comparison(

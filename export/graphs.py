@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnx.utils
 
+from uservec.contract.bags import BAG_INPUT
 from uservec.contract.manifest import GraphSpec
 from uservec.export.onnx_export import INPUT_NAME
 from uservec.export.parity import ABS_TOL, ParityError, open_session, session_outputs
@@ -35,8 +36,15 @@ def node_count(path: str | Path) -> int:
 def extract_graph(source: Path, target: Path, outputs: Sequence[str]) -> int:
     """Write the part of ``source`` that ``outputs`` depend on to ``target``; its node count."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    onnx.utils.extract_model(str(source), str(target), [INPUT_NAME], list(outputs),
-                             check_model=True)
+    inputs = [i.name for i in onnx.load(str(source), load_external_data=False).graph.input]
+    try:
+        onnx.utils.extract_model(str(source), str(target), [INPUT_NAME], list(outputs),
+                                 check_model=True)
+    except Exception:  # the outputs read the item bag too (a wide part): keep that input
+        if BAG_INPUT not in inputs:
+            raise
+        onnx.utils.extract_model(str(source), str(target), [INPUT_NAME, BAG_INPUT],
+                                 list(outputs), check_model=True)
     return node_count(target)
 
 

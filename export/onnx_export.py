@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import torch
 
+from uservec.contract.bags import BAG_INPUT, bag_ids, bag_matrix
 from uservec.contract.ids import NUM_RESERVED, PAD_ID
 from uservec.contract.manifest import TensorSpec
 from uservec.export import ExportError
@@ -42,19 +43,24 @@ def export_onnx(
     path = Path(path)
     model = model.eval()
     example = trace_items(vocab_size, max_len)
+    args: tuple[torch.Tensor, ...] = (example,)
+    input_names = [INPUT_NAME]
+    if model.needs_bag:  # wide parts read every event sent: a (B, V) 0/1 bag beside the window
+        bag = bag_matrix([bag_ids(row) for row in example.numpy()], vocab_size)
+        args, input_names = (example, torch.from_numpy(bag)), [INPUT_NAME, BAG_INPUT]
     names = model.output_names
     with torch.no_grad():
-        sample = model(example)
-    dynamic_axes = {INPUT_NAME: {0: BATCH_AXIS, 1: SEQ_AXIS}}
+        sample = model(*args)
+    dynamic_axes = {INPUT_NAME: {0: BATCH_AXIS, 1: SEQ_AXIS}, BAG_INPUT: {0: BATCH_AXIS}}
     dynamic_axes.update({name: {0: BATCH_AXIS} for name in names})
     with warnings.catch_warnings():
         # The legacy exporter warns about its own deprecation and constant-folding limits.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (example,),
+            args,
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=input_names,
             output_names=names,
             dynamic_axes=dynamic_axes,
             opset_version=opset,
@@ -64,15 +70,18 @@ def export_onnx(
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph, full_check=True)
     inputs = [i.name for i in graph.graph.input]
-    if inputs != [INPUT_NAME]:
-        raise ExportError(f"{path}: expected the single input {INPUT_NAME!r}, graph has {inputs}")
+    if inputs != input_names:
+        raise ExportError(f"{path}: expected the inputs {input_names}, graph has {inputs}")
     outputs = [o.name for o in graph.graph.output]
     if outputs != names:
         raise ExportError(f"{path}: graph outputs {outputs} differ from the model's {names}")
     log.info("exported %s (opset %d, %d outputs)", path, opset, len(names))
-    input_spec = TensorSpec(name=INPUT_NAME, dtype="int64", shape=[BATCH_AXIS, SEQ_AXIS])
+    input_specs = [TensorSpec(name=INPUT_NAME, dtype="int64", shape=[BATCH_AXIS, SEQ_AXIS])]
+    if model.needs_bag:
+        input_specs.append(TensorSpec(name=BAG_INPUT, dtype="float32",
+                                      shape=[BATCH_AXIS, vocab_size]))
     output_specs = [
         TensorSpec(name=name, dtype="float32", shape=[BATCH_AXIS, int(value.shape[1])])
         for name, value in zip(names, sample, strict=True)
     ]
-    return [input_spec], output_specs
+    return input_specs, output_specs

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from uservec.contract.bags import BAG_INPUT, graph_feed
 from uservec.contract.manifest import DISABLED_OPTIMIZERS
 from uservec.export import ExportError
 from uservec.export.onnx_export import INPUT_NAME
@@ -36,16 +37,28 @@ class ParityError(ExportError):
 
 
 def torch_outputs(model: FusedUserModel, items: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the fused torch model on ``items`` (B, L); outputs by name."""
+    """Run the fused torch model on ``items`` (B, L); outputs by name.
+
+    A model with wide parts gets each row's own items as its bag (:func:`graph_feed`'s default),
+    exactly what :func:`session_outputs` feeds the graph.
+    """
+    rows = np.ascontiguousarray(items, dtype=np.int64)
+    args = [torch.from_numpy(rows)]
+    if model.needs_bag:
+        size = int(model.encoder.vocab_size)  # type: ignore[arg-type]
+        args.append(torch.from_numpy(graph_feed([INPUT_NAME, BAG_INPUT], rows, size)[BAG_INPUT]))
     with torch.no_grad():
-        values = model.eval()(torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64)))
+        values = model.eval()(*args)
     return {n: v.numpy() for n, v in zip(model.output_names, values, strict=True)}
 
 
 def session_outputs(session: ort.InferenceSession, items: np.ndarray) -> dict[str, np.ndarray]:
     """Run an onnxruntime session on ``items`` (B, L); outputs by name."""
     names = [o.name for o in session.get_outputs()]
-    values = session.run(names, {INPUT_NAME: np.ascontiguousarray(items, dtype=np.int64)})
+    inputs = session.get_inputs()
+    size = int(inputs[1].shape[1]) if len(inputs) > 1 else 0
+    feed = graph_feed([i.name for i in inputs], np.ascontiguousarray(items, dtype=np.int64), size)
+    values = session.run(names, feed)
     return dict(zip(names, values, strict=True))
 
 

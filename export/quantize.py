@@ -28,6 +28,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from uservec.contract.bags import BAG_INPUT, graph_feed
 from uservec.export import ExportError
 from uservec.export.onnx_export import INPUT_NAME
 from uservec.export.parity import compare_outputs, open_session, session_outputs
@@ -58,9 +59,11 @@ _RESIDUAL_CONV = re.compile(r"^/encoder/blocks\.(\d+)/convs\.0/")
 class SequenceCalibrationReader(CalibrationDataReader):
     """Feeds encoded ``(N, L)`` sequences to the static quantizer in batches."""
 
-    def __init__(self, items: np.ndarray, batch_size: int = 64) -> None:
+    def __init__(self, items: np.ndarray, batch_size: int = 64, bag_size: int = 0) -> None:
         self._items = np.ascontiguousarray(items, dtype=np.int64)
         self._batch_size = batch_size
+        #: vocabulary size of the graph's ``bag`` input (0: the graph has none)
+        self._bag_size = bag_size
         self._batches: Iterator[np.ndarray] = self._iterate()
 
     def _iterate(self) -> Iterator[np.ndarray]:
@@ -69,7 +72,10 @@ class SequenceCalibrationReader(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        if batch is None:
+            return None
+        names = [INPUT_NAME, BAG_INPUT] if self._bag_size else [INPUT_NAME]
+        return graph_feed(names, batch, self._bag_size)
 
     def rewind(self) -> None:
         self._batches = self._iterate()
@@ -85,6 +91,16 @@ def _preprocess(fp32_path: Path, out_path: Path) -> Path:
         log.warning("quantization pre-processing failed (%s); quantizing the raw graph", exc)
         return fp32_path
     return out_path
+
+
+def bag_size(model_path: str | Path) -> int:
+    """Width of the graph's ``bag`` input (the vocabulary size), 0 when it has none."""
+    import onnx
+
+    for spec in onnx.load(str(model_path), load_external_data=False).graph.input:
+        if spec.name == BAG_INPUT:
+            return int(spec.type.tensor_type.shape.dim[1].dim_value)
+    return 0
 
 
 def head_nodes(model_path: str | Path) -> list[str]:
@@ -162,7 +178,7 @@ def _quantize_prepared(
         quantize_static(
             str(source),
             str(int8_path),
-            SequenceCalibrationReader(calibration_items),
+            SequenceCalibrationReader(calibration_items, bag_size=bag_size(source)),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS),
             per_channel=True,
@@ -192,7 +208,9 @@ def time_models(
 ) -> dict[str, float]:
     """Median seconds per batch of each model, runs interleaved so machine load hits all alike."""
     sessions = {name: open_session(path, threads) for name, path in paths.items()}
-    feed = {INPUT_NAME: np.ascontiguousarray(items, dtype=np.int64)}
+    first = next(iter(sessions.values())).get_inputs()
+    feed = graph_feed([i.name for i in first], np.ascontiguousarray(items, dtype=np.int64),
+                      int(first[1].shape[1]) if len(first) > 1 else 0)
     for session in sessions.values():
         session.run(None, feed)  # warm-up: allocations, kernel selection
     times: dict[str, list[float]] = {name: [] for name in sessions}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from uservec.contract import decision
+from uservec.contract import bags, decision
 from uservec.contract.events import event_order, resolve_domain
 from uservec.contract.ids import (
     DEFAULT_DOMAIN,
@@ -32,7 +32,7 @@ from uservec.contract.manifest import BundleError, BundleManifest, TaskSpec
 from uservec.contract.sequences import batch_length, encode_batch
 from uservec.contract.verify import load_and_verify
 from uservec.contract.vocab import Vocabulary
-from uservec.service.graphs import FULL, Graph, Plan, fixed_length, load_graphs
+from uservec.service.graphs import FULL, Graph, Plan, bag_size, fixed_length, load_graphs
 from uservec.service.graphs import USER_VECTOR as USER_VECTOR  # re-exported: routers read it
 from uservec.service.retrieval import Catalogue, load_catalogue
 from uservec.service.schemas import Event
@@ -50,6 +50,8 @@ class ProfileHead:
     labels: tuple[str, ...]
     #: (C,) added to the logits for the prior-adjusted decision; None: the bundle has no prior
     prior_shift: np.ndarray | None = None
+    #: what the head serves: "deep", "wide" or "wide+deep" (the manifest's served_kind)
+    served_kind: str = "deep"
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +64,8 @@ class RecommendHead:
     catalogue: Catalogue
     #: the domains it reads (None: every domain)
     source_domains: frozenset[str] | None = None
+    #: what the head serves: "deep", "wide" or "wide+deep" (the manifest's served_kind)
+    served_kind: str = "deep"
 
 
 class DomainRequired(ValueError):
@@ -83,10 +87,18 @@ class PreparedUser:
     seen_keys: frozenset[str]  # item keys of every event in the request (for exclusion)
     known_events: int  # ids that are not UNK: 0 = the answer knows nothing of the user
     outputs: Outputs | None = None  # a stored user's outputs (service.stored_users): no model run
+    #: sorted distinct ids of *every* event sent (wide parts read them); None: no wide part
+    bag: np.ndarray | None = None
 
     @property
     def events_used(self) -> int:
         return int(self.ids.size)
+
+    @property
+    def model_input(self) -> np.ndarray:
+        """What the graph reads, as one array (window, and the bag when there is one): the
+        cache key and the batcher's row, so two requests share an entry only when both match."""
+        return bags.pack(self.ids, self.bag)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +112,8 @@ class Bundle:
     subgraph_of: dict[str, str]
     model_file: str
     input_name: str
+    #: width of the graph's ``bag`` input (the vocabulary size); 0 when it has no wide part
+    bag_size: int
     #: the graph's sequence length when it is not dynamic
     fixed_length: int | None
     default_domain: str
@@ -160,7 +174,8 @@ class Bundle:
         unknown = dict.fromkeys(events[order[row]].item_id for row in candidates.tolist()
                                 if all_ids[row] == UNK_ID)
         return PreparedUser(ids=ids, unknown_items=tuple(unknown), seen_keys=frozenset(keys),
-                            known_events=int(np.count_nonzero(ids != UNK_ID)))
+                            known_events=int(np.count_nonzero(ids != UNK_ID)),
+                            bag=bags.bag_ids(all_ids) if self.bag_size else None)
 
     @property
     def session(self) -> ort.InferenceSession:
@@ -185,12 +200,18 @@ class Bundle:
     def run(self, sequences: Sequence[np.ndarray], plan: Plan = (FULL,)) -> list[Outputs]:
         """One onnxruntime pass per graph of ``plan`` over many id sequences (blocking; call it
         off the event loop)."""
-        length = self.fixed_length or batch_length(sequences, self.max_len)
-        items = encode_batch(sequences, length)  # (B, L), left-padded
+        unpacked = [bags.unpack(np.asarray(s, dtype=np.int64)) for s in sequences]
+        windows = [window for window, _ in unpacked]
+        length = self.fixed_length or batch_length(windows, self.max_len)
+        items = encode_batch(windows, length)  # (B, L), left-padded
+        # a wide part reads the bag of every event sent; given a bare window, that window's ids
+        user_bags = [bags.bag_ids(w) if b is None else b for w, b in unpacked]
         rows: list[Outputs] = [{} for _ in sequences]
         for name in plan:
             graph = self.graphs[name]
-            arrays = graph.session.run(list(graph.outputs), {self.input_name: items})
+            names = [i.name for i in graph.session.get_inputs()]
+            feed = bags.graph_feed(names, items, self.bag_size, user_bags)
+            arrays = graph.session.run(list(graph.outputs), feed)
             for output, array in zip(graph.outputs, arrays, strict=True):
                 for row, values in zip(rows, array, strict=True):
                     row[output] = np.array(values)
@@ -218,7 +239,7 @@ def _heads(
             shift = (None if task.class_prior is None or task.prior_power is None
                      else decision.prior_shift(task.class_prior, task.prior_power))
             profile[task.name] = ProfileHead(task.name, task.output, tuple(task.labels or ()),
-                                             shift)
+                                             shift, task.served_kind)
             continue
         assert task.domain and task.item_keys_file and task.index_file
         catalogue = load_catalogue(
@@ -227,7 +248,7 @@ def _heads(
         reads = _source_mask(vocab, task.source_domains)
         sources = None if task.source_domains is None else frozenset(task.source_domains)
         recommend[task.name] = RecommendHead(
-            task.name, task.output, task.domain, reads, catalogue, sources
+            task.name, task.output, task.domain, reads, catalogue, sources, task.served_kind
         )
     return profile, recommend
 
@@ -328,6 +349,7 @@ def load_bundle(
         subgraph_of=subgraph_of,
         model_file=model_path.name,
         input_name=input_name,
+        bag_size=bag_size(graphs[FULL].session, model_path),
         fixed_length=fixed_length(graphs[FULL].session.get_inputs()[0].shape),
         default_domain=_default_domain(vocab),
         domains=tuple(vocab.domains()) if len(vocab.domains()) > 1 else (),

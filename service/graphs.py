@@ -14,6 +14,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from uservec.contract.bags import BAG_INPUT
 from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, BundleManifest
 
 USER_VECTOR = "user_vector"
@@ -53,10 +54,30 @@ def fixed_length(shape: Sequence[object]) -> int | None:
     return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
 
 
-def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
-    """The graph must take one (B, L) int64 input and produce every output the manifest names."""
+def bag_size(session: ort.InferenceSession, model: Path) -> int:
+    """Width of the graph's (B, V) float32 ``bag`` input; 0 when it takes only the window.
+
+    A bundle whose heads have wide parts (linear models on the item bag of every event sent)
+    takes the bag as a second input (``uservec.contract.bags``).
+    """
     inputs = session.get_inputs()
-    if len(inputs) != 1 or inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
+    if len(inputs) == 1:
+        return 0
+    bag = inputs[1]
+    if (len(inputs) != 2 or bag.name != BAG_INPUT or bag.type != "tensor(float)"
+            or len(bag.shape) != 2 or not isinstance(bag.shape[1], int)):
+        found = [(i.name, i.type, i.shape) for i in inputs]
+        raise BundleError(f"{model}: expected a (B, L) int64 input and maybe a (B, V) float "
+                          f"'bag', found {found}")
+    return int(bag.shape[1])
+
+
+def _check_graph(session: ort.InferenceSession, manifest: BundleManifest, model: Path) -> str:
+    """The graph must take a (B, L) int64 input (and maybe the bag, :func:`bag_size`) and
+    produce every output the manifest names."""
+    inputs = session.get_inputs()
+    bag_size(session, model)
+    if inputs[0].type != "tensor(int64)" or len(inputs[0].shape) != 2:
         found = [(i.name, i.type, i.shape) for i in inputs]
         raise BundleError(f"{model}: expected one (B, L) int64 input, found {found}")
     declared = [spec.name for spec in manifest.model.inputs]
@@ -79,7 +100,8 @@ def _subgraph(root: Path, name: str, file: str, outputs: Sequence[str], nodes: i
     session = _session(path, intra_op_threads)
     inputs = [i.name for i in session.get_inputs()]
     produced = tuple(o.name for o in session.get_outputs())
-    if inputs != [input_name] or sorted(produced) != sorted(outputs):
+    if inputs not in ([input_name], [input_name, BAG_INPUT]) or sorted(produced) != sorted(
+            outputs):
         raise BundleError(f"{path}: subgraph {inputs} -> {list(produced)} does not match the "
                           f"manifest's {[input_name]} -> {list(outputs)}")
     return Graph(name, session, produced, nodes)

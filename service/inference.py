@@ -27,6 +27,7 @@ from uservec.service.engine import (
 from uservec.service.errors import InvalidRequest
 from uservec.service.limits import check_exclude, check_k, check_users
 from uservec.service.metrics import Timings
+from uservec.service.next_item import NEXT_ITEM, own_domain_rankings
 from uservec.service.retrieval import Scored
 from uservec.service.runtime import Encoded, Runtime
 from uservec.service.schemas import (
@@ -180,6 +181,7 @@ async def predict_profiles(
         for user, prep, enc in zip(request.users, prepared, encoded, strict=True)
     ]
     return ProfileResponse(bundle_version=bundle.version, decision=request.decision,
+                           served_kinds={head.name: head.served_kind for head in heads},
                            results=results)
 
 
@@ -229,8 +231,10 @@ async def recommend_items(
     head = recommend_head(bundle, request.domain)
     prepared = await _prepare(runtime, bundle, request.users, "recommend", head)
     excluded = _exclusions(head, request, prepared)
+    own = await own_domain_rankings(runtime, bundle, head.domain, request.users, prepared,
+                                    excluded, k, timings)
     # a user with no known event the head reads is cold: popularity, no model pass needed
-    warm = [pos for pos, prep in enumerate(prepared) if prep.known_events]
+    warm = [pos for pos, prep in enumerate(prepared) if prep.known_events and pos not in own]
     encoded: dict[int, Encoded] = dict(zip(
         warm, await runtime.encode(bundle, [prepared[pos] for pos in warm], timings,
                                    (head.output,)),
@@ -247,17 +251,22 @@ async def recommend_items(
         ranked = dict(zip(warm, found, strict=True))
     results = []
     for pos, (user, prep) in enumerate(zip(request.users, prepared, strict=True)):
-        cold = pos not in ranked
-        if cold:
+        cold = pos not in ranked and pos not in own
+        if pos in own:  # history in the domain: the pretrained next-item head
+            items, answered_by, cached = own[pos].items, NEXT_ITEM, own[pos].cached
+            prep = own[pos].prepared
+        elif cold:
             items = head.catalogue.popular(excluded[pos], k)
+            answered_by, cached = "popularity", False
             runtime.metrics.fallbacks.labels(domain=head.domain).inc()
         else:
-            items = ranked[pos]
+            items, answered_by, cached = ranked[pos], head.name, encoded[pos].cached
         results.append(RecommendResult(
             items=[RecommendedItem(item_id=split_item_key(key)[1], score=score)
-                   for key, score in items],
-            **_common(user, prep, not cold and encoded[pos].cached, "popularity"),
+                   for key, score in items], answered_by=answered_by,
+            **_common(user, prep, cached, "popularity"),
         ))
     return RecommendResponse(
-        bundle_version=bundle.version, domain=head.domain, task=head.name, results=results
+        bundle_version=bundle.version, domain=head.domain, task=head.name,
+        served_kind=head.served_kind, results=results,
     )

@@ -219,7 +219,7 @@ class Runtime:
                     if u.outputs is not None else next(rest) for u in users]
         if not users:
             return []
-        bases = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.ids)
+        bases = [cache_key(self.settings.cache_key_prefix, bundle.cache_namespace, u.model_input)
                  for u in users]
         keys = list(dict.fromkeys(output_key(base, name) for base in bases for name in outputs))
         start = time.perf_counter()
@@ -248,7 +248,7 @@ class Runtime:
         lacking = {name for base in missing for name in outputs
                    if found[output_key(base, name)] is None}
         plan = bundle.plan(lacking)
-        ids_of = dict(zip(bases, (u.ids for u in users), strict=True))
+        ids_of = dict(zip(bases, (u.model_input for u in users), strict=True))
         computed, timing = await self._infer(bundle, [ids_of[base] for base in missing], plan)
         timings.add("queue", timing.queue_s)
         timings.add("encode", timing.encode_s)

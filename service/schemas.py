@@ -56,8 +56,7 @@ class Event(BaseModel):
 
 
 class UserEvents(BaseModel):
-    """One user's events, oldest first (at most ``USERVEC_MAX_EVENTS_PER_USER``; the model reads
-    the latest ``max_len``), or without events the ``user_id`` of a stored user."""
+    """One user's events (oldest first, the latest ``max_len`` read), or a stored ``user_id``."""
 
     model_config = ConfigDict(**STRICT, json_schema_extra={"anyOf": [
         {"required": ["events"], "properties": {"events": {"type": "array"}}},
@@ -191,9 +190,18 @@ class ProfileResult(UserResult):
     attributes: dict[str, AttributePrediction]
 
 
+#: what a head serves: the network on the user vector, a linear model on the item bag of every
+#: event sent, or their sum (chosen per task on validation users at training time)
+ServedKind = Literal["deep", "wide", "wide+deep"]
+
+
 class ProfileResponse(BaseModel):
     bundle_version: str
     decision: Decision = Field(description="the decision rule the labels were read with")
+    served_kinds: dict[str, ServedKind] = Field(
+        default_factory=dict,
+        description="per attribute asked: what its head serves (deep: the network on the user "
+        "vector; wide: a linear model on the item bag of every event sent; wide+deep: both)")
     results: list[ProfileResult]
 
     model_config = ConfigDict(
@@ -202,6 +210,7 @@ class ProfileResponse(BaseModel):
                 {
                     "bundle_version": "ml100k-2024-06-01-3f2a9c1b",
                     "decision": "as_trained",
+                    "served_kinds": {"gender": "wide+deep"},
                     "results": [
                         {
                             "user_id": "u1",
@@ -234,12 +243,17 @@ class RecommendedItem(BaseModel):
 
 class RecommendResult(UserResult):
     items: list[RecommendedItem]
+    answered_by: str = Field(description="what ranked: `next_item` (history in the domain), the "
+                             "cross-domain head's task name, or `popularity` (no signal)")
 
 
 class RecommendResponse(BaseModel):
     bundle_version: str
     domain: str
     task: str
+    served_kind: ServedKind = Field(
+        "deep", description="what the head serves (deep: the network on the user vector; wide: "
+        "ridge from the item bag of every event sent; wide+deep: their scores added)")
     results: list[RecommendResult]
 
     model_config = ConfigDict(
@@ -249,6 +263,7 @@ class RecommendResponse(BaseModel):
                     "bundle_version": "ciao-2024-06-01-77b1e0aa",
                     "domain": "books",
                     "task": "books",
+                    "served_kind": "wide",
                     "results": [
                         {
                             "user_id": "u1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
+from uservec.contract import bags
 from uservec.contract.manifest import DISABLED_OPTIMIZERS, BundleError, StepSpec
 from uservec.service.engine import Bundle, Outputs
 
@@ -60,5 +61,10 @@ def load_step(bundle: Bundle) -> StepGraph | None:
 
 
 def encode_window(bundle: Bundle, ids: np.ndarray) -> Outputs:
-    """Every output for the latest ``max_len`` ids with the full graph (no step graph)."""
-    return bundle.run([np.asarray(ids, dtype=np.int64)[-bundle.max_len:]])[0]
+    """Every output for the latest ``max_len`` ids with the full graph (no step graph).
+
+    A wide part reads the bag of every id, not only the window's.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    bag = bags.bag_ids(ids) if bundle.bag_size else None
+    return bundle.run([bags.pack(ids[-bundle.max_len:], bag)])[0]

@@ -268,7 +268,7 @@ events = st.lists(st.tuples(
 def test_encode_events_is_what_the_service_prepares(vocab: Vocabulary, user_events, max_len):
     domains = tuple(vocab.domains()) if len(vocab.domains()) > 1 else ()
     stub = SimpleNamespace(vocab=vocab, max_len=max_len, default_domain=default_domain(vocab),
-                           domains=domains)
+                           domains=domains, bag_size=0)
     stub.domain_of = lambda event, position: Bundle.domain_of(stub, event, position)  # type: ignore[arg-type]
     request = [Event(item_id=i, domain=d or None, timestamp=t) for i, d, t in user_events]
     try:

@@ -328,11 +328,11 @@ def test_results_survive_missing_keys() -> None:
 def test_the_headline_keeps_two_regimes_and_points_to_the_rest() -> None:
     report = _demo_report()
     regimes = report["tasks"]["tasks"]["gender"]["regimes"]
-    regimes["low_label"] = regimes["fraction_0.05"] = regimes["full"]
+    regimes["0.1"] = regimes["0.05"] = regimes["1.0"]
     text = results_summary(Inputs({"demo": report}, {}, (), {}))
     assert "| demo | gender, 10% of the labels | accuracy |" in text
-    assert "fraction_0.05" not in text.split("\n\n")[1]
-    assert "the other label regimes (fraction_0.05)" in text
+    assert "5% of the labels" not in text.split("\n\n")[1]
+    assert "the other label regimes (0.05)" in text
 
 
 def test_benchmark_rows_carry_targets_and_the_worst_int8_change() -> None:

@@ -53,6 +53,10 @@ class ProfileTask:
     head: nn.Module
     patches: str | None = None
     readout: str = "last"
+    #: a wide part reading the ``bag`` input (training.wide.modules); None = the head alone
+    wide: nn.Module | None = None
+    #: "deep": the head's logits; "wide": the wide part's; "wide+deep": their sum
+    served_kind: str = "deep"
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +71,10 @@ class RecommendTask:
     patches: str | None = None
     source_keep: torch.Tensor | None = None
     readout: str = "last"
+    #: a wide part reading the ``bag`` input (training.wide.modules); None = the head alone
+    wide: nn.Module | None = None
+    #: "deep", "wide" or "wide+deep": which query coordinates count (the others are zeroed)
+    served_kind: str = "deep"
 
 
 def profile_output(name: str) -> str:
@@ -104,6 +112,11 @@ class FusedUserModel(nn.Module):
         self.encoder = encoder
         self.profile_heads = nn.ModuleDict({n: t.head for n, t in profile_heads.items()})
         self.recommend_heads = nn.ModuleDict({n: t.head for n, t in recommend_heads.items()})
+        tasks: dict[str, ProfileTask | RecommendTask] = {**profile_heads, **recommend_heads}
+        self.wide_parts = nn.ModuleDict({n: t.wide for n, t in tasks.items()
+                                         if t.wide is not None})
+        self.served_kinds = {n: t.served_kind if t.wide is not None else "deep"
+                             for n, t in tasks.items()}
         self._keep_domains = keep_domains if keep_domains is not None else _default_keep_domains()
         self._num_keep = 0
         keep_index: dict[str, int] = {}
@@ -170,15 +183,32 @@ class FusedUserModel(nn.Module):
         """Recommendation head ``name`` with its query and item-vector methods, typed."""
         return self._scoring_head(name)
 
+    @property
+    def needs_bag(self) -> bool:
+        """True when a task has a wide part: the graph then takes the ``bag`` input too."""
+        return len(self.wide_parts) > 0
+
     def item_vectors(self, name: str) -> torch.Tensor:
-        """``(N, D')`` item vectors of a recommendation head, row i = the head's item i."""
-        return self._scoring_head(name).item_vectors()
+        """``(N, D')`` item vectors of a recommendation head, row i = the head's item i.
+
+        With a wide part they are the head's vectors followed by the wide part's (the query
+        is laid out the same way), so one inner product scores deep + wide.
+        """
+        vectors = self._scoring_head(name).item_vectors()
+        if name in self.wide_parts:
+            wide = self.wide_parts[name].item_vectors()  # type: ignore[operator]
+            vectors = torch.cat([vectors, wide], dim=1)
+        return vectors
 
     def _scoring_head(self, name: str) -> ScoringHead:
         return cast(ScoringHead, self.recommend_heads[name])
 
-    def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, items: torch.Tensor,
+                bag: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         from uservec.training.model import read_out
+
+        if self.needs_bag and bag is None:
+            raise ValueError("this model has wide parts: pass the (B, V) item bag too")
 
         inputs: dict[int, torch.Tensor] = {_RAW: items}  # (B, L) int64 each
         hidden: dict[PassKey, torch.Tensor] = {}
@@ -194,8 +224,19 @@ class FusedUserModel(nn.Module):
 
         outputs = [vector((_RAW, None, "last"))]  # (B, D)
         for name, head in self.profile_heads.items():
-            outputs.append(head(vector(self._profile_vector[name])))  # (B, C)
+            logits = head(vector(self._profile_vector[name]))  # (B, C)
+            outputs.append(self._with_wide(name, logits, bag, add=True))
         for name in self.recommend_heads:
-            query = self._scoring_head(name).query
-            outputs.append(query(vector(self._recommend_vector[name])))  # (B, D')
+            query = self._scoring_head(name).query(vector(self._recommend_vector[name]))
+            outputs.append(self._with_wide(name, query, bag, add=False))  # (B, D')
         return tuple(outputs)
+
+    def _with_wide(self, name: str, deep: torch.Tensor, bag: torch.Tensor | None,
+                   add: bool) -> torch.Tensor:
+        """The served output: deep alone, or combined with the wide part (added or appended)."""
+        if name not in self.wide_parts or bag is None:
+            return deep
+        wide = self.wide_parts[name](bag)
+        if self.served_kinds[name] == "wide":
+            deep = deep * 0.0
+        return deep + wide if add else torch.cat([deep, wide], dim=1)

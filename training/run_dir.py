@@ -151,10 +151,11 @@ class RunDir:
         temporary.rename(self.dataset_dir)
         logger.info("prepared data of the run kept in %s", self.dataset_dir)
 
-    def load_dataset(self) -> PreparedDataset:
-        """The run's prepared dataset, read from the run folder alone (no raw files)."""
+    def load_dataset(self, mmap: bool = False) -> PreparedDataset:
+        """The run's prepared dataset, read from the run folder alone (no raw files);
+        ``mmap``: memory-mapped (data larger than memory)."""
         directory = self.dataset_dir if self.has_dataset() else self._legacy_dataset_dir()
-        return PreparedDataset.load(directory)
+        return PreparedDataset.load(directory, mmap=mmap)
 
     def _legacy_dataset_dir(self) -> Path:
         """Runs made before ``prepared/dataset`` cached one ``prepared/<name>-<fingerprint>``."""

@@ -169,7 +169,7 @@ def pretrain_rank(cfg: ExperimentConfig, out_dir: Path, resume: bool, world: Wor
 
     barrier(world)
     run = RunDir(out_dir)
-    dataset = run.load_dataset()
+    dataset = run.load_dataset(mmap=cfg.data.chunk_rows > 0)
     plan = run.load_plan(cfg, dataset)
     if plan is None:
         raise RuntimeError(f"rank {world.rank}: {out_dir} holds no splits for this config")

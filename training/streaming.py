@@ -99,8 +99,17 @@ class StreamingUserModel(nn.Module):
         return torch.zeros(batch, self.state_size)
 
     def _get(self, state: torch.Tensor, key: PassKey, name: str) -> torch.Tensor:
+        """A slot as (B, rows, dim)."""
+        return self._cols(state, key, name).reshape(-1, *self._shape(key, name))
+
+    def _shape(self, key: PassKey, name: str) -> tuple[int, int]:
         slot = self.slots[(key, name)]
-        return state[:, slot.start : slot.stop].reshape(-1, slot.rows, slot.dim)
+        return slot.rows, slot.dim
+
+    def _cols(self, state: torch.Tensor, key: PassKey, name: str) -> torch.Tensor:
+        """A slot as (B, rows * dim), the state's own columns."""
+        slot = self.slots[(key, name)]
+        return state[:, slot.start : slot.stop]
 
     def _block_step(
         self, block: ResidualBlock, b: int, x: torch.Tensor, state: torch.Tensor, key: PassKey,
@@ -124,8 +133,12 @@ class StreamingUserModel(nn.Module):
 
     def _pass_step(
         self, key: PassKey, items: torch.Tensor, state: torch.Tensor
-    ) -> list[torch.Tensor]:
-        """New state pieces of one pass, in slot order; unchanged rows where it skips the event."""
+    ) -> torch.Tensor:
+        """The pass's new columns of the state; unchanged rows where it skips the event.
+
+        One ``where`` over the pass's whole column range, not one per slot: at one event per
+        call the step's cost is the number of graph nodes, not the arithmetic.
+        """
         source, task = key
         kept = items != PAD_ID  # (B,)
         if source >= 0:
@@ -137,22 +150,19 @@ class StreamingUserModel(nn.Module):
         for b, block in enumerate(self.encoder.residual_blocks()):
             x, buffers = self._block_step(block, b, x, state, key)
             pieces.extend(buffer.flatten(1) for buffer in buffers)
-        count = self._get(state, key, "count").flatten(1)  # (B, 1)
-        pieces += [x, self._get(state, key, "sum").flatten(1) + x, count + 1]
-        old = [
-            self._get(state, key, name).flatten(1)
-            for (k, name) in self.slots if k == key
-        ]
-        keep = kept.unsqueeze(1)  # (B, 1)
-        return [torch.where(keep, new, prev) for new, prev in zip(pieces, old, strict=True)]
+        count = self._cols(state, key, "count")  # (B, 1)
+        pieces += [x, self._cols(state, key, "sum") + x, count + 1]
+        mine = [slot for (k, _), slot in self.slots.items() if k == key]
+        old = state[:, mine[0].start : mine[-1].stop]  # (B, pass width)
+        return torch.where(kept.unsqueeze(1), torch.cat(pieces, dim=1), old)
 
     def read(self, state: torch.Tensor, key: VectorKey) -> torch.Tensor:
         """The user vector a head reads from ``state`` (B, S) -> (B, D)."""
         source, task, readout = key
         if readout == "last":
-            return self._get(state, (source, task), "last").flatten(1)
-        total = self._get(state, (source, task), "sum").flatten(1)
-        count = self._get(state, (source, task), "count").flatten(1)
+            return self._cols(state, (source, task), "last")
+        total = self._cols(state, (source, task), "sum")
+        count = self._cols(state, (source, task), "count")
         return total / count.clamp(min=1)
 
     def forward(self, state: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -162,7 +172,7 @@ class StreamingUserModel(nn.Module):
         """
         pieces: list[torch.Tensor] = []
         for key in self.passes:
-            pieces.extend(self._pass_step(key, items, state))
+            pieces.append(self._pass_step(key, items, state))
         new_state = torch.cat(pieces, dim=1)  # (B, S)
         return (new_state, *self.outputs(new_state))
 

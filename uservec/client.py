@@ -142,6 +142,8 @@ class RecommendedItem:
 @dataclass(frozen=True)
 class RecommendResult(_Result):
     items: list[RecommendedItem]
+    #: what ranked: "next_item", the cross-domain task's name, or "popularity"
+    answered_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,8 @@ def _profile_results(body: Mapping[str, Any]) -> list[ProfileResult]:
 
 def _recommend_results(body: Mapping[str, Any]) -> list[RecommendResult]:
     return [RecommendResult(items=[RecommendedItem(**item) for item in row["items"]],
-                            **_common(row)) for row in body["results"]]
+                            answered_by=row.get("answered_by", ""), **_common(row))
+            for row in body["results"]]
 
 
 def _bundle_summary(body: Mapping[str, Any]) -> BundleSummary:

@@ -33,12 +33,13 @@ def bundle_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     cache = getattr(request.config, "cache", None)
     parent = Path(cache.mkdir("uservec-service-bundles")) if cache else tmp_path_factory.mktemp("b")
     root = parent / key
-    if not (root / "main").is_dir() or not (root / "single").is_dir():
+    if not all((root / name).is_dir() for name in ("main", "single", "next")):
         for stale in parent.iterdir():
             shutil.rmtree(stale, ignore_errors=True)
         building = parent / f".{key}.{os.getpid()}"
         build_bundle(building / "main", seed=0, two_domains=True)
         build_bundle(building / "single", seed=1, two_domains=False)
+        build_bundle(building / "next", seed=0, two_domains=True, next_item=True)
         building.rename(root)
     return root
 
@@ -51,6 +52,12 @@ def main_bundle(bundle_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def single_bundle(bundle_root: Path) -> Path:
     return bundle_root / "single"
+
+
+@pytest.fixture(scope="session")
+def next_item_bundle(bundle_root: Path) -> Path:
+    """The main bundle's model plus the pretrained next-item head (``next_item.npy``)."""
+    return bundle_root / "next"
 
 
 @pytest.fixture(scope="session")

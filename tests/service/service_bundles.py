@@ -57,7 +57,8 @@ def calibration_items(vocab: Vocabulary, n: int = 32, seed: int = 0) -> np.ndarr
     return out
 
 
-def build_bundle(out_dir: Path, *, seed: int = 0, two_domains: bool = True) -> Path:
+def build_bundle(out_dir: Path, *, seed: int = 0, two_domains: bool = True,
+                 next_item: bool = False) -> Path:
     """Export a bundle: profile heads gender (adapter) + age (head-only), recommend games
     (from books) and, with ``two_domains``, books (from games)."""
     import torch
@@ -65,13 +66,13 @@ def build_bundle(out_dir: Path, *, seed: int = 0, two_domains: bool = True) -> P
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convs are 10x slower with threads on a busy machine
     try:
-        _export(out_dir, seed, two_domains)
+        _export(out_dir, seed, two_domains, next_item)
     finally:
         torch.set_num_threads(threads)
     return out_dir
 
 
-def _export(out_dir: Path, seed: int, two_domains: bool) -> None:
+def _export(out_dir: Path, seed: int, two_domains: bool, next_item: bool) -> None:
     import torch
 
     from uservec.export.bundle import TaskExport, write_bundle
@@ -107,15 +108,18 @@ def _export(out_dir: Path, seed: int, two_domains: bool) -> None:
         recommend,
     )
     _randomize(fused, seed)
+    head = torch.nn.Linear(DIM, vocab.size)  # the pretrained next-item head's shape
     write_bundle(
         out_dir, fused.eval(), vocab, tasks, {"name": f"svc-test-{seed}"}, f"fp-{seed}", seed,
         MAX_LEN, calibration_items(vocab, seed=seed), name=f"svc-test-{seed}",
+        next_item=(head.weight, head.bias) if next_item else None,
     )
 
 
 # --- bundle cache: exporting costs seconds, so bundles are reused until the code they come from
 # changes (the key hashes every source file that shapes a bundle, this one included)
-_BUNDLE_SOURCES = ("export", "training/model.py", "training/fused.py", "uservec",
+_BUNDLE_SOURCES = ("export", "training/model.py", "training/fused.py", "training/streaming.py",
+                   "uservec",
                    "tests/service/service_bundles.py")
 
 

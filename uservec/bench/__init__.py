@@ -89,14 +89,19 @@ def _robustness(results: dict[str, Any], target: Path, work: Path, quick: bool,
     _section(results, "robustness", lambda: run_robustness(target, fuzz_bundle, work, quick, seed))
 
 
-def _meta(bundle: Path | None, quick: bool, seed: int) -> dict[str, Any]:
-    """The machine, its load and the model benchmarked."""
+def _meta(bundle: Path | None, quick: bool, seed: int, scaling_only: bool) -> dict[str, Any]:
+    """The machine, its load, the code and the model benchmarked."""
+    from datetime import UTC, datetime
+
+    from uservec.contract.fingerprint import code_version
+
     model = QUICK_MODEL if quick else DEFAULT_MODEL
+    source = (str(bundle) if bundle else "each section's own (see its text)" if scaling_only
+              else f"random NextItNet {model.to_dict()} (built for this run)")
     return {
         "cpu": cpu_description(), "cores": os.cpu_count(), "seed": seed, "quick": quick,
-        "load_before": _load(),
-        "model_source": str(bundle) if bundle else
-        f"random NextItNet {model.to_dict()} (built for this run)",
+        "load_before": _load(), "model_source": source,
+        "date": datetime.now(UTC).date().isoformat(), "code_version": code_version(),
     }
 
 
@@ -133,7 +138,8 @@ def run_bench(out_dir: Path, bundle: Path | None, quick: bool, scale: bool, robu
     work = out_dir / "logs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    results: dict[str, Any] = {"meta": _meta(bundle, quick, seed)}
+    scaling_only = bool(scaling) and not (scale or robustness or embed)
+    results: dict[str, Any] = {"meta": _meta(bundle, quick, seed, scaling_only)}
     main_suite = not scale and not robustness and not embed and not scaling and not user_state
     target = Path(bundle) if bundle else None
     if target is None and (main_suite or robustness or embed):

@@ -216,8 +216,11 @@ def _embed(c: dict[str, Any]) -> list[str]:
 
 
 def _user_state(c: dict[str, Any]) -> list[str]:
-    out = [f"One event appended to a stored user vs re-encoding the whole history (p50 ms, "
-           f"B = 1, interleaved). State {c['state_bytes']:,} bytes per user (receptive field "
+    model = c["model"]
+    out = [f"Model: dim {model['dim']}, {model['n_blocks']} blocks, max_len {model['max_len']} "
+           "(this section's own bundle). One event appended to a stored user vs re-encoding the "
+           "whole history with the fused graph (engine, service) or `POST /embed` (HTTP); p50 ms, "
+           f"B = 1, interleaved. State {c['state_bytes']:,} bytes per user (receptive field "
            f"{c['receptive_field']}); the stored record at max_len events "
            f"{c['service_memory']['record_bytes_at_max_len']:,} bytes.", ""]
     redis = c.get("service_redis", {})
@@ -227,8 +230,10 @@ def _user_state(c: dict[str, Any]) -> list[str]:
     for level, part in (("engine", c["engine"]), ("service (memory)", c["service_memory"]["rows"]),
                         ("service (Redis)", redis.get("rows", [])), ("HTTP", c["http"])):
         rows += [[level, r["events"], _fmt(r["append_ms"]["p50"], 3),
-                  _fmt(r["reencode_ms"]["p50"], 3), _fmt(r["speedup_p50"], 1)] for r in part]
-    return [*out, *table(["level", "events", "append ms", "re-encode ms", "x"], rows)]
+                  _fmt(r["reencode_ms"]["p50"], 3), _fmt(r["speedup_p50"], 1),
+                  _fmt(r.get("speedup_min"), 1)] for r in part]
+    return [*out, *table(["level", "events", "append ms", "re-encode ms", "x (p50)",
+                          "x (fastest)"], rows)]
 
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [

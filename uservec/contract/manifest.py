@@ -15,6 +15,7 @@ A bundle is one directory written by ``export/`` and read by ``service/`` (and b
       graphs/<output>.onnx    per-output subgraph of model.onnx (``model.graphs``), and its int8
                               twin graphs/<output>.int8.onnx: what one endpoint needs, no more
       vocab.json              :class:`uservec.vocab.Vocabulary`
+      next_item.npy           optional pretrained next-item head (V, D + 1): in-domain /recommend
       items/<task>.npy        recommendation head: target item vectors (N, D') float32
       items/<task>.json       recommendation head: the N item keys in row order
       index/<task>.faiss      recommendation head: FAISS index over items/<task>.npy
@@ -128,6 +129,11 @@ class ModelSpec(BaseModel):
 
 
     # left out of the file when absent, so bundles written before it keep their digest
+    next_item_file: BundlePath | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="the pretrained next-item head as item vectors (V, D + 1) float32, row = "
+        "vocabulary id, last column the bias: scores = [user_vector, 1] @ rows.T",
+    )
     step: StepSpec | None = Field(
         None, exclude_if=lambda v: v is None,
         description="the step graph for per-event user state (docs/service.md#user-state)",
@@ -154,6 +160,11 @@ class TaskSpec(BaseModel):
         description="profile: the class-weight power the head was trained with (weights "
         "prior ** -power); logits + power * log(class_prior) rank like the unweighted posterior",
     )
+    served_kind: Literal["deep", "wide", "wide+deep"] = Field(
+        "deep",
+        description="what the head's output serves: the network head on the user vector "
+        "(deep), a linear model on the item bag of every event sent (wide; the graph's ``bag`` "
+        "input), or their sum (wide+deep); chosen on validation users at training time")
     domain: str | None = Field(None, description="recommend: the target domain")
     source_domains: list[str] | None = Field(None, description="domains the head reads")
     items_file: BundlePath | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from uservec.contract.bags import graph_feed
 from uservec.contract.ids import NUM_RESERVED, PAD_ID, split_item_key
 from uservec.contract.manifest import (
     MANIFEST_NAME,
@@ -211,7 +212,7 @@ def smoke_test(
     widths = {t.name: t.shape[-1] for t in manifest.model.outputs}
     for batch in smoke_items(vocab_size, manifest.model.max_len):
         try:
-            values = session.run(outputs, {inputs[0]: batch})
+            values = session.run(outputs, graph_feed(inputs, batch, vocab_size))
         except Exception as exc:
             raise BundleError(
                 f"{path}: smoke inference on shape {batch.shape} failed ({exc})"

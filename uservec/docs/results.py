@@ -35,7 +35,10 @@ def _neural(methods: dict[str, Any], baselines: Sequence[str]) -> list[str]:
 
 
 def _final_method(task: dict[str, Any], methods: dict[str, Any], baselines: Sequence[str]) -> str:
-    """The method a task exports (``final.method``), else the first trained one."""
+    """The served head when the report has one, else the method a task exports
+    (``final.method``), else the first trained one."""
+    if SERVED in methods:
+        return SERVED
     final = lookup(task, "final", "method")
     if final in methods:
         return str(final)
@@ -84,6 +87,35 @@ def _next_item(name: str, report: dict[str, Any]) -> list[str]:
             *table(["method", f"HR@{k}", f"NDCG@{k}", "test users"], rows)]
 
 
+#: the report row of the served head (wide, deep or wide+deep, chosen on validation users)
+SERVED = "served"
+
+
+def _method_label(method: str, served: Any) -> str:
+    """``served (wide+deep)``: the served row names its kind; other rows their method."""
+    if method != SERVED or not isinstance(served, dict):
+        return method
+    return f"{SERVED} ({served.get('kind', '?')})"
+
+
+def _served_line(served: Any, digits: int) -> list[str]:
+    """One sentence: the served kind, per-fold kinds, and each metric against its baseline."""
+    if not isinstance(served, dict):
+        return []
+    parts = []
+    for metric, versus in (served.get("vs_strongest_baseline") or {}).items():
+        if isinstance(versus, dict):
+            value = fmt(lookup(served, "metrics", metric), digits)
+            parts.append(f"{metric_label(metric)} {value}"
+                         f" vs {versus.get('baseline')} {fmt(versus.get('value'), digits)}: "
+                         f"paired {signed(versus.get('paired_diff'), digits)}, "
+                         f"ratio {fmt(versus.get('ratio'), 3)}")
+    folds = served.get("per_fold_kinds")
+    chosen = (f" (per fold: {', '.join(folds)})" if isinstance(folds, list) else "")
+    return [f"Served head: `{served.get('kind')}`{chosen}, chosen on validation users only; "
+            + "; ".join(parts) + ".", ""]
+
+
 def _profile(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for regime, body in _regimes(task).items():
@@ -96,8 +128,10 @@ def _profile(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
                    *(["accuracy, argmax as trained"] if as_trained else []),
                    "trainable params", "train s"]
         rows = []
+        served = lookup(task, "served", regime) or body.get("served")
         for method, res in methods.items():
-            rows.append([method, with_spread(res.get("accuracy"), "std", 3),
+            rows.append([_method_label(method, served),
+                         with_spread(res.get("accuracy"), "std", 3),
                          with_spread(res.get("macro_f1"), "std", 3),
                          *(paired_folds(lookup(paired, method, m)) for m in P2_METRICS),
                          *([with_spread(lookup(res, "decisions", "as_trained", "accuracy"),
@@ -110,7 +144,7 @@ def _profile(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
                   f"{fmt(task.get('labelled_users'), 0)} labelled users. Mean ± sample std over "
                   "the test folds; the difference columns are per-fold paired differences to the "
                   "strongest baseline of each metric.", "",
-                  *table(headers, rows)]
+                  *table(headers, rows), *_served_line(served, 3)]
     return lines + _label_curve(name, task_name, task)
 
 
@@ -153,7 +187,9 @@ def _cross_domain(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
     ndcg = next((key for key in metrics if key.startswith("ndcg@")), "ndcg@10")
     base = task.get("strongest_baseline") or "baseline"
     paired = task.get("paired_vs_baseline") or {}
-    rows = [[method, *(with_spread(res.get(key), "se", 4) for key in metrics),
+    served = lookup(task, "served", "1.0")
+    rows = [[_method_label(method, served),
+             *(with_spread(res.get(key), "se", 4) for key in metrics),
              paired_users(lookup(paired, method, ndcg)),
              fmt(res.get("trainable_parameters"), 0), fmt(res.get("seconds"), 1)]
             for method, res in methods.items()]
@@ -164,7 +200,18 @@ def _cross_domain(name: str, task_name: str, task: dict[str, Any]) -> list[str]:
             "candidates). Mean ± standard error over test users; the difference column is the "
             "per-user paired difference to the strongest baseline.", "",
             *table(["method", *map(metric_label, metrics), f"{metric_label(ndcg)} - {base}",
-                    "trainable params", "train s"], rows)]
+                    "trainable params", "train s"], rows), *_served_line(served, 4),
+            *_wide_line(task.get("wide"))]
+
+
+def _wide_line(wide: Any) -> list[str]:
+    """The truncated ridge's rank and size beside the full ridge's NDCG."""
+    if not isinstance(wide, dict):
+        return []
+    return [f"Wide part: ridge (lambda {fmt(wide.get('lambda'), 3)}) truncated to rank "
+            f"{fmt(wide.get('rank'), 0)} ({fmt((wide.get('float32_bytes') or 0) / 2**20, 1)} MiB "
+            f"in float32): NDCG@10 {fmt(wide.get('ndcg'), 4)} vs the full ridge's "
+            f"{fmt(wide.get('full_ridge_ndcg'), 4)}.", ""]
 
 
 def _bundle(report: dict[str, Any]) -> list[str]:

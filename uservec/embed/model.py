@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from uservec.contract.bags import BAG_INPUT, bag_ids, graph_feed
 from uservec.contract.decision import Decision, prior_shift
 from uservec.contract.manifest import DISABLED_OPTIMIZERS
 from uservec.contract.sequences import batch_length, encode_batch
@@ -48,14 +49,26 @@ class EmbedModel:
     heads: tuple[ProfileOutput, ...]
 
     @property
+    def reads_bag(self) -> bool:
+        """True when the graph has wide parts: they read every event, not only the window."""
+        return any(i.name == BAG_INPUT for i in self.session.get_inputs())
+
+    @property
     def outputs(self) -> list[str]:
         return [USER_VECTOR, *(head.output for head in self.heads)]
 
     def run(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One onnxruntime pass, padded as the service pads a batch (to its longest sequence)."""
+        """One onnxruntime pass, padded as the service pads a batch (to its longest sequence).
+
+        ``sequences`` are whole histories: the encoder reads the latest ``max_len`` ids, a wide
+        part (graphs with a ``bag`` input) every id, as the service does.
+        """
         length = self.fixed_length or batch_length(sequences, self.max_len)
         items = encode_batch(sequences, length)  # (B, L), left-padded
-        return list(self.session.run(self.outputs, {self.input_name: items}))
+        names = [i.name for i in self.session.get_inputs()]
+        size = int(self.session.get_inputs()[-1].shape[1]) if len(names) > 1 else 0
+        feed = graph_feed(names, items, size, [bag_ids(s) for s in sequences])
+        return list(self.session.run(self.outputs, feed))
 
 
 def _profile_outputs(manifest: Any, decision: Decision,

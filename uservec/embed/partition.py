@@ -43,9 +43,10 @@ def _embed_rows(model: EmbedModel, table: pa.Table, offsets: np.ndarray,
     items = table.column("item_id").to_pylist()
     domains = table.column("domain").to_pylist()
     stamps = table.column("timestamp").to_pylist()
+    whole = model.reads_bag  # wide parts read every event: keep them all, the run cuts the window
     sequences = [
-        encode_events(items[a:b], domains[a:b], stamps[a:b], model.vocab, model.max_len,
-                      model.domains).ids
+        encode_events(items[a:b], domains[a:b], stamps[a:b], model.vocab,
+                      b - a if whole else model.max_len, model.domains).ids
         for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
     ]
     n_users = len(sequences)
@@ -93,7 +94,8 @@ def embed_partition(model: EmbedModel, part: SpillFile, options: EmbedOptions,
         table = reader.read_all()
     held.rows = max(held.rows, table.num_rows)
     part.path.unlink()
-    kept, offsets = _users(table, model.max_len)
+    # a wide part reads every event of a user, the encoder only the latest max_len
+    kept, offsets = _users(table, max(table.num_rows, 1) if model.reads_bag else model.max_len)
     del table
     schema = output_schema(model, options.decision)
     # a few thousand users at a time: Python lists of their rows stay small

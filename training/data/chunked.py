@@ -77,9 +77,18 @@ def _count(path: Path, chunk_rows: int, names: Mapping[str, str]
     for frame in _chunks(path, chunk_rows, names):
         per_user.append(frame.groupby("user_id", sort=False).size())
         per_item.append(frame.groupby(["item_id", "domain"], sort=False).size())
-    users = pd.concat(per_user).groupby(level=0, sort=False).sum()
-    items = pd.concat(per_item).groupby(level=[0, 1], sort=False).sum()
-    return users, items
+        # fold the partial counts once they outgrow a chunk: memory stays at the distinct
+        # users and items plus one chunk, however often each appears across the file
+        if sum(len(part) for part in per_user) > chunk_rows:
+            per_user = [_fold(per_user, [0])]
+        if sum(len(part) for part in per_item) > chunk_rows:
+            per_item = [_fold(per_item, [0, 1])]
+    return _fold(per_user, [0]), _fold(per_item, [0, 1])
+
+
+def _fold(parts: list[pd.Series], levels: list[int]) -> pd.Series:
+    """Partial counts summed into one series per key."""
+    return pd.concat(parts).groupby(level=levels, sort=False).sum()
 
 
 def _catalog(item_counts: pd.Series) -> tuple[pd.DataFrame, tuple[str, ...]]:

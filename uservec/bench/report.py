@@ -230,8 +230,10 @@ def _user_state(c: dict[str, Any]) -> list[str]:
     for level, part in (("engine", c["engine"]), ("service (memory)", c["service_memory"]["rows"]),
                         ("service (Redis)", redis.get("rows", [])), ("HTTP", c["http"])):
         rows += [[level, r["events"], _fmt(r["append_ms"]["p50"], 3),
-                  _fmt(r["reencode_ms"]["p50"], 3), _fmt(r["speedup_p50"], 1)] for r in part]
-    return [*out, *table(["level", "events", "append ms", "re-encode ms", "x"], rows)]
+                  _fmt(r["reencode_ms"]["p50"], 3), _fmt(r["speedup_p50"], 1),
+                  _fmt(r.get("speedup_min"), 1)] for r in part]
+    return [*out, *table(["level", "events", "append ms", "re-encode ms", "x (p50)",
+                          "x (fastest)"], rows)]
 
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]]]] = [

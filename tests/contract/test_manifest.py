@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,13 @@ def test_a_task_without_a_prior_digests_as_bundles_written_before_the_field(bund
     sealed_raw = _seal(bundle)
     assert sealed_raw["tasks"][0]["class_prior"] == [0.25, 0.75]
     verify_files(bundle, read_manifest(bundle))
+
+
+def test_a_sealed_manifest_written_by_uservec_0_1_0_keeps_its_digest():
+    """A real 0.1.0 demo bundle's manifest (two tasks): every field added since is left out of
+    the digest when it holds its default, so bundles users already deployed keep verifying."""
+    raw = (Path(__file__).parent / "data" / "manifest-0.1.0-demo.json").read_text()
+    manifest = BundleManifest.model_validate_json(raw)
+    assert manifest.manifest_sha256 is not None and len(manifest.tasks) == 2
+    assert manifest_digest(manifest) == manifest.manifest_sha256
+    assert {task.served_kind for task in manifest.tasks} == {"deep"}

@@ -160,8 +160,10 @@ class TaskSpec(BaseModel):
         description="profile: the class-weight power the head was trained with (weights "
         "prior ** -power); logits + power * log(class_prior) rank like the unweighted posterior",
     )
+    # left out of the file when "deep" (all a bundle written before wide parts can hold), so
+    # those bundles keep their digest
     served_kind: Literal["deep", "wide", "wide+deep"] = Field(
-        "deep",
+        "deep", exclude_if=lambda v: v == "deep",
         description="what the head's output serves: the network head on the user vector "
         "(deep), a linear model on the item bag of every event sent (wide; the graph's ``bag`` "
         "input), or their sum (wide+deep); chosen on validation users at training time")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,18 @@ def torch_outputs(model: FusedUserModel, items: np.ndarray) -> dict[str, np.ndar
     return {n: v.numpy() for n, v in zip(model.output_names, values, strict=True)}
 
 
-def session_outputs(session: ort.InferenceSession, items: np.ndarray) -> dict[str, np.ndarray]:
-    """Run an onnxruntime session on ``items`` (B, L); outputs by name."""
+def session_outputs(session: ort.InferenceSession, items: np.ndarray,
+                    bags: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Run an onnxruntime session on ``items`` (B, L); outputs by name.
+
+    ``bags``: each row's bag ids over every event the user has (what the service sends a graph
+    with wide parts); without them the bag is the window's own items.
+    """
     names = [o.name for o in session.get_outputs()]
     inputs = session.get_inputs()
     size = int(inputs[1].shape[1]) if len(inputs) > 1 else 0
-    feed = graph_feed([i.name for i in inputs], np.ascontiguousarray(items, dtype=np.int64), size)
+    feed = graph_feed([i.name for i in inputs], np.ascontiguousarray(items, dtype=np.int64), size,
+                      bags)
     values = session.run(names, feed)
     return dict(zip(names, values, strict=True))
 

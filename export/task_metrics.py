@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import scipy.sparse as sp
 import torch
 
 from uservec.export.parity import open_session, session_outputs
 from uservec.training.batching import evaluation_examples
 from uservec.training.checkpoint import load_checkpoint
+from uservec.training.comparison.served_cross_domain import source_bags
+from uservec.training.comparison.served_profile import vocabulary_bags
 from uservec.training.config import ExperimentConfig
 from uservec.training.cross_domain_task import (
     source_inputs,
@@ -55,6 +58,7 @@ class _Profile:
     inputs: np.ndarray  # (N, L)
     codes: np.ndarray  # (N,) index into the head's labels
     n_classes: int
+    bags: list[np.ndarray]  # (N,) vocabulary ids of every event of each user (the wide parts')
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,19 @@ class _Recommend:
     max_len: int
 
 
+def _bag_rows(bags: sp.csr_matrix) -> list[np.ndarray]:
+    """Each row's column ids of a binary (N, V) bag matrix."""
+    return [bags.indices[bags.indptr[row] : bags.indptr[row + 1]] for row in range(bags.shape[0])]
+
+
 def _batched_outputs(session: ort.InferenceSession, items: np.ndarray, names: list[str],
-                     batch_size: int = 256) -> dict[str, np.ndarray]:
+                     batch_size: int = 256, bags: list[np.ndarray] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """Outputs of ``items`` in batches; ``bags`` as the service sends them (every event)."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(items), batch_size):
-        outputs = session_outputs(session, items[start : start + batch_size])
+        chunk = None if bags is None else bags[start : start + batch_size]
+        outputs = session_outputs(session, items[start : start + batch_size], chunk)
         for name in names:
             parts[name].append(outputs[name])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -92,7 +104,8 @@ def next_item_metrics(session: ort.InferenceSession, inputs: np.ndarray, targets
 
 def profile_metrics(session: ort.InferenceSession, name: str, data: _Profile) -> dict[str, Any]:
     """Accuracy and macro-F1 of a profile head's argmax against the users' labels."""
-    logits = _batched_outputs(session, data.inputs, [profile_output(name)])[profile_output(name)]
+    output = profile_output(name)
+    logits = _batched_outputs(session, data.inputs, [output], bags=data.bags)[output]
     predicted = logits.argmax(axis=1)
     return {
         "accuracy": accuracy(data.codes, predicted),
@@ -109,7 +122,9 @@ def recommend_metrics(session: ort.InferenceSession, name: str, data: _Recommend
 
     def score(users: np.ndarray) -> np.ndarray:
         items = source_inputs(data.split, users, data.max_len).numpy()  # as the task was trained
-        query = _batched_outputs(session, items, [query_output(name)])[query_output(name)]
+        bags = _bag_rows(source_bags(data.split, users))  # the whole source history, as served
+        query = _batched_outputs(session, items, [query_output(name)], bags=bags)[
+            query_output(name)]
         return query.astype(np.float64) @ data.item_vectors.T.astype(np.float64)  # (N, C)
 
     result = evaluate_cross_domain(score, data.split, k)
@@ -147,6 +162,7 @@ def run_evaluator(
     declared = {t.name: t for t in cfg.tasks}
     profile: dict[str, _Profile] = {}
     recommend: dict[str, _Recommend] = {}
+    all_bags = vocabulary_bags(dataset)  # (U, V) every event of every user
     for name, task in tasks.items():
         spec = declared.get(name)
         if spec is None:
@@ -161,6 +177,7 @@ def run_evaluator(
                 inputs=profile_inputs(dataset, users, max_len).numpy(),  # as the task was trained
                 codes=np.array([order[label] for label in labels.labels[known]]),
                 n_classes=len(task.labels),
+                bags=_bag_rows(all_bags[users]),
             )
         else:
             recommend[name] = _Recommend(cross_domain_view(dataset, plan.cross_domain[name]),

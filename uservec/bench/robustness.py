@@ -165,6 +165,21 @@ def _window(timeline: list[list[float]], start: float, end: float) -> dict[str, 
             "hit_rate": float(np.mean([r[3] for r in ok])) if ok else float("nan")}
 
 
+def _served(server: ServerProcess) -> float:
+    """POSTs the server has answered so far (the load's; polling GET /metrics is not counted)."""
+    return metric_total(server.metrics(), "uservec_request_duration_seconds_count", method="POST")
+
+
+def _wait_for_requests(server: ServerProcess, total: float, at_least_s: float = 0.0,
+                       timeout_s: float = 60.0) -> None:
+    """Sleep ``at_least_s``, then until the server has answered ``total`` requests: each phase of
+    a fault benchmark must hold traffic, or its hit rate is 0/0."""
+    deadline = time.time() + timeout_s
+    time.sleep(at_least_s)
+    while _served(server) < total and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def redis_fault(bundle: Path, workdir: Path, seconds: float, seed: int) -> dict[str, Any]:
     """Kill the server's Redis a third into the load, restart it at two thirds."""
     if shutil.which("redis-server") is None:
@@ -179,11 +194,12 @@ def redis_fault(bundle: Path, workdir: Path, seconds: float, seed: int) -> dict[
                              repeat_share=0.9, max_seconds=seconds,
                              seed=stream_seed(seed, "redis"), timeline=True)
             load = Load(spec, workdir)
+            _wait_for_requests(server, 20)  # a loaded machine can take seconds to start the load
             start = time.time()
             time.sleep(seconds / 3)
             redis.kill()
             killed = time.time()
-            time.sleep(seconds / 3)
+            _wait_for_requests(server, _served(server) + 20, at_least_s=seconds / 3)
             redis.start()
             restarted = time.time()
             result = load.result()

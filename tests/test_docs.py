@@ -330,7 +330,7 @@ def test_the_headline_keeps_two_regimes_and_points_to_the_rest() -> None:
     regimes = report["tasks"]["tasks"]["gender"]["regimes"]
     regimes["0.1"] = regimes["0.05"] = regimes["1.0"]
     text = results_summary(Inputs({"demo": report}, {}, (), {}))
-    assert "| demo | gender, 10% of the labels | accuracy |" in text
+    assert "| demo | gender, 10% | accuracy |" in text
     assert "5% of the labels" not in text.split("\n\n")[1]
     assert "the other label regimes (0.05)" in text
 

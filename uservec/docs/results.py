@@ -277,12 +277,12 @@ def results_page(inputs: Inputs) -> str:
 
 
 def _headline_diff(diff: Any, profile: bool) -> str:
-    """The paired difference in brief: ``-0.008 (won 1/5)`` (P2), ``+0.0118 (p 0.044)`` (P3)."""
+    """The paired difference in brief: ``-0.008`` (P2, mean over folds), ``+0.0118 (p 0.044)``
+    (P3)."""
     if not isinstance(diff, dict) or diff.get("diff_mean") is None:
         return "-"
     if profile:
-        folds = len(diff.get("per_fold") or []) or "?"
-        return f"{signed(diff['diff_mean'], 3)} (won {fmt(diff.get('wins'), 0)}/{folds})"
+        return signed(diff["diff_mean"], 3)  # folds won: docs/results.md
     return f"{signed(diff['diff_mean'], 4)} (p {pvalue(diff.get('wilcoxon_pvalue'))})"
 
 
@@ -296,7 +296,7 @@ def _headline_rows(name: str, report: dict[str, Any], neural: Sequence[str]) -> 
             methods = body.get("methods") or {}
             final = _final_method(task, methods, P2_BASELINES if profile else P3_BASELINES)
             label = (task_name if regime in ("full", "1.0")
-                     else f"{task_name}, {_regime_label(regime)}")
+                     else f"{task_name}, {_regime_label(regime).replace(' of the labels', '')}")
             metrics = P2_METRICS if profile else tuple(
                 k for k in next(iter(methods.values()), {}) if k.startswith("ndcg@"))
             digits = 3 if profile else 4
@@ -328,8 +328,11 @@ def results_summary(inputs: Inputs) -> str:
         for task in _tasks(report).values():
             for body in _regimes(task).values():
                 baselines = P2_BASELINES if task.get("kind") == "profile" else P3_BASELINES
+                # the README keeps the served row; its wide and wide+deep parts are in results.md
                 neural += [m for m in _neural(body.get("methods") or {}, baselines)
-                           if m not in neural]
+                           if m not in neural and m not in ("wide", "wide+deep")]
+    if SERVED in neural:  # the served head alone; every network is in results.md
+        neural = [SERVED]
     rows = [row for name, report in inputs.reports.items()
             for row in _headline_rows(name, report, neural)]
     finals = {row[-2] for row in rows}

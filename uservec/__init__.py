@@ -5,4 +5,4 @@ the vocabulary, reserved ids, sequence encoding and bundle manifest cannot drift
 offline and the online side. Nothing in this package may import torch.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -172,57 +172,38 @@ def train_loop(
     ``device.task_device()`` (``pretrain.device``); ``module`` is back on the CPU afterwards.
     """
     with on_device(module, task_device()):
-        return _train_loop(forward, module, groups, inputs, loss_fn, hp, settings, seed, epochs,
-                           validate, sequences, validate_untrained, resample)
-
-
-def _train_loop(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    module: nn.Module,
-    groups: list[dict[str, Any]],
-    inputs: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    hp: Hyperparameters,
-    settings: AdaptSettings,
-    seed: int,
-    epochs: int,
-    validate: Callable[[], float] | None,
-    sequences: bool,
-    validate_untrained: bool,
-    resample: Callable[[torch.Generator], torch.Tensor] | None,
-) -> TrainResult:
-    started = time.perf_counter()
-    params = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    lengths = sequence_lengths(inputs) if sequences else torch.zeros(inputs.shape[0])
-    stopping = EarlyStopping(params, settings.patience)
-    history: list[dict[str, float]] = []
-    module.eval()
-    if validate is not None and validate_untrained:
-        # epoch 0: P3's untrained head is the popularity ranking, which may already win
-        history.append({"epoch": 0, "valid": float(validate())})
-        stopping.update(0, history[-1]["valid"])
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        if resample is not None:
-            inputs = resample(generator)
-            lengths = sequence_lengths(inputs)
-        module.train()
-        loss = train_epoch(forward, optimizer, params, inputs, lengths, loss_fn, settings,
-                           generator, sequences)
+        started = time.perf_counter()
+        params = [p for group in groups for p in group["params"]]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        generator = torch.Generator().manual_seed(seed)
+        lengths = sequence_lengths(inputs) if sequences else torch.zeros(inputs.shape[0])
+        stopping = EarlyStopping(params, settings.patience)
+        history: list[dict[str, float]] = []
         module.eval()
-        history.append({"epoch": epoch, "loss": loss})
-        if validate is not None:
-            history[-1]["valid"] = float(validate())
-            if stopping.update(epoch, history[-1]["valid"]):
-                break
-    module.eval()
-    stopping.restore()
-    return TrainResult(
-        epochs_run=epoch,
-        best_epoch=stopping.best_epoch if validate is not None else epoch,
-        best_score=stopping.best_score if validate is not None else None,
-        history=history,
-        seconds=time.perf_counter() - started,
-    )
+        if validate is not None and validate_untrained:
+            # epoch 0: P3's untrained head is the popularity ranking, which may already win
+            history.append({"epoch": 0, "valid": float(validate())})
+            stopping.update(0, history[-1]["valid"])
+        epoch = 0
+        for epoch in range(1, epochs + 1):
+            if resample is not None:
+                inputs = resample(generator)
+                lengths = sequence_lengths(inputs)
+            module.train()
+            loss = train_epoch(forward, optimizer, params, inputs, lengths, loss_fn, settings,
+                               generator, sequences)
+            module.eval()
+            history.append({"epoch": epoch, "loss": loss})
+            if validate is not None:
+                history[-1]["valid"] = float(validate())
+                if stopping.update(epoch, history[-1]["valid"]):
+                    break
+        module.eval()
+        stopping.restore()
+        return TrainResult(
+            epochs_run=epoch,
+            best_epoch=stopping.best_epoch if validate is not None else epoch,
+            best_score=stopping.best_score if validate is not None else None,
+            history=history,
+            seconds=time.perf_counter() - started,
+        )
